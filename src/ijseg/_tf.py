@@ -1,0 +1,123 @@
+"""The one place that imports TensorFlow/Keras and deals with versions and devices.
+
+Nothing else in ijseg imports TensorFlow at module level, so ``import ijseg`` stays fast and
+the ImageJ bridge can start without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+from .errors import IjsegError
+
+__all__ = ["tf", "keras", "import_tf", "device_summary", "dtype_policy", "policy_name", "gpus"]
+
+log = logging.getLogger(__name__)
+
+_INSTALL_HINT = "pip install tensorflow-cpu==2.21.0 keras==3.15.1  (or the GPU build: pip install tensorflow)"
+_configured = False
+
+
+@contextlib.contextmanager
+def _quiet_fd2() -> Iterator[None]:
+    """Hide what TensorFlow's C++ side writes to stderr while it is imported.
+
+    TF 2.21 logs oneDNN/CPU-feature notices before its logging is initialised, so
+    ``TF_CPP_MIN_LOG_LEVEL`` cannot silence them. Set ``IJSEG_TF_VERBOSE=1`` to see them.
+    Python exceptions are unaffected: they are raised after stderr is restored.
+    """
+    if os.environ.get("IJSEG_TF_VERBOSE"):
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tf():
+    """Import TensorFlow and Keras 3 quietly, configure GPUs once, and return ``(tf, keras)``.
+
+    Raises
+    ------
+    IjsegError
+        If TensorFlow or Keras 3 is not installed, with the install command.
+    """
+    global _configured
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    try:
+        with _quiet_fd2():
+            import tensorflow as tf_
+            import keras as keras_
+    except ImportError as err:
+        raise IjsegError(f"TensorFlow is required for this command but cannot be imported ({err}); {_INSTALL_HINT}") from err
+    if int(keras_.__version__.split(".")[0]) < 3:
+        raise IjsegError(f"ijseg needs Keras 3, found keras {keras_.__version__}; {_INSTALL_HINT}")
+    if keras_.backend.backend() != "tensorflow":
+        raise IjsegError(
+            f"ijseg needs the Keras TensorFlow backend, but KERAS_BACKEND is {keras_.backend.backend()!r}"
+        )
+    if not _configured:
+        _configured = True
+        for gpu in tf_.config.list_physical_devices("GPU"):
+            with contextlib.suppress(RuntimeError):  # already initialised
+                tf_.config.experimental.set_memory_growth(gpu, True)
+    return tf_, keras_
+
+
+def gpus() -> list[str]:
+    """Names of the GPUs TensorFlow sees (empty on CPU-only machines)."""
+    tf_, _ = import_tf()
+    return [d.name for d in tf_.config.list_physical_devices("GPU")]
+
+
+def device_summary() -> str:
+    """One line saying where TensorFlow computes."""
+    tf_, keras_ = import_tf()
+    g = gpus()
+    where = f"GPU ({', '.join(g)})" if g else f"CPU ({os.cpu_count()} cores)"
+    return f"TensorFlow {tf_.__version__}, Keras {keras_.__version__}, computing on {where}"
+
+
+def policy_name(mixed_precision: bool) -> str:
+    """``mixed_float16`` on a GPU, ``mixed_bfloat16`` on a CPU, or ``float32``."""
+    if not mixed_precision:
+        return "float32"
+    return "mixed_float16" if gpus() else "mixed_bfloat16"
+
+
+@contextlib.contextmanager
+def dtype_policy(mixed_precision: bool) -> Iterator[str]:
+    """Build layers under the policy :func:`policy_name` gives.
+
+    The global Keras policy is restored afterwards; layers keep the policy they were built with.
+    """
+    _, keras_ = import_tf()
+    old = keras_.mixed_precision.global_policy()
+    name = policy_name(mixed_precision)
+    keras_.mixed_precision.set_global_policy(name)
+    try:
+        yield name
+    finally:
+        keras_.mixed_precision.set_global_policy(old)
+
+
+def __getattr__(name: str):
+    # lazy module attributes: ``from ijseg._tf import tf, keras`` imports TensorFlow on first use
+    if name in ("tf", "keras"):
+        tf_, keras_ = import_tf()
+        return tf_ if name == "tf" else keras_
+    raise AttributeError(name)

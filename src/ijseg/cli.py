@@ -1,0 +1,294 @@
+"""The ``ijseg`` command line: ``ijseg simulate | train | doctor``.
+
+Heavy libraries (TensorFlow) are imported only after the arguments are parsed, and only by
+the commands that need them. Errors a user can fix are printed as one line, without a
+traceback; the exit code is 1 for those, 2 for bad usage and 130 after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigError, IjsegError
+
+__all__ = ["main"]
+
+log = logging.getLogger("ijseg")
+
+
+# ---------------------------------------------------------------------------------------------
+# simulate
+
+
+def _add_simulate(sub) -> None:
+    from .data.simulate import PRESETS
+
+    p = sub.add_parser(
+        "simulate",
+        help="write a simulated dataset (images + instance masks)",
+        description="Write OUT/{train,test}/{images,masks}/NNNN.tif with realistic simulated cells.",
+    )
+    p.add_argument("--preset", default="sim2k-10", choices=sorted(PRESETS),
+                   help="dataset recipe: " + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--n-train", type=int, help="number of training images (default: the preset's)")
+    p.add_argument("--n-test", type=int, help="number of test images (default: the preset's)")
+    p.add_argument("--size", type=int, help="image size in pixels (square; default 256)")
+    p.add_argument("--noise", type=float, help="noise multiplier (0 = none, 1 = default, 2 = twice as noisy)")
+    p.add_argument("--dynamic-range", type=float,
+                   help="photon count of the brightest object (default 200; > 255 writes uint16)")
+    p.add_argument("--scale", type=float, help="pixel scale: objects this many times larger in pixels (default 1)")
+    p.add_argument("--touching", type=float, help="fraction of objects placed against a neighbour (0..1)")
+    p.set_defaults(func=_cmd_simulate)
+
+
+def _cmd_simulate(args) -> int:
+    from .data.simulate import simulate_dataset
+
+    overrides = {}
+    if args.size is not None:
+        overrides["shape"] = (args.size, args.size)
+    for key in ("noise", "dynamic_range", "scale", "touching"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    try:
+        out = simulate_dataset(args.out, args.preset, seed=args.seed, overrides=overrides,
+                               n_train=args.n_train, n_test=args.n_test, progress=not args.quiet)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    meta = json.loads((out / "simulation.json").read_text())
+    print(f"wrote {meta['n_train']} training + {meta['n_test']} test images to {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+#: CLI flag -> Config field (flags left out keep the config file's or the default value)
+_TRAIN_FLAGS = {
+    "val_fraction": "data_val_fraction",
+    "boundary_width": "data_boundary_width",
+    "channels": "data_n_channels",
+    "depth": "unet_depth",
+    "base_filters": "unet_base_filters",
+    "kernel_size": "unet_kernel_size",
+    "batch_norm": "unet_batch_norm",
+    "dropout": "unet_dropout",
+    "residual": "unet_residual",
+    "loss": "train_loss",
+    "optimizer": "train_optimizer",
+    "learning_rate": "train_learning_rate",
+    "momentum": "train_momentum",
+    "epochs": "train_epochs",
+    "steps_per_epoch": "train_steps_per_epoch",
+    "batch_size": "train_batch_size",
+    "patch_size": "train_patch_size",
+    "reduce_lr_patience": "train_reduce_lr_patience",
+    "early_stopping": "train_early_stopping_patience",
+    "augment": "train_augment",
+    "mixed_precision": "train_mixed_precision",
+    "seed": "train_seed",
+}
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a U-Net on a folder of images and masks",
+        description=(
+            "Train a U-Net and write MODEL/ (config.json, weights_best/last.weights.h5, history.csv, "
+            "learning_curves.png, checkpoint_last.npz). Options override --config, which overrides the defaults."
+        ),
+    )
+    p.add_argument("--data", required=True, type=Path,
+                   help="dataset folder: images/ + masks/, Training_source/ + Training_target/, or 01/ + 01_GT/SEG/")
+    p.add_argument("--model", required=True, type=Path, help="model folder to write")
+    p.add_argument("--config", type=Path, help="JSON file with configuration keys (see README)")
+    g = p.add_argument_group("targets")
+    g.add_argument("--classes", type=int,
+                   help="2: foreground/background; 3: background/interior/boundary (from instance masks); "
+                        "with --mask-type class: the number of classes in the masks")
+    g.add_argument("--target", choices=("binary", "3class", "distance", "classes"),
+                   help="training target (default from --classes: 2 -> binary, 3 -> 3class)")
+    g.add_argument("--mask-type", choices=("instance", "class"),
+                   help="masks hold instance labels (default) or class numbers 0..C-1")
+    g.add_argument("--boundary-width", type=int, help="boundary width in pixels for 3 classes (default 1)")
+    g.add_argument("--channels", type=int, help="input channels (default 1)")
+    g.add_argument("--normalizer", choices=("percentile", "zscore", "minmax"),
+                   help="intensity normalisation (default percentile 1-99.8)")
+    g.add_argument("--val-fraction", type=float, help="fraction of images for validation, 0.1-0.3 (default 0.15)")
+    g = p.add_argument_group("network")
+    g.add_argument("--depth", type=int, help="down-sampling levels (default 3)")
+    g.add_argument("--base-filters", type=int, help="channels of the first level, doubled per level (default 32)")
+    g.add_argument("--kernel-size", type=int, help="convolution size, 3/5/7 (default 3)")
+    g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalisation (default on)")
+    g.add_argument("--dropout", type=float, help="dropout rate in each block (default 0)")
+    g.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None, help="residual blocks (default off)")
+    g = p.add_argument_group("training")
+    g.add_argument("--loss", help="crossentropy (bce/cce), dice, crossentropy_dice, focal, mse, mae (default: auto)")
+    g.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam")
+    g.add_argument("--learning-rate", type=float, help="default 1e-3")
+    g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    g.add_argument("--epochs", type=int, help="default 100; with --resume, the new total")
+    g.add_argument("--steps-per-epoch", type=int, help="default 100")
+    g.add_argument("--batch-size", type=int, help="default 8")
+    g.add_argument("--patch-size", type=int, help="square patch size, a multiple of 2**depth (default 256)")
+    g.add_argument("--reduce-lr-patience", type=int, help="halve the learning rate after N epochs without improvement (0: off)")
+    g.add_argument("--early-stopping", type=int, metavar="N", help="stop after N epochs without improvement (0: off)")
+    g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="data augmentation (default on)")
+    g.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 compute on CPU / float16 on GPU (default off)")
+    g.add_argument("--seed", type=int, help="seed of weights, split and patches (default 42)")
+    g = p.add_argument_group("run")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="replace a model already in --model")
+    p.set_defaults(func=_cmd_train)
+
+
+def _train_config(args):
+    from .config import Config
+
+    base: dict = {}
+    if args.config is not None:
+        try:
+            base = json.loads(args.config.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"{args.config}: configuration file not found") from err
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{args.config}: not valid JSON ({err})") from err
+        if not isinstance(base, dict):
+            raise ConfigError(f"{args.config}: must hold a JSON object of configuration keys")
+        base.pop("n_params", None)
+    d = dict(base)
+    mask_type = args.mask_type or d.get("data_mask_type", "instance")
+    d["data_mask_type"] = mask_type
+    if args.classes is not None:
+        if args.classes < 2:
+            raise ConfigError(f"--classes must be at least 2, got {args.classes}")
+        d["data_n_classes"] = args.classes
+        if args.target is None:
+            if mask_type == "class":
+                d["data_target"] = "binary" if args.classes == 2 else "classes"
+            elif args.classes in (2, 3):
+                d["data_target"] = "binary" if args.classes == 2 else "3class"
+            else:
+                raise ConfigError(
+                    f"--classes {args.classes} with instance masks: use 2 (binary) or 3 (3class), "
+                    f"or --mask-type class for masks that hold class numbers"
+                )
+    if args.target is not None:
+        d["data_target"] = args.target
+        if args.classes is None:
+            fixed = {"binary": 2, "3class": 3, "distance": 1}
+            d["data_n_classes"] = fixed.get(args.target, d.get("data_n_classes", 2))
+    if args.normalizer is not None:
+        d["data_normalizer"] = {"name": args.normalizer}
+    for flag, key in _TRAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            d[key] = value
+    try:
+        return Config.from_dict(d)
+    except ConfigError as err:
+        where = f"{args.config}: " if args.config else ""
+        raise ConfigError(f"{where}{err}") from err
+
+
+def _cmd_train(args) -> int:
+    from .train import train
+
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in [*_TRAIN_FLAGS, "classes", "target", "mask_type", "normalizer", "config"]
+                 if k != "epochs" and getattr(args, k) is not None]
+        if given:
+            raise ConfigError(f"--resume continues with the model's own configuration; remove {', '.join(given)} "
+                              f"(only --epochs may change)")
+        cfg = None
+    else:
+        cfg = _train_config(args)
+    try:
+        result = train(args.data, args.model, cfg, resume=args.resume, overwrite=args.overwrite,
+                       epochs=args.epochs if args.resume else None, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last completed epoch is saved. Continue with:\n"
+              f"  ijseg train --data {args.data} --model {args.model} --resume", file=sys.stderr)
+        return 130
+    last = result.last
+    print(f"trained {result.epochs_done} epoch(s){' (stopped early)' if result.stopped_early else ''}; "
+          f"best epoch {result.best_epoch} (validation loss {result.best_val_loss:.4g}"
+          + (f", foreground IoU {last['val_fg_iou']:.3f} at the last epoch" if "val_fg_iou" in last else "")
+          + f"); model in {result.model_dir}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# doctor
+
+
+def _add_doctor(sub) -> None:
+    p = sub.add_parser("doctor", help="report versions, Java, ImageJ, display and GPU")
+    p.add_argument("--no-tensorflow", action="store_true", help="skip importing TensorFlow")
+    p.set_defaults(func=_cmd_doctor)
+
+
+def _cmd_doctor(args) -> int:
+    from .doctor import report
+
+    rows = report(with_tensorflow=not args.no_tensorflow)
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ijseg",
+        description="Deep-learning segmentation for microscopy: train U-Nets in Python, run them from ImageJ.",
+    )
+    parser.add_argument("--version", action="version", version=f"ijseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_simulate(sub)
+    _add_train(sub)
+    _add_doctor(sub)
+    return parser
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ijseg: %(message)s"))
+    root = logging.getLogger("ijseg")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except IjsegError as err:
+        print(f"ijseg {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

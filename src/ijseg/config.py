@@ -1,0 +1,254 @@
+"""Validated model and training configuration, stored as ``config.json`` in the model folder.
+
+Field names are grouped by prefix: ``data_*`` (targets, normalisation, split), ``unet_*``
+(architecture), ``train_*`` (optimisation and augmentation). :meth:`Config.from_dict` rejects
+unknown keys and invalid values with one message that lists every problem.
+
+Examples
+--------
+>>> cfg = Config(data_target="3class", data_n_classes=3, unet_base_filters=8, unet_depth=2)
+>>> cfg.n_outputs, cfg.final_activation, cfg.loss
+(3, 'softmax', 'crossentropy')
+>>> Config.from_dict(cfg.to_dict()) == cfg
+True
+>>> Config.from_dict({"unet_depht": 3, "train_epochs": 0})
+Traceback (most recent call last):
+...
+ijseg.errors.ConfigError: invalid configuration: unknown key 'unet_depht' (did you mean 'unet_depth'?); train_epochs must be >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ._fileio import atomic_write_text
+from .errors import ConfigError
+from .preprocess import normalizer_from_dict
+
+__all__ = ["Config", "CONFIG_VERSION", "LOSSES", "OPTIMIZERS"]
+
+CONFIG_VERSION = 1
+LOSSES = ("crossentropy", "dice", "crossentropy_dice", "focal", "mse", "mae")
+_LOSS_ALIASES = {
+    "bce": "crossentropy",
+    "cce": "crossentropy",
+    "ce": "crossentropy",
+    "bce_dice": "crossentropy_dice",
+    "cce_dice": "crossentropy_dice",
+    "ce_dice": "crossentropy_dice",
+}
+OPTIMIZERS = ("adam", "sgd")
+TARGETS = ("binary", "3class", "distance", "classes")
+MASK_TYPES = ("instance", "class")
+
+
+def _default_normalizer() -> dict[str, Any]:
+    return {"name": "percentile", "pmin": 1.0, "pmax": 99.8, "clip": False, "eps": 1e-6}
+
+
+@dataclass
+class Config:
+    """Everything needed to rebuild, train and apply a model.
+
+    Attributes are documented in the README's configuration table; the defaults give a U-Net
+    of about 1.9 million parameters (depth 3, 32 base filters) trained on 256x256 patches.
+    """
+
+    config_version: int = CONFIG_VERSION
+    # --- data -----------------------------------------------------------------------------
+    data_target: str = "binary"
+    data_mask_type: str = "instance"
+    data_n_classes: int = 2
+    data_n_channels: int = 1
+    data_boundary_width: int = 1
+    data_val_fraction: float = 0.15
+    data_normalizer: dict = field(default_factory=_default_normalizer)
+    # --- network --------------------------------------------------------------------------
+    unet_depth: int = 3
+    unet_base_filters: int = 32
+    unet_kernel_size: int = 3
+    unet_batch_norm: bool = True
+    unet_dropout: float = 0.0
+    unet_residual: bool = False
+    # --- training -------------------------------------------------------------------------
+    train_loss: str = "auto"
+    train_optimizer: str = "adam"
+    train_learning_rate: float = 1e-3
+    train_momentum: float = 0.9
+    train_epochs: int = 100
+    train_steps_per_epoch: int = 100
+    train_batch_size: int = 8
+    train_patch_size: int = 256
+    train_reduce_lr_factor: float = 0.5
+    train_reduce_lr_patience: int = 10
+    train_early_stopping_patience: int = 0
+    train_augment: bool = True
+    train_augment_elastic: bool = True
+    train_augment_intensity: bool = True
+    train_augment_noise: float = 0.03
+    train_mixed_precision: bool = False
+    train_seed: int = 42
+    # --- filled in by training (information) ------------------------------------------------
+    n_params: int | None = None
+
+    def __post_init__(self) -> None:
+        self.train_loss = _LOSS_ALIASES.get(self.train_loss, self.train_loss)
+        self.validate()
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def n_outputs(self) -> int:
+        """Output channels of the network: 1 (sigmoid) or the number of classes (softmax)."""
+        if self.data_target in ("binary", "distance"):
+            return 1
+        return 1 if self.data_n_classes == 2 else self.data_n_classes
+
+    @property
+    def final_activation(self) -> str:
+        return "sigmoid" if self.n_outputs == 1 else "softmax"
+
+    @property
+    def loss(self) -> str:
+        """The loss actually used (``auto`` resolved)."""
+        if self.train_loss != "auto":
+            return self.train_loss
+        return "mse" if self.data_target == "distance" else "crossentropy"
+
+    @property
+    def divisor(self) -> int:
+        """Image sizes the network accepts are multiples of this (``2**depth``)."""
+        return 2**self.unet_depth
+
+    # ------------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` listing every invalid field."""
+        errors: list[str] = []
+        types = {f.name: f.type for f in fields(self)}
+
+        def check_type(name: str, kinds: tuple[type, ...]) -> bool:
+            value = getattr(self, name)
+            ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+            if not ok:
+                errors.append(f"{name} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+            return ok
+
+        for name, typ in types.items():
+            if name == "n_params":
+                if self.n_params is not None:
+                    check_type(name, (int,))
+                continue
+            kinds = {"int": (int,), "float": (float, int), "bool": (bool,), "str": (str,), "dict": (dict,)}[typ]
+            check_type(name, kinds)
+        if errors:
+            raise ConfigError("invalid configuration: " + "; ".join(errors))
+
+        def rng(name: str, lo: float | None = None, hi: float | None = None, *, hi_open: bool = False) -> None:
+            v = getattr(self, name)
+            if lo is not None and v < lo:
+                errors.append(f"{name} must be >= {lo}, got {v}")
+            elif hi is not None and (v >= hi if hi_open else v > hi):
+                errors.append(f"{name} must be {'<' if hi_open else '<='} {hi}, got {v}")
+
+        if self.config_version != CONFIG_VERSION:
+            errors.append(f"config_version {self.config_version} is not supported (this ijseg reads {CONFIG_VERSION})")
+        if self.data_target not in TARGETS:
+            errors.append(f"data_target must be one of {', '.join(TARGETS)}, got {self.data_target!r}")
+        if self.data_mask_type not in MASK_TYPES:
+            errors.append(f"data_mask_type must be one of {', '.join(MASK_TYPES)}, got {self.data_mask_type!r}")
+        expected_classes = {"binary": 2, "3class": 3, "distance": 1}.get(self.data_target)
+        if expected_classes is not None and self.data_n_classes != expected_classes:
+            errors.append(
+                f"data_n_classes must be {expected_classes} for data_target {self.data_target!r}, got {self.data_n_classes}"
+            )
+        if self.data_target == "classes":
+            rng("data_n_classes", 2, 256)
+            if self.data_mask_type != "class":
+                errors.append("data_target 'classes' needs data_mask_type 'class' (masks that hold class numbers)")
+        elif self.data_mask_type == "class" and self.data_target != "binary":
+            errors.append(
+                f"data_target {self.data_target!r} is derived from instance labels; with class masks use "
+                "data_target 'classes' (or 'binary')"
+            )
+        rng("data_n_channels", 1, 64)
+        rng("data_boundary_width", 1, 10)
+        rng("data_val_fraction", 0.1, 0.3)
+        try:
+            self.data_normalizer = normalizer_from_dict(self.data_normalizer).to_dict()
+        except ConfigError as err:
+            errors.append(f"data_normalizer: {err}")
+        rng("unet_depth", 1, 6)
+        rng("unet_base_filters", 1, 512)
+        if self.unet_kernel_size not in (3, 5, 7):
+            errors.append(f"unet_kernel_size must be 3, 5 or 7, got {self.unet_kernel_size}")
+        rng("unet_dropout", 0.0, 1.0, hi_open=True)
+        if self.train_loss != "auto" and self.train_loss not in LOSSES:
+            errors.append(f"train_loss must be 'auto' or one of {', '.join(LOSSES)}, got {self.train_loss!r}")
+        if self.data_target == "distance" and self.loss not in ("mse", "mae"):
+            errors.append(f"train_loss for distance targets must be mse or mae, got {self.train_loss!r}")
+        if self.train_optimizer not in OPTIMIZERS:
+            errors.append(f"train_optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.train_optimizer!r}")
+        rng("train_learning_rate", 1e-8, 10.0)
+        rng("train_momentum", 0.0, 1.0, hi_open=True)
+        rng("train_epochs", 1)
+        rng("train_steps_per_epoch", 1)
+        rng("train_batch_size", 1, 4096)
+        rng("train_patch_size", 8, 4096)
+        if self.train_patch_size % self.divisor and 1 <= self.unet_depth <= 6:
+            errors.append(
+                f"train_patch_size must be a multiple of 2**unet_depth = {self.divisor}, got {self.train_patch_size}"
+            )
+        rng("train_reduce_lr_factor", 0.0, 1.0)
+        rng("train_reduce_lr_patience", 0)
+        rng("train_early_stopping_patience", 0)
+        rng("train_augment_noise", 0.0, 1.0)
+        if errors:
+            raise ConfigError("invalid configuration: " + "; ".join(errors))
+
+    # ------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        """Build and validate a configuration; unknown keys are errors."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"configuration must be a JSON object, got {type(d).__name__}")
+        known = [f.name for f in fields(cls)]
+        errors = []
+        for key in d:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                errors.append(f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        try:
+            cfg = cls(**{k: v for k, v in d.items() if k in known})
+        except ConfigError as err:
+            errors.append(str(err).removeprefix("invalid configuration: "))
+        if errors:
+            raise ConfigError("invalid configuration: " + "; ".join(errors))
+        return cfg
+
+    def replace(self, **changes: Any) -> Config:
+        """A validated copy with some fields changed."""
+        return Config.from_dict({**self.to_dict(), **changes})
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Config:
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"{path}: configuration file not found") from err
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: not valid JSON ({err})") from err
+        try:
+            return cls.from_dict(d)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err

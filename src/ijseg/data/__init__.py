@@ -1,0 +1,1 @@
+"""Data: image I/O and dataset layouts, targets from labels, simulation, augmentation."""

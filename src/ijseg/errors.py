@@ -1,0 +1,26 @@
+"""The exceptions ijseg raises for problems a user can fix.
+
+Everything a user can cause (a bad file, a wrong option, an incomplete model folder) raises a
+subclass of :class:`IjsegError` with a message that names the file or value and says what was
+expected. The command line prints these messages without a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["IjsegError", "DataError", "ConfigError", "ModelError"]
+
+
+class IjsegError(Exception):
+    """Base class of all errors a user can act on."""
+
+
+class DataError(IjsegError):
+    """An image, mask or dataset folder cannot be used (missing, unreadable, inconsistent)."""
+
+
+class ConfigError(IjsegError, ValueError):
+    """A configuration value or combination of values is invalid."""
+
+
+class ModelError(IjsegError):
+    """A model folder or bundle is missing, incomplete or incompatible with the input."""

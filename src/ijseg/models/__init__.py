@@ -1,0 +1,1 @@
+"""Networks (U-Net), losses and metrics, and the model folder. Imports TensorFlow lazily."""

@@ -1,0 +1,116 @@
+"""U-Net builder (Ronneberger et al. 2015) with the options bioimage courses use.
+
+``depth`` down-sampling steps; the first level has ``base_filters`` channels, each level down
+doubles them (N, 2N, 4N, ... and 2**depth * N at the bottom). Each level has two 3x3
+convolutions (optionally with batch normalisation, dropout and a residual shortcut), max-pooling
+down and 2x2 transposed convolutions up with skip connections. Spatial input size is ``None``:
+any image whose sides are multiples of ``2**depth`` works. The final 1x1 convolution is followed
+by a sigmoid (one output) or softmax (several classes) *inside* the graph, in float32 also under
+mixed precision, so an exported model outputs probabilities.
+
+Defaults (depth 3, 32 base filters, batch-norm) give 1.93 million parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._tf import dtype_policy, import_tf
+from ..config import Config
+
+__all__ = ["build_unet", "receptive_field"]
+
+
+def build_unet(cfg: Config, *, name: str = "ijseg_unet"):
+    """Build the (uncompiled) Keras model described by ``cfg``.
+
+    Parameters
+    ----------
+    cfg
+        Uses ``data_n_channels``, ``unet_*`` fields, ``n_outputs``/``final_activation``,
+        ``train_mixed_precision`` and ``train_seed`` (weight initialisation).
+
+    Returns
+    -------
+    keras.Model
+        Input ``(None, None, None, C)`` named ``input``, output named ``output``.
+    """
+    _, keras = import_tf()
+    layers = keras.layers
+    seeds = iter(np.random.default_rng(cfg.train_seed).integers(0, 2**31 - 1, size=10_000).tolist())
+
+    def init():
+        return keras.initializers.HeNormal(seed=next(seeds))
+
+    def conv(x, filters, kernel, prefix):
+        return layers.Conv2D(
+            filters,
+            kernel,
+            padding="same",
+            use_bias=not cfg.unet_batch_norm,
+            kernel_initializer=init(),
+            name=prefix,
+        )(x)
+
+    def block(x, filters, prefix):
+        k = cfg.unet_kernel_size
+        shortcut = x
+        for i in (1, 2):
+            x = conv(x, filters, k, f"{prefix}_conv{i}")
+            if cfg.unet_batch_norm:
+                x = layers.BatchNormalization(name=f"{prefix}_bn{i}")(x)
+            if cfg.unet_residual and i == 2:
+                if shortcut.shape[-1] != filters:
+                    shortcut = conv(shortcut, filters, 1, f"{prefix}_proj")
+                x = layers.Add(name=f"{prefix}_add")([x, shortcut])
+            x = layers.Activation("relu", name=f"{prefix}_relu{i}")(x)
+            if cfg.unet_dropout > 0 and i == 1:
+                x = layers.Dropout(cfg.unet_dropout, seed=next(seeds), name=f"{prefix}_drop")(x)
+        return x
+
+    with dtype_policy(cfg.train_mixed_precision):
+        inp = keras.Input((None, None, cfg.data_n_channels), name="input")
+        x = inp
+        skips = []
+        n = cfg.unet_base_filters
+        for level in range(cfg.unet_depth):
+            x = block(x, n * 2**level, f"down{level}")
+            skips.append(x)
+            x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
+        x = block(x, n * 2**cfg.unet_depth, "bottom")
+        for level in reversed(range(cfg.unet_depth)):
+            filters = n * 2**level
+            x = layers.Conv2DTranspose(
+                filters, 2, strides=2, padding="same", kernel_initializer=init(), name=f"up{level}"
+            )(x)
+            x = layers.Concatenate(name=f"concat{level}")([x, skips[level]])
+            x = block(x, filters, f"dec{level}")
+        x = layers.Conv2D(
+            cfg.n_outputs, 1, kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds)), name="logits"
+        )(x)
+        out = layers.Activation(cfg.final_activation, dtype="float32", name="output")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def receptive_field(cfg: Config) -> int:
+    """Receptive field (pixels, one side to the other) of the U-Net, from its architecture.
+
+    Each level adds two convolutions of size k at that level's resolution; down- and
+    up-sampling steps widen the field by the pooling factor.
+
+    Examples
+    --------
+    >>> receptive_field(Config(unet_depth=1, train_patch_size=64))
+    18
+    """
+    k = cfg.unet_kernel_size
+    rf, jump = 1, 1
+    for _ in range(cfg.unet_depth):
+        rf += 2 * (k - 1) * jump
+        rf += jump  # 2x2 max-pool
+        jump *= 2
+    rf += 2 * (k - 1) * jump  # bottom block
+    for _ in range(cfg.unet_depth):
+        jump //= 2
+        rf += 2 * (k - 1) * jump  # decoder block (transposed conv 2x2/2 adds no context)
+    return rf

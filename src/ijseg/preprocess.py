@@ -1,0 +1,181 @@
+"""Intensity normalisation: the one implementation used in training, prediction and export.
+
+Every normaliser works per image and per channel over the spatial axes, on the *whole* image
+(never per tile), and is serialisable to a small dict stored in the model's ``config.json``:
+
+* ``percentile`` (default): ``(x - p_low) / (p_high - p_low + eps)`` with ``p_low``/``p_high``
+  the 1st and 99.8th percentiles (numpy's linear interpolation). This is exactly bioimage.io's
+  ``scale_range`` operation with ``mode: per_sample``, ``axes: [y, x]``, so exported bundles
+  and deepImageJ apply the same transform.
+* ``zscore``: ``(x - mean) / (std + eps)``, bioimage.io's ``zero_mean_unit_variance``.
+* ``minmax``: ``(x - min) / (max - min + eps)``, or with ``fixed_range=(lo, hi)`` a fixed
+  dynamic range, e.g. ``(0, 4095)`` for 12-bit data.
+
+Optional ``clip`` clips the result to [0, 1] (percentile/minmax only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = [
+    "Normalizer",
+    "PercentileNormalizer",
+    "ZScoreNormalizer",
+    "MinMaxNormalizer",
+    "normalizer_from_dict",
+    "NORMALIZERS",
+]
+
+EPS = 1e-6
+
+
+class Normalizer:
+    """Base class: ``__call__(x)`` normalises a ``YX`` or ``YXC`` array (channels last)."""
+
+    name = "none"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 2:
+            return self._apply(x[..., None])[..., 0]
+        if x.ndim != 3:
+            raise ValueError(f"expected a YX or YXC array, got shape {x.shape}")
+        return self._apply(x)
+
+    def _apply(self, x: np.ndarray) -> np.ndarray:  # x is YXC float32
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"name": self.name}
+        d.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()})
+        return d
+
+
+@dataclass(frozen=True)
+class PercentileNormalizer(Normalizer):
+    """Percentile normalisation (bioimage.io ``scale_range``, per sample, per channel).
+
+    Examples
+    --------
+    >>> x = np.arange(1001, dtype=np.float32).reshape(7, 143)[:, :, None]
+    >>> y = PercentileNormalizer(1, 99)(x)
+    >>> round(float(np.percentile(y, 1)), 4), round(float(np.percentile(y, 99)), 4)
+    (0.0, 1.0)
+    """
+
+    pmin: float = 1.0
+    pmax: float = 99.8
+    clip: bool = False
+    eps: float = EPS
+    name = "percentile"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.pmin < self.pmax <= 100:
+            raise ConfigError(f"percentile normaliser needs 0 <= pmin < pmax <= 100, got {self.pmin}, {self.pmax}")
+
+    def _apply(self, x: np.ndarray) -> np.ndarray:
+        lo, hi = np.percentile(x, [self.pmin, self.pmax], axis=(0, 1), keepdims=True)
+        y = (x - lo.astype(np.float32)) / (hi - lo + self.eps).astype(np.float32)
+        return np.clip(y, 0, 1) if self.clip else y
+
+
+@dataclass(frozen=True)
+class ZScoreNormalizer(Normalizer):
+    """Zero mean, unit variance (bioimage.io ``zero_mean_unit_variance``, per sample).
+
+    Examples
+    --------
+    >>> y = ZScoreNormalizer()(np.array([[1.0, 3.0]]))
+    >>> y.round(4).tolist()
+    [[-1.0, 1.0]]
+    """
+
+    eps: float = EPS
+    name = "zscore"
+
+    def _apply(self, x: np.ndarray) -> np.ndarray:
+        mean = x.mean(axis=(0, 1), keepdims=True)
+        std = x.std(axis=(0, 1), keepdims=True)
+        return (x - mean) / (std + self.eps)
+
+
+@dataclass(frozen=True)
+class MinMaxNormalizer(Normalizer):
+    """Min-max scaling per image, or a fixed dynamic range.
+
+    Examples
+    --------
+    >>> print(MinMaxNormalizer(fixed_range=(0, 255))(np.array([[0, 51, 255]], np.uint8)))
+    [[0.  0.2 1. ]]
+    """
+
+    fixed_range: tuple[float, float] | None = None
+    clip: bool = False
+    eps: float = EPS
+    name = "minmax"
+
+    def __post_init__(self) -> None:
+        if self.fixed_range is not None:
+            lo, hi = self.fixed_range
+            if not hi > lo:
+                raise ConfigError(f"minmax normaliser: fixed_range must have max > min, got {self.fixed_range}")
+            object.__setattr__(self, "fixed_range", (float(lo), float(hi)))
+
+    def _apply(self, x: np.ndarray) -> np.ndarray:
+        if self.fixed_range is not None:
+            lo, hi = (np.float32(v) for v in self.fixed_range)
+            y = (x - lo) / (hi - lo)
+        else:
+            lo = x.min(axis=(0, 1), keepdims=True)
+            hi = x.max(axis=(0, 1), keepdims=True)
+            y = (x - lo) / (hi - lo + self.eps)
+        return np.clip(y, 0, 1) if self.clip else y
+
+
+NORMALIZERS: dict[str, type[Normalizer]] = {
+    "percentile": PercentileNormalizer,
+    "zscore": ZScoreNormalizer,
+    "minmax": MinMaxNormalizer,
+}
+
+
+def normalizer_from_dict(d: dict[str, Any] | str) -> Normalizer:
+    """Build a normaliser from its ``to_dict()`` form (or just its name).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name or unknown/invalid parameters.
+
+    Examples
+    --------
+    >>> normalizer_from_dict({"name": "percentile", "pmin": 2, "pmax": 99})
+    PercentileNormalizer(pmin=2, pmax=99, clip=False, eps=1e-06)
+    >>> normalizer_from_dict("zscore").to_dict()
+    {'name': 'zscore', 'eps': 1e-06}
+    """
+    if isinstance(d, str):
+        d = {"name": d}
+    d = dict(d)
+    name = d.pop("name", None)
+    if name not in NORMALIZERS:
+        raise ConfigError(f"unknown normaliser {name!r}; choose one of {', '.join(NORMALIZERS)}")
+    cls = NORMALIZERS[name]
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"normaliser {name!r}: unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+    if d.get("fixed_range") is not None:
+        d["fixed_range"] = tuple(d["fixed_range"])
+    try:
+        return cls(**d)
+    except TypeError as err:
+        raise ConfigError(f"normaliser {name!r}: {err}") from err

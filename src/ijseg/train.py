@@ -1,0 +1,373 @@
+"""Training: data pipeline, image-level split, checkpoints, learning curves, resume.
+
+:func:`train` reads a dataset folder, splits it by image, trains the U-Net described by a
+:class:`~ijseg.config.Config` on random augmented patches, and writes the model folder
+(:class:`~ijseg.models.folder.ModelFolder`). After every epoch it saves, each file atomically:
+the last weights, the best weights (lowest validation loss), a resumable checkpoint (weights,
+optimiser state, learning-rate and early-stopping counters), ``history.csv`` and
+``learning_curves.png``. An interrupted run therefore loses at most the epoch in progress, and
+``train(..., resume=True)`` continues from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._fileio import atomic_path, atomic_write_text
+from .config import Config
+from .data.augment import Augmenter
+from .data.dataset import PatchSampler, describe_samples, grid_patches, load_pairs, split_samples
+from .data.io import find_samples
+from .errors import ConfigError, ModelError
+from .models.folder import ModelFolder
+
+__all__ = ["train", "TrainResult"]
+
+log = logging.getLogger(__name__)
+
+#: validation patches are capped so that one validation pass stays short on a CPU
+MAX_VAL_PATCHES = 256
+_MIN_LR = 1e-7
+
+
+@dataclass
+class TrainResult:
+    """Summary of a training run."""
+
+    model_dir: Path
+    epochs_done: int
+    best_epoch: int
+    best_val_loss: float
+    history: list[dict[str, float]]
+    stopped_early: bool = False
+
+    @property
+    def last(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def _augmenter(cfg: Config) -> Augmenter | None:
+    if not cfg.train_augment:
+        return None
+    return Augmenter(elastic=cfg.train_augment_elastic, intensity=cfg.train_augment_intensity, noise=cfg.train_augment_noise)
+
+
+def _make_optimizer(cfg: Config, keras, policy: str):
+    if cfg.train_optimizer == "adam":
+        opt = keras.optimizers.Adam(learning_rate=cfg.train_learning_rate)
+    else:
+        opt = keras.optimizers.SGD(learning_rate=cfg.train_learning_rate, momentum=cfg.train_momentum, nesterov=True)
+    if policy == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def _plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None:
+    """Loss and foreground IoU per epoch, training and validation, written atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, (key, label) in enumerate((("loss", "loss"), ("fg_iou", "foreground IoU"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = [h.get(prefix + key, np.nan) for h in history]
+            ax.plot(epochs, values, style, marker="o" if len(epochs) < 30 else None, ms=3,
+                    label=("validation" if prefix else "training"))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if key == "loss" and all(h.get("loss", 0) > 0 for h in history):
+            ax.set_yscale("log")
+        if key == "fg_iou":
+            ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def _write_history(history: list[dict[str, float]], path: Path) -> None:
+    keys: list[str] = []
+    for h in history:
+        keys += [k for k in h if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for h in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in h.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _read_history(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""} for r in rows]
+
+
+def _save_checkpoint(model, state: dict[str, Any], path: Path) -> None:
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    opt_vars = model.optimizer.variables
+    arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(opt_vars)})
+    arrays["state"] = np.array(json.dumps(state))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def _load_checkpoint(model, path: Path) -> dict[str, Any]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            state = json.loads(str(z["state"]))
+            n_w = sum(1 for k in z.files if k.startswith("w"))
+            n_o = sum(1 for k in z.files if k.startswith("o"))
+            model.set_weights([z[f"w{i}"] for i in range(n_w)])
+            opt = model.optimizer
+            opt.build(model.trainable_variables)
+            if len(opt.variables) != n_o:
+                raise ModelError(f"{path}: optimiser state does not match the model ({n_o} vs {len(opt.variables)} variables)")
+            for i, v in enumerate(opt.variables):
+                v.assign(z[f"o{i}"])
+    except ModelError:
+        raise
+    except Exception as err:
+        raise ModelError(f"{path}: cannot resume from this checkpoint ({err})") from err
+    return state
+
+
+def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str, Any],
+                    history: list[dict[str, float]], progress: bool,
+                    callback: Callable[[dict[str, Any]], None] | None):
+    from tqdm.auto import tqdm
+
+    class EpochEnd(keras.callbacks.Callback):
+        """Best/last weights, LR schedule, early stopping, checkpoint, history, curves, progress."""
+
+        bar = None
+        t0 = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+            self.bar = tqdm(total=cfg.train_steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.train_epochs}",
+                            unit="step", disable=not progress, leave=True, dynamic_ncols=True)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.bar is not None:
+                self.bar.update(1)
+                if logs and "loss" in logs:
+                    self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            lr = float(np.asarray(self.model.optimizer.learning_rate))
+            metrics = sorted((k for k in logs if k not in ("loss", "val_loss", "learning_rate")),
+                             key=lambda k: (k.removeprefix("val_"), k.startswith("val_")))
+            row = {"epoch": epoch + 1, "loss": logs.get("loss", np.nan), "val_loss": logs.get("val_loss", np.nan),
+                   **{k: logs[k] for k in metrics}, "lr": float(f"{lr:.6g}"),
+                   "time_s": round(time.perf_counter() - self.t0, 3)}
+            history.append(row)
+            val = logs.get("val_loss", np.inf)
+            state["epoch"] = epoch + 1
+            if val < state["best_val_loss"] - 1e-7:
+                state.update(best_val_loss=val, best_epoch=epoch + 1, wait=0, lr_wait=0)
+                with atomic_path(folder / ModelFolder.WEIGHTS_BEST, suffix=".weights.h5") as tmp:
+                    self.model.save_weights(tmp)
+            else:
+                state["wait"] += 1
+                state["lr_wait"] += 1
+                if cfg.train_reduce_lr_patience and state["lr_wait"] >= cfg.train_reduce_lr_patience and cfg.train_reduce_lr_factor < 1:
+                    new_lr = max(lr * cfg.train_reduce_lr_factor, _MIN_LR)
+                    if new_lr < lr:
+                        self.model.optimizer.learning_rate.assign(new_lr)
+                        log.info("validation loss has not improved for %d epochs: learning rate %.3g -> %.3g",
+                                 state["lr_wait"], lr, new_lr)
+                    state["lr_wait"] = 0
+                if cfg.train_early_stopping_patience and state["wait"] >= cfg.train_early_stopping_patience:
+                    log.info("early stopping: no improvement for %d epochs (best epoch %d)",
+                             state["wait"], state["best_epoch"])
+                    state["stopped_early"] = True
+                    self.model.stop_training = True
+            with atomic_path(folder / ModelFolder.WEIGHTS_LAST, suffix=".weights.h5") as tmp:
+                self.model.save_weights(tmp)
+            _save_checkpoint(self.model, state, folder / ModelFolder.CHECKPOINT)
+            _write_history(history, folder / ModelFolder.HISTORY)
+            _plot_curves(history, folder / ModelFolder.CURVES, f"{folder.path.name}: {cfg.data_target}, {cfg.loss} loss")
+            if self.bar is not None:
+                shown = {k: f"{v:.4f}" for k, v in row.items() if k in ("loss", "val_loss", "fg_iou", "val_fg_iou")}
+                self.bar.set_postfix(shown)
+                self.bar.close()
+            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+            if callback is not None:
+                callback({"event": "epoch_end", "epoch": epoch + 1, "epochs": cfg.train_epochs, "logs": row})
+
+    return EpochEnd()
+
+
+def train(
+    data: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    config: Config | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    epochs: int | None = None,
+    progress: bool = True,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train a U-Net on a dataset folder and write the model folder.
+
+    Parameters
+    ----------
+    data
+        Dataset folder (``images/`` + ``masks/``, ``Training_source/`` + ``Training_target/``
+        or Cell Tracking Challenge layout).
+    model_dir
+        Output model folder (created).
+    config
+        Configuration of a new run (default :class:`Config`). Ignored with ``resume``, where
+        the folder's own ``config.json`` is used.
+    resume
+        Continue an interrupted run from ``checkpoint_last.npz``.
+    overwrite
+        Replace a model already in ``model_dir`` (otherwise that is an error).
+    epochs
+        Total number of epochs; with ``resume`` this may extend the original run.
+    progress
+        Show tqdm progress bars.
+    callback
+        Called with ``{"event": "epoch_end", "epoch": ..., "logs": {...}}`` after each epoch.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    DataError
+        For problems with the dataset (named file and problem).
+    ConfigError, ModelError
+        For an invalid configuration, an existing model folder, or a missing checkpoint.
+    """
+    folder = ModelFolder(model_dir)
+    if resume:
+        if not (folder / ModelFolder.CHECKPOINT).is_file():
+            raise ModelError(f"{folder.path}: nothing to resume, {ModelFolder.CHECKPOINT} not found")
+        cfg = folder.config()
+        if epochs is not None:
+            cfg = cfg.replace(train_epochs=epochs)
+    else:
+        cfg = config or Config()
+        if epochs is not None:
+            cfg = cfg.replace(train_epochs=epochs)
+        if folder.path.exists() and not folder.path.is_dir():
+            raise ModelError(f"{folder.path}: exists and is not a folder")
+        if folder.exists or (folder / ModelFolder.CHECKPOINT).exists():
+            if not overwrite:
+                raise ModelError(
+                    f"{folder.path}: already holds a model; use overwrite (--overwrite) to replace it "
+                    f"or resume (--resume) to continue its training"
+                )
+            folder.clean()
+
+    # ---- data --------------------------------------------------------------------------------
+    samples = find_samples(data, require_masks=True)
+    train_s, val_s = split_samples(samples, cfg.data_val_fraction, seed=cfg.train_seed)
+    split = {"data": str(Path(data).resolve()), "seed": cfg.train_seed,
+             "train": describe_samples(train_s, data), "validation": describe_samples(val_s, data)}
+    if resume and (folder / ModelFolder.SPLIT).is_file():
+        old = json.loads((folder / ModelFolder.SPLIT).read_text(encoding="utf-8"))
+        if [s["name"] for s in old.get("validation", [])] != [s.name for s in val_s]:
+            raise ConfigError(
+                f"{folder.path}: the dataset {data} does not give the validation images this run was started "
+                f"with (see {ModelFolder.SPLIT}); resume with the same dataset"
+            )
+    log.info("%d images: %d for training, %d for validation", len(samples), len(train_s), len(val_s))
+    kw = dict(target=cfg.data_target, n_classes=cfg.data_n_classes, n_channels=cfg.data_n_channels,
+              normalizer=cfg.data_normalizer, boundary_width=cfg.data_boundary_width, progress=progress)
+    train_pairs = load_pairs(train_s, **kw)
+    val_pairs = load_pairs(val_s, **kw)
+
+    # ---- model -------------------------------------------------------------------------------
+    from ._tf import device_summary, import_tf, policy_name
+    from .models.losses import make_loss, make_metrics
+    from .models.unet import build_unet
+
+    tf, keras = import_tf()
+    log.info(device_summary())
+    model = build_unet(cfg)
+    regression = cfg.data_target == "distance"
+    model.compile(
+        optimizer=_make_optimizer(cfg, keras, policy_name(cfg.train_mixed_precision)),
+        loss=make_loss(cfg.loss, cfg.n_outputs, regression=regression),
+        metrics=make_metrics(cfg.n_outputs, regression=regression, threshold=0.05 if regression else 0.5),
+    )
+    cfg = cfg.replace(n_params=int(model.count_params()))
+    folder.path.mkdir(parents=True, exist_ok=True)
+
+    state: dict[str, Any] = {"epoch": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0, "lr_wait": 0,
+                             "stopped_early": False}
+    history: list[dict[str, float]] = []
+    if resume:
+        state = _load_checkpoint(model, folder / ModelFolder.CHECKPOINT)
+        state["stopped_early"] = False
+        history = [h for h in _read_history(folder / ModelFolder.HISTORY) if h["epoch"] <= state["epoch"]]
+        log.info("resuming after epoch %d (best epoch %d, validation loss %.4g)",
+                 state["epoch"], state["best_epoch"], state["best_val_loss"])
+    cfg.save(folder / ModelFolder.CONFIG)
+    atomic_write_text(folder / ModelFolder.SPLIT, json.dumps(split, indent=2) + "\n")
+
+    # ---- pipeline ------------------------------------------------------------------------------
+    p = cfg.train_patch_size
+    sampler = PatchSampler(train_pairs, p, _augmenter(cfg), seed=cfg.train_seed + state["epoch"])
+    tdtype = tf.float32 if regression else tf.uint8
+    train_ds = (
+        tf.data.Dataset.from_generator(
+            lambda: iter(sampler),
+            output_signature=(tf.TensorSpec((p, p, cfg.data_n_channels), tf.float32), tf.TensorSpec((p, p, 1), tdtype)),
+        )
+        .batch(cfg.train_batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    vx, vy = grid_patches(val_pairs, p, max_patches=MAX_VAL_PATCHES)
+    val_ds = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(cfg.train_batch_size)
+    log.info("training on %d-pixel patches, batch %d, %d steps x %d epochs; %d validation patches",
+             p, cfg.train_batch_size, cfg.train_steps_per_epoch, cfg.train_epochs, len(vx))
+
+    if state["epoch"] >= cfg.train_epochs:
+        log.info("nothing to do: %d of %d epochs already done", state["epoch"], cfg.train_epochs)
+    else:
+        model.fit(
+            train_ds,
+            steps_per_epoch=cfg.train_steps_per_epoch,
+            epochs=cfg.train_epochs,
+            initial_epoch=state["epoch"],
+            validation_data=val_ds,
+            shuffle=False,  # the patch sampler is random already
+            callbacks=[_epoch_callback(keras, folder=folder, cfg=cfg, state=state, history=history,
+                                       progress=progress, callback=callback)],
+            verbose=0,
+        )
+    return TrainResult(
+        model_dir=folder.path,
+        epochs_done=state["epoch"],
+        best_epoch=state["best_epoch"],
+        best_val_loss=state["best_val_loss"],
+        history=history,
+        stopped_early=state.get("stopped_early", False),
+    )

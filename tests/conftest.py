@@ -1,0 +1,67 @@
+"""Shared fixtures: small simulated datasets, real DSB2018 samples, tiny configurations."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+#: the project's shared data folder sits beside the checkout
+DSB = REPO.parent / "shared" / "data" / "dsb2018_dev"
+
+
+@pytest.fixture(scope="session")
+def sim_dataset(tmp_path_factory) -> Path:
+    """A small sim3k dataset: 12 train + 3 test images of 96x96 (touching cells)."""
+    from ijseg.data.simulate import simulate_dataset
+
+    out = tmp_path_factory.mktemp("sim") / "data"
+    simulate_dataset(out, "sim3k-100", seed=3, n_train=12, n_test=3, overrides={"shape": (96, 96)}, progress=False)
+    return out
+
+
+@pytest.fixture
+def dataset_copy(sim_dataset, tmp_path) -> Path:
+    """A writable copy of the training part of :func:`sim_dataset` (to break on purpose)."""
+    dst = tmp_path / "train"
+    shutil.copytree(sim_dataset / "train", dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def dsb_dir() -> Path:
+    if not (DSB / "images").is_dir():
+        pytest.skip(f"real data not found at {DSB}")
+    return DSB
+
+
+@pytest.fixture
+def tiny_config():
+    """A U-Net small enough to train a few steps in seconds."""
+    from ijseg.config import Config
+
+    return Config(
+        data_target="3class",
+        data_n_classes=3,
+        unet_depth=2,
+        unet_base_filters=4,
+        train_patch_size=32,
+        train_batch_size=4,
+        train_epochs=2,
+        train_steps_per_epoch=2,
+    )
+
+
+def labels_with_touching() -> np.ndarray:
+    """Two squares that touch along a column, and a separate one."""
+    lab = np.zeros((20, 30), np.uint16)
+    lab[2:9, 2:9] = 1
+    lab[2:9, 9:16] = 2
+    lab[12:18, 20:27] = 3
+    return lab

@@ -1,0 +1,98 @@
+"""The command line, in-process and once as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ijseg.cli import main
+
+TINY = ["--depth", "2", "--base-filters", "4", "--patch-size", "32", "--batch-size", "2", "--epochs", "1",
+        "--steps-per-epoch", "1"]
+
+
+def test_simulate_and_train(tmp_path, capsys):
+    assert main(["-q", "simulate", "--preset", "sim3k-100", "--out", str(tmp_path / "d"), "--n-train", "4",
+                 "--n-test", "1", "--size", "64", "--noise", "2", "--scale", "1.5"]) == 0
+    assert "wrote 4 training + 1 test images" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "d" / "simulation.json").read_text())
+    assert meta["params"]["noise"] == 2 and meta["params"]["shape"] == [64, 64]
+    assert main(["-q", "train", "--data", str(tmp_path / "d" / "train"), "--model", str(tmp_path / "m"),
+                 "--classes", "3", *TINY]) == 0
+    assert "trained 1 epoch(s)" in capsys.readouterr().out
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["data_target"] == "3class" and cfg["unet_base_filters"] == 4 and cfg["n_params"] > 0
+
+
+def test_config_file_and_flags(sim_dataset, tmp_path, capsys):
+    (tmp_path / "c.json").write_text(json.dumps({"train_loss": "dice", "unet_residual": True,
+                                                 "data_normalizer": {"name": "zscore"}}))
+    assert main(["-q", "train", "--data", str(sim_dataset / "train"), "--model", str(tmp_path / "m"),
+                 "--config", str(tmp_path / "c.json"), "--optimizer", "sgd", "--no-augment", *TINY]) == 0
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert (cfg["train_loss"], cfg["unet_residual"], cfg["train_optimizer"], cfg["train_augment"]) == \
+        ("dice", True, "sgd", False)
+    assert cfg["data_normalizer"]["name"] == "zscore"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--val-fraction", "0.5"], "data_val_fraction must be <= 0.3"),
+        (["--patch-size", "30"], "train_patch_size must be a multiple of 2**unet_depth = 8"),
+        (["--classes", "5"], "--classes 5 with instance masks"),
+        (["--loss", "hinge"], "train_loss must be 'auto' or one of"),
+        (["--epochs", "0"], "train_epochs must be >= 1"),
+    ],
+)
+def test_invalid_options_are_one_clear_line(sim_dataset, tmp_path, capsys, extra, message):
+    code = main(["-q", "train", "--data", str(sim_dataset / "train"), "--model", str(tmp_path / "m"), *extra])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_config_file_errors(sim_dataset, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"unet_depht": 2, "train_epoch": 3}))
+    assert main(["train", "--data", str(sim_dataset / "train"), "--model", str(tmp_path / "m"),
+                 "--config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "unknown key 'unet_depht'" in err and "unknown key 'train_epoch'" in err
+    assert main(["train", "--data", "x", "--model", "y", "--config", str(tmp_path / "none.json")]) == 1
+    assert "none.json: configuration file not found" in capsys.readouterr().err
+
+
+def test_data_errors_and_resume_rules(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nope"), "--model", str(tmp_path / "m")]) == 1
+    assert "nope: dataset folder not found" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--model", str(tmp_path / "m"), "--resume", "--depth", "2"]) == 1
+    assert "remove --depth" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--model", str(tmp_path / "m"), "--resume"]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_simulate_bad_values(tmp_path, capsys):
+    assert main(["simulate", "--out", str(tmp_path / "s"), "--touching", "3"]) == 1
+    assert "touching must be in [0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", "--out", str(tmp_path), "--preset", "nope"])
+    assert e.value.code == 2
+
+
+def test_doctor(capsys):
+    assert main(["doctor", "--no-tensorflow"]) == 0
+    out = capsys.readouterr().out
+    for key in ("ijseg", "numpy", "java", "imagej", "display"):
+        assert key in out
+
+
+def test_subprocess_smoke():
+    out = subprocess.run([sys.executable, "-m", "ijseg", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("ijseg ")
+    r = subprocess.run([sys.executable, "-m", "ijseg", "train", "--data", "/nonexistent", "--model", "/tmp/x"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip() == "ijseg train: error: /nonexistent: dataset folder not found"

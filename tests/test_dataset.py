@@ -1,0 +1,74 @@
+"""Loading pairs, the image-level split, patch sampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from ijseg.data.dataset import PatchSampler, grid_patches, load_pairs, split_samples
+from ijseg.data.io import Sample, find_samples
+from ijseg.errors import DataError
+
+KW = dict(target="3class", n_classes=3, n_channels=1, normalizer={"name": "percentile"}, progress=False)
+
+
+def test_split_is_seeded_by_image_and_within_bounds():
+    s = [Sample(f"{i}", Path(f"{i}.tif"), None) for i in range(40)]
+    tr, va = split_samples(s, 0.15, seed=1)
+    assert len(va) == 6 and len(tr) == 34
+    assert {x.name for x in tr}.isdisjoint({x.name for x in va})
+    assert split_samples(s, 0.15, seed=1) == (tr, va)
+    assert split_samples(s, 0.15, seed=2) != (tr, va)
+    assert len(split_samples(s[:2], 0.1)[1]) == 1  # at least one image each side
+    with pytest.raises(ValueError, match="between 0.1 and 0.3"):
+        split_samples(s, 0.5)
+
+
+def test_dataset_too_small_for_a_split(tmp_path):
+    with pytest.raises(DataError, match="dataset too small: 1 image\\(s\\) in .*needs at least 2"):
+        split_samples([Sample("a", tmp_path / "a.tif", None)], 0.15)
+
+
+def test_load_pairs_real_files(sim_dataset):
+    pairs = load_pairs(find_samples(sim_dataset / "train")[:3], **KW)
+    assert pairs[0].image.shape == (96, 96, 1) and pairs[0].image.dtype == np.float32
+    assert set(np.unique(pairs[0].target)) == {0, 1, 2}
+
+
+def test_shape_mismatch_is_named(dataset_copy):
+    mask = dataset_copy / "masks" / "0003.tif"
+    tifffile.imwrite(mask, np.zeros((50, 60), np.uint16))
+    with pytest.raises(DataError, match="0003.tif: mask shape \\(50, 60\\) does not match its image 0003.tif"):
+        load_pairs(find_samples(dataset_copy), **KW)
+
+
+def test_labels_outside_class_range(dataset_copy):
+    kw = dict(KW, target="classes", n_classes=2)
+    with pytest.raises(DataError, match="0000.tif: class mask has value\\(s\\)"):
+        load_pairs(find_samples(dataset_copy), **kw)
+
+
+def test_empty_image_is_rejected(dataset_copy):
+    tifffile.imwrite(dataset_copy / "images" / "0001.tif", np.full((96, 96), 7, np.uint8))
+    with pytest.raises(DataError, match="0001.tif: image is empty \\(every pixel is 7\\)"):
+        load_pairs(find_samples(dataset_copy), **KW)
+
+
+def test_patch_sampler_pads_small_images_and_covers_dtype(sim_dataset):
+    pairs = load_pairs(find_samples(sim_dataset / "train")[:2], **KW)
+    sampler = PatchSampler(pairs, 128, None, seed=0)  # larger than the 96-pixel images
+    x, y = sampler.sample()
+    assert x.shape == (128, 128, 1) and y.shape == (128, 128, 1) and y.dtype == np.uint8
+    with pytest.raises(DataError, match="no training images"):
+        PatchSampler([], 32)
+
+
+def test_grid_patches_cover_every_pixel(sim_dataset):
+    pairs = load_pairs(find_samples(sim_dataset / "train")[:1], **KW)
+    x, y = grid_patches(pairs, 64)
+    assert x.shape == (4, 64, 64, 1)  # 96 = 64 + shifted 64 in each direction
+    np.testing.assert_array_equal(x[3], pairs[0].image[32:96, 32:96])
+    assert grid_patches(pairs * 10, 64, max_patches=7)[0].shape[0] == 7

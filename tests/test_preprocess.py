@@ -1,0 +1,47 @@
+"""Normalisers: definitions, serialisation, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ijseg.errors import ConfigError
+from ijseg.preprocess import MinMaxNormalizer, PercentileNormalizer, ZScoreNormalizer, normalizer_from_dict
+
+
+def test_percentile_is_bioimageio_scale_range():
+    rng = np.random.default_rng(0)
+    x = rng.gamma(2.0, 30.0, (64, 48)).astype(np.float32)
+    y = PercentileNormalizer(1, 99.8)(x)
+    lo, hi = np.percentile(x, [1, 99.8])
+    np.testing.assert_allclose(y, (x - lo) / (hi - lo + 1e-6), rtol=1e-5, atol=1e-6)
+
+
+def test_per_channel():
+    x = np.stack([np.arange(100.0).reshape(10, 10), 1000 + 5 * np.arange(100.0).reshape(10, 10)], -1)
+    y = PercentileNormalizer(0, 100)(x)
+    np.testing.assert_allclose(y[..., 0], y[..., 1], atol=1e-6)
+    z = ZScoreNormalizer()(x)
+    np.testing.assert_allclose(z.mean(axis=(0, 1)), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(axis=(0, 1)), 1, atol=1e-4)
+
+
+def test_minmax_fixed_range_and_clip():
+    x = np.array([[0, 2048, 4095, 5000]], np.float32)
+    y = MinMaxNormalizer(fixed_range=(0, 4095), clip=True)(x)
+    np.testing.assert_allclose(y, [[0, 2048 / 4095, 1, 1]], rtol=1e-6)
+
+
+def test_roundtrip_and_errors():
+    for n in (PercentileNormalizer(2, 99), ZScoreNormalizer(), MinMaxNormalizer(fixed_range=(0, 255))):
+        assert normalizer_from_dict(n.to_dict()) == n
+    with pytest.raises(ConfigError, match="unknown normaliser 'median'"):
+        normalizer_from_dict({"name": "median"})
+    with pytest.raises(ConfigError, match="unknown parameter\\(s\\) pmid"):
+        normalizer_from_dict({"name": "percentile", "pmid": 3})
+    with pytest.raises(ConfigError, match="pmin < pmax"):
+        PercentileNormalizer(99, 1)
+    with pytest.raises(ConfigError, match="max > min"):
+        MinMaxNormalizer(fixed_range=(5, 5))
+    with pytest.raises(ValueError, match="YX or YXC"):
+        ZScoreNormalizer()(np.zeros((2, 2, 2, 2)))

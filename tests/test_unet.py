@@ -1,0 +1,95 @@
+"""The U-Net builder and the losses/metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ijseg.config import Config
+from ijseg.models.losses import make_loss, make_metrics
+from ijseg.models.unet import build_unet, receptive_field
+
+
+def test_default_network_has_about_two_million_parameters():
+    n = build_unet(Config()).count_params()
+    assert 1.5e6 <= n <= 2.5e6
+
+
+@pytest.mark.parametrize("size", [(32, 48), (64, 40)])
+def test_any_multiple_of_divisor_works_and_outputs_probabilities(size):
+    cfg = Config(data_target="3class", data_n_classes=3, unet_depth=3, unet_base_filters=4, train_patch_size=32)
+    m = build_unet(cfg)
+    y = np.asarray(m(np.random.default_rng(0).random((1, *size, 1), dtype=np.float32)))
+    assert y.shape == (1, *size, 3)
+    np.testing.assert_allclose(y.sum(-1), 1.0, atol=1e-5)
+    assert m.layers[0].name == "input" and m.layers[-1].name == "output"
+
+
+def test_sigmoid_residual_dropout_and_mixed_precision():
+    cfg = Config(unet_depth=2, unet_base_filters=4, train_patch_size=16, unet_residual=True, unet_dropout=0.2,
+                 train_mixed_precision=True, data_n_channels=2)
+    m = build_unet(cfg)
+    y = np.asarray(m(np.ones((1, 16, 16, 2), np.float32)))
+    assert y.dtype == np.float32 and y.shape == (1, 16, 16, 1) and np.all((y > 0) & (y < 1))
+    assert any("_add" in layer.name for layer in m.layers)
+    assert any(layer.name.endswith("_proj") for layer in m.layers)
+
+
+def test_receptive_field_matches_an_impulse_response():
+    cfg = Config(unet_depth=2, unet_base_filters=4, train_patch_size=16, unet_batch_norm=False)
+    m = build_unet(cfg)
+    x = np.zeros((1, 96, 96, 1), np.float32)
+    x2 = x.copy()
+    x2[0, 48, 48, 0] = 100.0
+    diff = np.abs(np.asarray(m(x2)) - np.asarray(m(x)))[0, ..., 0] > 0
+    rows = np.flatnonzero(diff.any(axis=1))
+    extent = rows.max() - rows.min() + 1
+    rf = receptive_field(cfg)
+    assert extent <= rf
+    assert extent >= rf - 2 ** cfg.unet_depth  # pooling grid alignment may hide a few pixels
+
+
+def test_seeded_weights_are_reproducible():
+    cfg = Config(unet_depth=1, unet_base_filters=2, train_patch_size=8)
+    a, b = build_unet(cfg).get_weights(), build_unet(cfg).get_weights()
+    c = build_unet(cfg.replace(train_seed=1)).get_weights()
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+    assert not all(np.array_equal(u, v) for u, v in zip(a, c))
+
+
+@pytest.mark.parametrize("name", ["crossentropy", "dice", "crossentropy_dice", "focal", "mse", "mae"])
+@pytest.mark.parametrize("n_outputs", [1, 3])
+def test_losses_prefer_the_right_answer(name, n_outputs):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, max(n_outputs, 2), (2, 8, 8, 1)).astype(np.uint8)
+    if n_outputs == 1:
+        good = np.where(y == 1, 0.95, 0.05).astype(np.float32)
+    else:
+        good = np.full((2, 8, 8, n_outputs), 0.05 / (n_outputs - 1), np.float32)
+        np.put_along_axis(good, y.astype(int), 0.95, axis=-1)
+    bad = 1.0 - good if n_outputs == 1 else np.roll(good, 1, axis=-1)
+    loss = make_loss(name, n_outputs)
+    lg, lb = float(loss(y, good)), float(loss(y, bad))
+    assert np.isfinite(lg) and lg < lb
+
+
+def test_regression_losses_and_errors():
+    y = np.random.default_rng(0).random((1, 8, 8, 1)).astype(np.float32)
+    assert float(make_loss("mse", 1, regression=True)(y, y)) == pytest.approx(0.0)
+    assert float(make_loss("mae", 1, regression=True)(y, y + 0.5)) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="needs class targets"):
+        make_loss("dice", 1, regression=True)
+    with pytest.raises(ValueError, match="unknown loss"):
+        make_loss("hinge", 1)
+
+
+def test_foreground_iou_accumulates_over_batches():
+    (m,) = make_metrics(1)
+    y1 = np.zeros((1, 4, 4, 1), np.uint8)
+    y1[0, :2] = 1  # 8 fg pixels
+    m.update_state(y1, y1.astype(np.float32))  # perfect: inter 8, union 8
+    y2 = np.zeros((1, 4, 4, 1), np.uint8)
+    m.update_state(y2, np.ones((1, 4, 4, 1), np.float32))  # inter 0, union 16
+    assert float(m.result()) == pytest.approx(8 / 24)
+    metrics = make_metrics(3)
+    assert [x.name for x in metrics] == ["fg_iou", "iou_class0", "iou_class1", "iou_class2"]
