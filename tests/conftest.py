@@ -65,3 +65,16 @@ def labels_with_touching() -> np.ndarray:
     lab[2:9, 9:16] = 2
     lab[12:18, 20:27] = 3
     return lab
+
+
+@pytest.fixture(scope="session")
+def tiny_model(sim_dataset, tmp_path_factory) -> Path:
+    """A tiny 3-class model trained for two short epochs (weights barely trained, but real)."""
+    from ijseg.config import Config
+    from ijseg.train import train
+
+    cfg = Config(data_target="3class", data_n_classes=3, unet_depth=2, unet_base_filters=4, train_patch_size=32,
+                 train_batch_size=4, train_epochs=2, train_steps_per_epoch=2)
+    out = tmp_path_factory.mktemp("models") / "tiny3"
+    train(sim_dataset / "train", out, cfg, qc=False, progress=False)
+    return out

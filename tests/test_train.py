@@ -49,6 +49,9 @@ def test_train_writes_the_model_folder(sim_dataset, tmp_path, tiny_config):
     assert [e["epoch"] for e in events] == [1, 2] and res.epochs_done == 2
     assert _iterations(m) == 4
     assert not list(m.glob("*.tmp*")), "temporary files left behind"
+    # quality control on the validation images at the end
+    assert res.qc is not None and (m / "qc" / "report.html").is_file()
+    assert json.loads((m / "qc" / "summary.json").read_text())["n_images"] == len(split["validation"])
     # the folder reloads into the same network
     model = ModelFolder(m).load_keras("last")
     x = np.random.default_rng(0).random((1, 32, 32, 1), dtype=np.float32)

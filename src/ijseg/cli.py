@@ -1,4 +1,4 @@
-"""The ``ijseg`` command line: ``ijseg simulate | train | doctor``.
+"""The ``ijseg`` command line: ``ijseg simulate | train | predict | qc | doctor``.
 
 Heavy libraries (TensorFlow) are imported only after the arguments are parsed, and only by
 the commands that need them. Errors a user can fix are printed as one line, without a
@@ -148,6 +148,8 @@ def _add_train(sub) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace a model already in --model")
+    g.add_argument("--no-qc", dest="qc", action="store_false",
+                   help="skip the quality control on the validation images at the end")
     p.set_defaults(func=_cmd_train)
 
 
@@ -214,7 +216,7 @@ def _cmd_train(args) -> int:
         cfg = _train_config(args)
     try:
         result = train(args.data, args.model, cfg, resume=args.resume, overwrite=args.overwrite,
-                       epochs=args.epochs if args.resume else None, progress=not args.quiet)
+                       epochs=args.epochs if args.resume else None, qc=args.qc, progress=not args.quiet)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last completed epoch is saved. Continue with:\n"
               f"  ijseg train --data {args.data} --model {args.model} --resume", file=sys.stderr)
@@ -224,6 +226,119 @@ def _cmd_train(args) -> int:
           f"best epoch {result.best_epoch} (validation loss {result.best_val_loss:.4g}"
           + (f", foreground IoU {last['val_fg_iou']:.3f} at the last epoch" if "val_fg_iou" in last else "")
           + f"); model in {result.model_dir}")
+    if result.qc is not None:
+        print(f"validation QC: AP@0.5 {result.qc['ap@0.5']:.3f}, F1@0.5 {result.qc['f1@0.5']:.3f}; "
+              f"report: {result.model_dir / 'qc' / 'report.html'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# predict and qc
+
+
+def _add_postprocess_args(p) -> None:
+    g = p.add_argument_group("post-processing")
+    g.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (default 0.5)")
+    g.add_argument("--min-size", type=int, default=0, help="remove objects smaller than N pixels")
+    g.add_argument("--max-size", type=int, default=0, help="remove objects larger than N pixels (0: no limit)")
+    g.add_argument("--fill-holes", action="store_true", help="fill holes in objects")
+    g.add_argument("--clear-border", action="store_true", help="remove objects touching the image border")
+    g.add_argument("--watershed", action="store_true",
+                   help="split touching objects of a binary model (distance-transform watershed)")
+    g.add_argument("--tile", type=int, help="largest tile side in pixels, halo included (default 1024; 0: no tiling)")
+
+
+def _postprocess_options(args):
+    from .postprocess import PostprocessOptions
+
+    try:
+        return PostprocessOptions(threshold=args.threshold, min_size=args.min_size, max_size=args.max_size,
+                                  fill_holes=args.fill_holes, clear_border=args.clear_border, watershed=args.watershed)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="segment images with a trained model",
+        description=("Segment one image or a folder. Per image writes NAME_labels.tif (or _mask.tif / _prob.tif), "
+                     "NAME_measurements.csv (Analyze Particles columns) and NAME_rois.zip (ROI Manager); "
+                     "summary.csv has one line per image."),
+    )
+    p.add_argument("--model", required=True, type=Path, help="model folder written by 'ijseg train'")
+    p.add_argument("--input", required=True, type=Path, help="an image file, or a folder of images")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--output", choices=("labels", "mask", "probabilities"), default="labels",
+                   help="labels: uint16 instance labels (default); mask: uint8 (0/255 binary, else class numbers); "
+                        "probabilities: float32 with a channel axis")
+    p.add_argument("--weights", choices=("best", "last"), default="best", help="which weights (default best)")
+    _add_postprocess_args(p)
+    p.set_defaults(func=_cmd_predict)
+
+
+def _input_files(path: Path) -> list[Path]:
+    from .data.io import find_samples, list_images
+    from .errors import DataError
+
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise DataError(f"{path}: input not found")
+    files = list_images(path)
+    if not files:
+        files = [s.image for s in find_samples(path, require_masks=False)]
+    if not files:
+        raise DataError(f"{path}: no images found")
+    return files
+
+
+def _cmd_predict(args) -> int:
+    from .predict import Predictor, predict_files
+
+    options = _postprocess_options(args)
+    files = _input_files(args.input)
+    predictor = Predictor(args.model, which=args.weights)
+    rows, failures = predict_files(predictor, files, args.out, output=args.output, options=options, tile=args.tile,
+                                   progress=not args.quiet)
+    n_obj = sum(int(r["Count"]) for r in rows)
+    print(f"segmented {len(rows)} of {len(files)} image(s), {n_obj} object(s); results in {args.out}")
+    if failures:
+        print(f"{len(failures)} image(s) failed:", file=sys.stderr)
+        for _, msg in failures:
+            print(f"  {msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_qc(sub) -> None:
+    p = sub.add_parser(
+        "qc",
+        help="quality control of a model on a test set with ground truth",
+        description="Writes metrics.csv, summary.json, overlays/ and report.html into --out.",
+    )
+    p.add_argument("--model", required=True, type=Path, help="model folder written by 'ijseg train'")
+    p.add_argument("--data", required=True, type=Path, help="test dataset folder (images with masks)")
+    p.add_argument("--out", required=True, type=Path, help="QC output folder")
+    p.add_argument("--weights", choices=("best", "last"), default="best", help="which weights (default best)")
+    _add_postprocess_args(p)
+    p.set_defaults(func=_cmd_qc)
+
+
+def _cmd_qc(args) -> int:
+    from .models.folder import ModelFolder
+    from .predict import Predictor
+    from .qc import evaluate
+
+    options = _postprocess_options(args)
+    predictor = Predictor(args.model, which=args.weights)
+    summary = evaluate(predictor, args.data, args.out, options=options, tile=args.tile,
+                       history=ModelFolder(args.model) / ModelFolder.HISTORY, progress=not args.quiet)
+    iou = summary["pixels"]["iou"]
+    print(f"AP@0.5 {summary['ap@0.5']:.3f}, F1@0.5 {summary['f1@0.5']:.3f}, pixel IoU "
+          + ", ".join(f"{k} {v:.3f}" for k, v in iou.items()) + f" ({summary['n_images']} images)")
+    print(summary["verdict_text"])
+    print(f"report: {args.out / 'report.html'}")
     return 0
 
 
@@ -261,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_simulate(sub)
     _add_train(sub)
+    _add_predict(sub)
+    _add_qc(sub)
     _add_doctor(sub)
     return parser
 

@@ -51,6 +51,7 @@ class TrainResult:
     best_val_loss: float
     history: list[dict[str, float]]
     stopped_early: bool = False
+    qc: dict[str, Any] | None = None
 
     @property
     def last(self) -> dict[str, float]:
@@ -227,6 +228,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     epochs: int | None = None,
+    qc: bool = True,
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
@@ -248,6 +250,9 @@ def train(
         Replace a model already in ``model_dir`` (otherwise that is an error).
     epochs
         Total number of epochs; with ``resume`` this may extend the original run.
+    qc
+        At the end, run quality control (:func:`ijseg.qc.evaluate`) with the best weights on
+        the validation images and write it into ``MODEL/qc/``.
     progress
         Show tqdm progress bars.
     callback
@@ -363,7 +368,15 @@ def train(
                                        progress=progress, callback=callback)],
             verbose=0,
         )
+    summary = None
+    if qc and state["epoch"] > 0:
+        from .predict import Predictor
+        from .qc import evaluate
+
+        summary = evaluate(Predictor(folder), val_s, folder / ModelFolder.QC, history=folder / ModelFolder.HISTORY,
+                           title=f"{folder.path.name}: quality control on the validation images", progress=progress)
     return TrainResult(
+        qc=summary,
         model_dir=folder.path,
         epochs_done=state["epoch"],
         best_epoch=state["best_epoch"],

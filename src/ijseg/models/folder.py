@@ -10,6 +10,7 @@
       history.csv               loss and metrics per epoch, training and validation
       learning_curves.png       the history as a figure
       split.json                which images were used for training and validation
+      qc/                       quality control on the validation images (report.html ...)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ModelFolder:
     HISTORY = "history.csv"
     CURVES = "learning_curves.png"
     SPLIT = "split.json"
+    QC = "qc"
     #: files that training writes (and ``--overwrite`` removes)
     OUTPUTS = (CONFIG, WEIGHTS_BEST, WEIGHTS_LAST, CHECKPOINT, HISTORY, CURVES, SPLIT)
 
@@ -97,5 +99,8 @@ class ModelFolder:
 
     def clean(self) -> None:
         """Remove the files a previous training run wrote."""
+        import shutil
+
         for name in self.OUTPUTS:
             (self.path / name).unlink(missing_ok=True)
+        shutil.rmtree(self.path / self.QC, ignore_errors=True)

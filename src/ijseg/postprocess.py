@@ -1,0 +1,223 @@
+"""From probability maps to masks and instance labels.
+
+* binary (one sigmoid output): ``p > threshold`` -> optional fill holes -> optional watershed
+  on the distance transform (the job of ImageJ's Process > Binary > Watershed) -> connected
+  components with 8-connectivity (as ImageJ's particle analyser traces them) -> size filter,
+  optional clearing of objects touching the border;
+* 3 classes (background / interior / boundary, softmax): ``argmax`` -> the interiors are the
+  seeds, grown back over the boundary class with a watershed on the interior probability, so
+  touching nuclei stay apart; foreground pieces without an interior become objects of their own;
+* distance maps: ``d > distance_threshold`` is the mask, the maxima of ``d`` are the seeds;
+* multi-class masks (softmax, C classes): ``argmax`` is the mask; instances are connected
+  components of the non-background classes.
+
+Labels are numbered 1..N in raster order of their first pixel; uint16 while N < 65536, else
+uint32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .config import Config
+
+__all__ = ["Segmentation", "PostprocessOptions", "postprocess", "relabel_sequential", "filter_sizes"]
+
+_EIGHT = np.ones((3, 3), bool)
+
+
+@dataclass(frozen=True)
+class PostprocessOptions:
+    """Post-processing settings.
+
+    Attributes
+    ----------
+    threshold
+        Probability above which a pixel is foreground (sigmoid models).
+    distance_threshold
+        Predicted relative distance above which a pixel is foreground (distance models, whose
+        targets are 0 outside objects and about 1/radius on their edge pixels).
+    min_size, max_size
+        Objects with fewer / more pixels are removed (``max_size`` 0: no upper limit).
+    fill_holes
+        Fill holes inside each object.
+    clear_border
+        Remove objects touching the image border.
+    watershed
+        Split touching objects of a binary model with a watershed on the distance transform.
+    """
+
+    threshold: float = 0.5
+    distance_threshold: float = 0.05
+    min_size: int = 0
+    max_size: int = 0
+    fill_holes: bool = False
+    clear_border: bool = False
+    watershed: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if not 0 < self.distance_threshold < 1:
+            raise ValueError(f"distance_threshold must be between 0 and 1, got {self.distance_threshold}")
+        if self.min_size < 0 or self.max_size < 0:
+            raise ValueError(f"sizes must be >= 0, got min_size={self.min_size}, max_size={self.max_size}")
+        if self.max_size and self.max_size < self.min_size:
+            raise ValueError(f"max_size {self.max_size} is smaller than min_size {self.min_size}")
+
+
+@dataclass
+class Segmentation:
+    """Result of post-processing one image.
+
+    Attributes
+    ----------
+    mask
+        uint8 class map: 0/1 (binary, distance) or the argmax class (multi-class).
+    labels
+        Instance labels, 0 background.
+    """
+
+    mask: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def n_objects(self) -> int:
+        return int(self.labels.max(initial=0))
+
+
+def relabel_sequential(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels 1..N in raster order of each label's first pixel.
+
+    Examples
+    --------
+    >>> relabel_sequential(np.array([[0, 7, 7], [3, 0, 9]]))
+    array([[0, 1, 1],
+           [2, 0, 3]], dtype=uint16)
+    """
+    flat = labels.ravel()
+    ids, first = np.unique(flat, return_index=True)
+    keep = ids != 0
+    ids, first = ids[keep], first[keep]
+    order = ids[np.argsort(first)]
+    dtype = np.uint16 if order.size < 65535 else np.uint32
+    lut = np.zeros(int(labels.max(initial=0)) + 1, dtype)
+    lut[order] = np.arange(1, order.size + 1, dtype=dtype)
+    return lut[labels]
+
+
+def filter_sizes(labels: np.ndarray, min_size: int = 0, max_size: int = 0, *, clear_border: bool = False) -> np.ndarray:
+    """Remove objects by pixel count and, optionally, those touching the border."""
+    n = int(labels.max(initial=0))
+    if n == 0:
+        return labels
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    drop = np.zeros(n + 1, bool)
+    if min_size:
+        drop |= sizes < min_size
+    if max_size:
+        drop |= sizes > max_size
+    if clear_border:
+        edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+        drop[np.unique(edge)] = True
+    drop[0] = False
+    if not drop[1:].any():
+        return labels
+    out = labels.copy()
+    out[drop[labels]] = 0
+    return out
+
+
+def _fill_holes_per_object(labels: np.ndarray) -> np.ndarray:
+    out = labels.copy()
+    for i, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        filled = ndi.binary_fill_holes(labels[sl] == i)
+        region = out[sl]
+        region[filled & (region == 0)] = i
+    return out
+
+
+def _watershed_split(fg: np.ndarray) -> np.ndarray:
+    """Split touching round objects: seeds at distance-transform maxima (h = 0.5 px)."""
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    dist = ndi.distance_transform_edt(fg)
+    peaks = h_maxima(dist, 0.5)
+    markers, _ = ndi.label(peaks, structure=_EIGHT)
+    return watershed(-dist, markers, mask=fg, connectivity=2)
+
+
+def _seeded_growth(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray) -> np.ndarray:
+    """Grow seed labels over ``fg``; foreground pieces without a seed become new objects."""
+    from skimage.segmentation import watershed
+
+    labels = watershed(elevation, seeds, mask=fg, connectivity=1)
+    orphans = fg & (labels == 0)
+    if orphans.any():
+        extra, n = ndi.label(orphans, structure=_EIGHT)
+        labels = np.where(extra > 0, extra + labels.max(), labels)
+    return labels
+
+
+def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | None = None) -> Segmentation:
+    """Mask and instance labels from a ``(Y, X, n_outputs)`` prediction.
+
+    Parameters
+    ----------
+    prob
+        Output of :meth:`ijseg.predict.Predictor.predict`.
+    config
+        The model's configuration (decides binary / 3-class / distance / multi-class).
+    options
+        Thresholds and filters.
+
+    Returns
+    -------
+    Segmentation
+    """
+    opt = options or PostprocessOptions()
+    if prob.ndim != 3 or prob.shape[-1] != config.n_outputs:
+        raise ValueError(f"expected a (Y, X, {config.n_outputs}) prediction, got shape {prob.shape}")
+    target = config.data_target
+    if target == "3class":
+        cls = np.argmax(prob, axis=-1).astype(np.uint8)
+        fg = cls > 0
+        if opt.fill_holes:
+            fg = ndi.binary_fill_holes(fg)
+        seeds, _ = ndi.label(cls == 1)  # 4-connected interiors: thin diagonal bridges do not merge nuclei
+        labels = _seeded_growth(seeds, fg, -prob[..., 1])
+        mask = cls
+    elif target == "distance":
+        d = prob[..., 0]
+        fg = d > opt.distance_threshold
+        if opt.fill_holes:
+            fg = ndi.binary_fill_holes(fg)
+        from skimage.morphology import h_maxima
+
+        peaks = h_maxima(np.where(fg, d, 0).astype(np.float32), 0.1) > 0
+        seeds, _ = ndi.label(peaks & fg, structure=_EIGHT)
+        labels = _seeded_growth(seeds, fg, -d)
+        mask = fg.astype(np.uint8)
+    elif config.n_outputs == 1:  # binary, or a 2-class class-mask model
+        fg = prob[..., 0] > opt.threshold
+        if opt.fill_holes:
+            fg = ndi.binary_fill_holes(fg)
+        if opt.watershed:
+            labels = _watershed_split(fg)
+        else:
+            labels, _ = ndi.label(fg, structure=_EIGHT)
+        mask = fg.astype(np.uint8)
+    else:  # multi-class semantic segmentation
+        cls = np.argmax(prob, axis=-1).astype(np.uint8)
+        labels, _ = ndi.label(cls > 0, structure=_EIGHT)
+        mask = cls
+    if opt.fill_holes and target != "3class":
+        labels = _fill_holes_per_object(labels)
+    labels = filter_sizes(labels, opt.min_size, opt.max_size, clear_border=opt.clear_border)
+    return Segmentation(mask=mask, labels=relabel_sequential(labels))

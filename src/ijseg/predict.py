@@ -1,0 +1,278 @@
+"""Prediction with a trained model on images of any size, in bounded memory.
+
+A :class:`Predictor` loads the network once and serves any number of images. For each image it
+normalises the *whole* image (as in training, and as deepImageJ does), pads it to a multiple
+of the network's divisor by mirroring, cuts it into tiles with a halo wider than the receptive
+field (see :mod:`ijseg._tiling`), predicts tiles of equal shape in batches, and stitches the
+tile cores. Tiled output equals one-pass output up to float rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ._tiling import halo_for, tile_layout
+from .config import Config
+from .data.io import Image, to_model_input
+from .errors import DataError, ModelError
+from .models.folder import ModelFolder
+from .preprocess import normalizer_from_dict
+
+__all__ = ["Predictor", "DEFAULT_TILE", "OUTPUTS", "segment", "write_outputs", "predict_files", "output_names"]
+
+log = logging.getLogger(__name__)
+
+#: largest window side fed to the network by default (about 1.5 GB of activations for the
+#: default network on a CPU); larger images are tiled
+DEFAULT_TILE = 1024
+
+
+class Predictor:
+    """A loaded model that predicts probability maps.
+
+    Parameters
+    ----------
+    model
+        A model folder (``ijseg train`` output) or a :class:`ModelFolder`.
+    which
+        ``best`` (default) or ``last`` weights.
+    batch_size
+        Tiles of the same shape predicted together.
+
+    Examples
+    --------
+    >>> pred = Predictor("my_model")                          # doctest: +SKIP
+    >>> prob = pred.predict(image)                            # (Y, X, n_outputs) float32
+    """
+
+    def __init__(self, model: str | os.PathLike | ModelFolder, *, which: str = "best", batch_size: int = 4) -> None:
+        from ._tf import import_tf
+        from .models.unet import receptive_field
+
+        self.folder = model if isinstance(model, ModelFolder) else ModelFolder(model)
+        self.config: Config = self.folder.config()
+        self.model = self.folder.load_keras(which)
+        self.normalizer = normalizer_from_dict(self.config.data_normalizer)
+        self.divisor = self.config.divisor
+        self.halo = halo_for(receptive_field(self.config), self.divisor)
+        self.batch_size = max(1, int(batch_size))
+        tf, _ = import_tf()
+        spec = tf.TensorSpec([None, None, None, self.config.data_n_channels], tf.float32)
+        keras_model = self.model
+        self._forward = tf.function(lambda x: keras_model(x, training=False), input_signature=[spec],
+                                    reduce_retracing=True)
+
+    def __repr__(self) -> str:
+        return f"Predictor({str(self.folder.path)!r})"
+
+    @property
+    def n_outputs(self) -> int:
+        return self.config.n_outputs
+
+    def prepare(self, image: Image | np.ndarray) -> np.ndarray:
+        """Model input (``YXC`` float32, normalised) from an :class:`Image` or array.
+
+        A 2-D array is one channel; a 3-D array must be ``YXC``.
+        """
+        if isinstance(image, np.ndarray):
+            if image.ndim not in (2, 3):
+                raise DataError(f"expected a 2-D image (YX or YXC), got an array of shape {image.shape}")
+            image = Image(image, "YX" if image.ndim == 2 else "YXC")
+        x = to_model_input(image, self.config.data_n_channels)
+        where = f"{image.path}: " if image.path else ""
+        h, w = x.shape[:2]
+        if h < self.divisor or w < self.divisor:
+            raise DataError(
+                f"{where}image of {h}x{w} pixels is smaller than this network's minimum of "
+                f"{self.divisor}x{self.divisor} (2**depth)"
+            )
+        if not np.all(np.isfinite(x)):
+            raise DataError(f"{where}image contains NaN or infinite pixel values")
+        if float(x.max()) == float(x.min()):
+            raise DataError(f"{where}image is empty (every pixel is {x.flat[0]:g})")
+        return self.normalizer(x)
+
+    def predict(
+        self,
+        image: Image | np.ndarray,
+        *,
+        tile: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Probability (or distance) map of one image.
+
+        Parameters
+        ----------
+        image
+            Raw image (normalised here with the model's normaliser).
+        tile
+            Largest window side in pixels (default :data:`DEFAULT_TILE`); a window includes the
+            halo. ``0`` predicts the whole image in one pass.
+        progress
+            Called as ``progress(done, total)`` after each batch of tiles.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(Y, X, n_outputs)`` float32.
+        """
+        x = self.prepare(image)
+        return self.predict_normalized(x, tile=tile, progress=progress)
+
+    def predict_normalized(self, x: np.ndarray, *, tile: int | None = None,
+                           progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Like :meth:`predict`, for an input already normalised (``YXC`` float32)."""
+        h, w = x.shape[:2]
+        d = self.divisor
+        ph, pw = -h % d, -w % d
+        xp = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="reflect")  # h, w >= divisor > ph, pw
+        if tile is None:
+            tile = DEFAULT_TILE
+        window = max(xp.shape[:2]) if tile == 0 else int(tile) // d * d
+        tiles = tile_layout(xp.shape[:2], window=window, halo=self.halo, divisor=d)
+        out = np.empty((*xp.shape[:2], self.n_outputs), np.float32)
+        groups: dict[tuple[int, int], list] = {}
+        for t in tiles:
+            groups.setdefault(t.shape, []).append(t)
+        done = 0
+        for _, group in groups.items():
+            for i in range(0, len(group), self.batch_size):
+                batch = group[i : i + self.batch_size]
+                xb = np.stack([xp[t.window[0]:t.window[1], t.window[2]:t.window[3]] for t in batch])
+                yb = self._run(xb)
+                for t, y in zip(batch, yb):
+                    cy, cx = t.core_in_window
+                    out[t.core[0]:t.core[1], t.core[2]:t.core[3]] = y[cy, cx]
+                done += len(batch)
+                if progress is not None:
+                    progress(done, len(tiles))
+        return out[:h, :w]
+
+    def _run(self, xb: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(self._forward(xb))
+        except Exception as err:  # TensorFlow raises ResourceExhaustedError etc.
+            if "OOM" in str(err) or "ResourceExhausted" in type(err).__name__:
+                raise ModelError(
+                    f"out of memory predicting {xb.shape[0]} tile(s) of {xb.shape[1]}x{xb.shape[2]} pixels; "
+                    f"use a smaller tile size (--tile)"
+                ) from err
+            raise
+
+
+
+OUTPUTS = ("labels", "mask", "probabilities")
+
+
+def output_names(stem: str, output: str) -> dict[str, str]:
+    """File names :func:`predict_files` writes for one input ``stem``."""
+    names = {"probabilities": f"{stem}_prob.tif", "mask": f"{stem}_mask.tif", "labels": f"{stem}_labels.tif"}
+    files = {"image": names[output]}
+    if output != "probabilities":
+        files.update(measurements=f"{stem}_measurements.csv", rois=f"{stem}_rois.zip")
+    return files
+
+
+def segment(predictor: Predictor, image: Image, options=None, *, tile: int | None = None):
+    """Probabilities, segmentation and measurement table of one image."""
+    from .measure import measure
+    from .postprocess import postprocess
+
+    x = to_model_input(image, predictor.config.data_n_channels)
+    prob = predictor.predict(image, tile=tile)
+    seg = postprocess(prob, predictor.config, options)
+    table = measure(seg.labels, x[..., 0], pixel_size=image.pixel_size)
+    return prob, seg, table
+
+
+def write_outputs(out: Path, stem: str, image: Image, prob: np.ndarray, seg, table: dict, output: str) -> dict[str, Path]:
+    """Write the files of :func:`output_names` (each atomically) and return their paths."""
+    from .data.io import write_tiff
+    from .measure import table_to_csv, write_roi_zip
+
+    names = output_names(stem, output)
+    cal = dict(pixel_size=image.pixel_size, unit=image.unit)
+    paths = {k: out / v for k, v in names.items()}
+    if output == "probabilities":
+        write_tiff(paths["image"], np.moveaxis(prob, -1, 0).astype(np.float32), "CYX", **cal)
+    elif output == "mask":
+        mask = seg.mask * np.uint8(255) if seg.mask.max(initial=0) <= 1 else seg.mask
+        write_tiff(paths["image"], mask.astype(np.uint8), "YX", **cal)
+    else:
+        write_tiff(paths["image"], seg.labels, "YX", **cal)
+    if output != "probabilities":
+        table_to_csv(table, paths["measurements"])
+        write_roi_zip(paths["rois"], seg.labels)
+    return paths
+
+
+def summary_row(name: str, seg, table: dict, image: Image) -> dict[str, float | str | int]:
+    """One line of the Summary table, as ImageJ's Analyze Particles 'summarize' writes it."""
+    area = table["Area"]
+    ph, pw = image.pixel_size
+    total_px = seg.labels.size * ph * pw
+    row: dict[str, float | str | int] = {
+        "Slice": name, "Count": int(area.size), "Total Area": float(area.sum()),
+        "Average Size": float(area.mean()) if area.size else 0.0,
+        "%Area": float(100 * area.sum() / total_px) if total_px else 0.0,
+    }
+    if "Mean" in table:
+        row["Mean"] = float(np.mean(table["Mean"])) if area.size else 0.0
+    return row
+
+
+def predict_files(
+    predictor: Predictor,
+    inputs: list[Path],
+    out: str | os.PathLike,
+    *,
+    output: str = "labels",
+    options=None,
+    tile: int | None = None,
+    progress: bool = True,
+) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """Segment many files with one loaded model; a bad file is reported and skipped.
+
+    Returns
+    -------
+    rows : list of dict
+        Summary rows (also written to ``OUT/summary.csv``).
+    failures : list of (path, message)
+    """
+    import csv
+    import io
+
+    from tqdm.auto import tqdm
+
+    from ._fileio import atomic_write_text
+    from .data.io import read_image
+    from .errors import IjsegError
+
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, failures = [], []
+    for path in tqdm(inputs, desc="predict", unit="img", disable=not progress):
+        try:
+            image = read_image(path)
+            prob, seg, table = segment(predictor, image, options, tile=tile)
+            write_outputs(out, path.stem, image, prob, seg, table, output)
+            rows.append(summary_row(path.name, seg, table, image))
+        except IjsegError as err:
+            msg = str(err) if str(path) in str(err) else f"{path}: {err}"
+            log.error("skipped: %s", msg)
+            failures.append((path, msg))
+    if rows:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        atomic_write_text(out / "summary.csv", buf.getvalue())
+    return rows, failures
