@@ -10,17 +10,21 @@ PYTEST := $(PY) -m pytest
 setup:
 	@bash scripts/setup.sh
 
-## Main job end to end on simulated data: simulate -> train (QC, export and ImageJ follow in later stages).
+## Main job end to end on simulated data: simulate -> train -> QC -> predict (export and ImageJ follow).
 demo: setup
 	$(IJSEG) simulate --preset sim3k-100 --out $(DEMO)/data --seed 1
 	$(IJSEG) train --data $(DEMO)/data/train --model $(DEMO)/model --classes 3 \
 		--base-filters 16 --depth 3 --patch-size 128 --batch-size 8 \
-		--epochs 10 --steps-per-epoch 40 --overwrite
+		--epochs 15 --steps-per-epoch 40 --overwrite
+	$(IJSEG) qc --model $(DEMO)/model --data $(DEMO)/data/test --out $(DEMO)/qc
+	$(IJSEG) predict --model $(DEMO)/model --input $(DEMO)/data/test/images --out $(DEMO)/predictions
 	@echo
 	@echo "demo outputs:"
 	@echo "  simulated data   $(DEMO)/data/{train,test}/{images,masks}"
 	@echo "  trained model    $(DEMO)/model (config.json, weights_best.weights.h5, history.csv)"
 	@echo "  learning curves  $(DEMO)/model/learning_curves.png"
+	@echo "  QC report        $(DEMO)/qc/report.html"
+	@echo "  segmentation     $(DEMO)/predictions (labels, measurements, ROIs, summary.csv)"
 
 ## Default test run: everything but tests marked slow.
 test: setup

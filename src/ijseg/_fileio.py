@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_csv"]
 
 
 def _read_umask() -> int:
@@ -67,3 +67,30 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict], *, float_format: str = ".6g") -> None:
+    """Write dict rows as CSV atomically; columns are the union of keys in first-seen order.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> atomic_write_csv(p, [{"a": 1, "b": 0.5}, {"a": 2, "c": "x"}])
+    >>> print(p.read_text(), end="")
+    a,b,c
+    1,0.5,
+    2,,x
+    """
+    import csv
+    import io
+
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (format(v, float_format) if isinstance(v, float) else v) for k, v in r.items()})
+    atomic_write_text(path, buf.getvalue())

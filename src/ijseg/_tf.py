@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from .errors import IjsegError
 
-__all__ = ["tf", "keras", "import_tf", "device_summary", "dtype_policy", "policy_name", "gpus"]
+__all__ = ["import_tf", "device_summary", "dtype_policy", "policy_name", "gpus"]
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +114,3 @@ def dtype_policy(mixed_precision: bool) -> Iterator[str]:
     finally:
         keras_.mixed_precision.set_global_policy(old)
 
-
-def __getattr__(name: str):
-    # lazy module attributes: ``from ijseg._tf import tf, keras`` imports TensorFlow on first use
-    if name in ("tf", "keras"):
-        tf_, keras_ = import_tf()
-        return tf_ if name == "tf" else keras_
-    raise AttributeError(name)

@@ -118,7 +118,7 @@ def _add_train(sub) -> None:
                    help="training target (default from --classes: 2 -> binary, 3 -> 3class)")
     g.add_argument("--mask-type", choices=("instance", "class"),
                    help="masks hold instance labels (default) or class numbers 0..C-1")
-    g.add_argument("--boundary-width", type=int, help="boundary width in pixels for 3 classes (default 1)")
+    g.add_argument("--boundary-width", type=int, help="boundary width in pixels for 3 classes (default 2)")
     g.add_argument("--channels", type=int, help="input channels (default 1)")
     g.add_argument("--normalizer", choices=("percentile", "zscore", "minmax"),
                    help="intensity normalisation (default percentile 1-99.8)")
@@ -239,6 +239,8 @@ def _cmd_train(args) -> int:
 def _add_postprocess_args(p) -> None:
     g = p.add_argument_group("post-processing")
     g.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (default 0.5)")
+    g.add_argument("--seed-threshold", type=float, default=0.8,
+                   help="3-class models: interior probability that seeds an object (default 0.8)")
     g.add_argument("--min-size", type=int, default=0, help="remove objects smaller than N pixels")
     g.add_argument("--max-size", type=int, default=0, help="remove objects larger than N pixels (0: no limit)")
     g.add_argument("--fill-holes", action="store_true", help="fill holes in objects")
@@ -252,7 +254,8 @@ def _postprocess_options(args):
     from .postprocess import PostprocessOptions
 
     try:
-        return PostprocessOptions(threshold=args.threshold, min_size=args.min_size, max_size=args.max_size,
+        return PostprocessOptions(threshold=args.threshold, seed_threshold=args.seed_threshold,
+                                  min_size=args.min_size, max_size=args.max_size,
                                   fill_holes=args.fill_holes, clear_border=args.clear_border, watershed=args.watershed)
     except ValueError as err:
         raise ConfigError(str(err)) from err

@@ -8,7 +8,7 @@ Examples
 --------
 >>> cfg = Config(data_target="3class", data_n_classes=3, unet_base_filters=8, unet_depth=2)
 >>> cfg.n_outputs, cfg.final_activation, cfg.loss
-(3, 'softmax', 'crossentropy')
+(3, 'softmax', 'crossentropy_dice')
 >>> Config.from_dict(cfg.to_dict()) == cfg
 True
 >>> Config.from_dict({"unet_depht": 3, "train_epochs": 0})
@@ -65,7 +65,7 @@ class Config:
     data_mask_type: str = "instance"
     data_n_classes: int = 2
     data_n_channels: int = 1
-    data_boundary_width: int = 1
+    data_boundary_width: int = 2
     data_val_fraction: float = 0.15
     data_normalizer: dict = field(default_factory=_default_normalizer)
     # --- network --------------------------------------------------------------------------
@@ -117,7 +117,11 @@ class Config:
         """The loss actually used (``auto`` resolved)."""
         if self.train_loss != "auto":
             return self.train_loss
-        return "mse" if self.data_target == "distance" else "crossentropy"
+        if self.data_target == "distance":
+            return "mse"
+        # the boundary class is thin and rare: Dice keeps it from being ignored (on sim3k-100 this
+        # and a 2-pixel boundary took AP@0.5 from 0.30 to 0.84 at the same training budget)
+        return "crossentropy_dice" if self.data_target == "3class" else "crossentropy"
 
     @property
     def divisor(self) -> int:

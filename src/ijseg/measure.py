@@ -193,7 +193,7 @@ def feret_values(hull: np.ndarray) -> tuple[float, float, float, float, float]:
     Examples
     --------
     >>> [round(v, 3) for v in feret_values(_convex_hull(np.array([[0, 0], [4, 0], [4, 3], [0, 3]])))]
-    [5.0, 36.87, 3.0, 0.0, 3.0]
+    [5.0, 143.13, 3.0, 0.0, 0.0]
     """
     h = _imagej_hull_order(hull)
     if len(h) == 1:
@@ -366,18 +366,11 @@ def write_roi_zip(path, labels: np.ndarray) -> None:
             zipfile.ZipFile(tmp, "w").close()
 
 
-def table_to_csv(table: dict[str, np.ndarray], path, *, precision: int = 6) -> None:
+def table_to_csv(table: dict[str, np.ndarray], path) -> None:
     """Write a measurement table as CSV (atomically), ImageJ-style column names."""
-    import csv
-    import io
-
-    from ._fileio import atomic_write_text
+    from ._fileio import atomic_write_csv
 
     cols = list(table)
     n = len(table[cols[0]]) if cols else 0
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
-    for i in range(n):
-        w.writerow([int(table[c][i]) if c == "Label" else f"{table[c][i]:.{precision}g}" for c in cols])
-    atomic_write_text(path, buf.getvalue())
+    rows = [{c: (int(table[c][i]) if c == "Label" else float(table[c][i])) for c in cols} for i in range(n)]
+    atomic_write_csv(path, rows)

@@ -4,9 +4,10 @@
   on the distance transform (the job of ImageJ's Process > Binary > Watershed) -> connected
   components with 8-connectivity (as ImageJ's particle analyser traces them) -> size filter,
   optional clearing of objects touching the border;
-* 3 classes (background / interior / boundary, softmax): ``argmax`` -> the interiors are the
-  seeds, grown back over the boundary class with a watershed on the interior probability, so
-  touching nuclei stay apart; foreground pieces without an interior become objects of their own;
+* 3 classes (background / interior / boundary, softmax): ``argmax`` gives the foreground; the
+  confident interiors (``p_interior > seed_threshold``) are the seeds, grown back over the
+  foreground with a watershed on the interior probability, so touching nuclei stay apart;
+  foreground pieces without a seed become objects of their own;
 * distance maps: ``d > distance_threshold`` is the mask, the maxima of ``d`` are the seeds;
 * multi-class masks (softmax, C classes): ``argmax`` is the mask; instances are connected
   components of the non-background classes.
@@ -37,6 +38,10 @@ class PostprocessOptions:
     ----------
     threshold
         Probability above which a pixel is foreground (sigmoid models).
+    seed_threshold
+        3-class models: interior probability above which a pixel seeds an object. Confident
+        cores keep touching nuclei apart better than the argmax interiors (on sim3k-100: AP@0.5
+        0.89 at 0.7-0.8 against 0.84 with argmax seeds).
     distance_threshold
         Predicted relative distance above which a pixel is foreground (distance models, whose
         targets are 0 outside objects and about 1/radius on their edge pixels).
@@ -51,6 +56,7 @@ class PostprocessOptions:
     """
 
     threshold: float = 0.5
+    seed_threshold: float = 0.8
     distance_threshold: float = 0.05
     min_size: int = 0
     max_size: int = 0
@@ -61,6 +67,8 @@ class PostprocessOptions:
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if not 0 < self.seed_threshold < 1:
+            raise ValueError(f"seed_threshold must be between 0 and 1, got {self.seed_threshold}")
         if not 0 < self.distance_threshold < 1:
             raise ValueError(f"distance_threshold must be between 0 and 1, got {self.distance_threshold}")
         if self.min_size < 0 or self.max_size < 0:
@@ -190,7 +198,8 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
         fg = cls > 0
         if opt.fill_holes:
             fg = ndi.binary_fill_holes(fg)
-        seeds, _ = ndi.label(cls == 1)  # 4-connected interiors: thin diagonal bridges do not merge nuclei
+        # 4-connected confident interiors: thin diagonal bridges do not merge nuclei
+        seeds, _ = ndi.label((prob[..., 1] > opt.seed_threshold) & fg)
         labels = _seeded_growth(seeds, fg, -prob[..., 1])
         mask = cls
     elif target == "distance":

@@ -27,9 +27,11 @@ __all__ = ["Predictor", "DEFAULT_TILE", "OUTPUTS", "segment", "write_outputs", "
 
 log = logging.getLogger(__name__)
 
-#: largest window side fed to the network by default (about 1.5 GB of activations for the
-#: default network on a CPU); larger images are tiled
+#: largest window side fed to the network by default; larger images are tiled
 DEFAULT_TILE = 1024
+#: pixels predicted in one batch of tiles (one 1024x1024 window): bounds the memory of the
+#: activations whatever the tile size, while small tiles are still batched
+BATCH_PIXELS = 1024 * 1024
 
 
 class Predictor:
@@ -42,15 +44,19 @@ class Predictor:
     which
         ``best`` (default) or ``last`` weights.
     batch_size
-        Tiles of the same shape predicted together.
+        Tiles of the same shape predicted together (default: as many as fit in
+        :data:`BATCH_PIXELS` pixels).
 
     Examples
     --------
-    >>> pred = Predictor("my_model")                          # doctest: +SKIP
-    >>> prob = pred.predict(image)                            # (Y, X, n_outputs) float32
+    ::
+
+        pred = Predictor("my_model")
+        prob = pred.predict(image)       # (Y, X, n_outputs) float32
     """
 
-    def __init__(self, model: str | os.PathLike | ModelFolder, *, which: str = "best", batch_size: int = 4) -> None:
+    def __init__(self, model: str | os.PathLike | ModelFolder, *, which: str = "best",
+                 batch_size: int | None = None) -> None:
         from ._tf import import_tf
         from .models.unet import receptive_field
 
@@ -60,7 +66,7 @@ class Predictor:
         self.normalizer = normalizer_from_dict(self.config.data_normalizer)
         self.divisor = self.config.divisor
         self.halo = halo_for(receptive_field(self.config), self.divisor)
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = None if batch_size is None else max(1, int(batch_size))
         tf, _ = import_tf()
         spec = tf.TensorSpec([None, None, None, self.config.data_n_channels], tf.float32)
         keras_model = self.model
@@ -140,9 +146,10 @@ class Predictor:
         for t in tiles:
             groups.setdefault(t.shape, []).append(t)
         done = 0
-        for _, group in groups.items():
-            for i in range(0, len(group), self.batch_size):
-                batch = group[i : i + self.batch_size]
+        for (th, tw), group in groups.items():
+            bs = self.batch_size or max(1, BATCH_PIXELS // (th * tw))
+            for i in range(0, len(group), bs):
+                batch = group[i : i + bs]
                 xb = np.stack([xp[t.window[0]:t.window[1], t.window[2]:t.window[3]] for t in batch])
                 yb = self._run(xb)
                 for t, y in zip(batch, yb):
@@ -244,12 +251,9 @@ def predict_files(
         Summary rows (also written to ``OUT/summary.csv``).
     failures : list of (path, message)
     """
-    import csv
-    import io
-
     from tqdm.auto import tqdm
 
-    from ._fileio import atomic_write_text
+    from ._fileio import atomic_write_csv
     from .data.io import read_image
     from .errors import IjsegError
 
@@ -269,10 +273,5 @@ def predict_files(
             log.error("skipped: %s", msg)
             failures.append((path, msg))
     if rows:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        atomic_write_text(out / "summary.csv", buf.getvalue())
+        atomic_write_csv(out / "summary.csv", rows)
     return rows, failures

@@ -16,7 +16,6 @@ the matches of all images. Outputs in the QC folder:
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -30,7 +29,7 @@ import imageio.v3 as iio
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._fileio import atomic_path, atomic_write_text
+from ._fileio import atomic_path, atomic_write_csv, atomic_write_text
 from .data.io import Sample, find_samples, read_image, read_mask, to_model_input
 from .data.targets import make_target
 from .errors import DataError
@@ -218,22 +217,13 @@ def evaluate(
         "iou_foreground": float(np.mean([r["iou_foreground_all"] for r in rows])),
     }
     summary["verdict"], summary["verdict_text"] = verdict(summary)
-    _write_metrics(rows, out / "metrics.csv")
+    atomic_write_csv(out / "metrics.csv", rows, float_format=".4f")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     _write_report(summary, rows, out, history=history, title=title or f"ijseg quality control: {predictor.folder.path.name}",
                   n_overlays=n_overlays)
     log.info("QC: AP@0.5 = %.3f, F1@0.5 = %.3f on %d images; report in %s", summary["ap@0.5"], summary["f1@0.5"],
              len(samples), out / "report.html")
     return summary
-
-
-def _write_metrics(rows: list[dict[str, Any]], path: Path) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
-    atomic_write_text(path, buf.getvalue())
 
 
 def _curves_png(history: Path) -> str | None:

@@ -12,7 +12,6 @@ optimiser state, learning-rate and early-stopping counters), ``history.csv`` and
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ._fileio import atomic_path, atomic_write_text
+from ._fileio import atomic_path, atomic_write_csv, atomic_write_text
 from .config import Config
 from .data.augment import Augmenter
 from .data.dataset import PatchSampler, describe_samples, grid_patches, load_pairs, split_samples
@@ -100,18 +99,6 @@ def _plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Non
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-
-
-def _write_history(history: list[dict[str, float]], path: Path) -> None:
-    keys: list[str] = []
-    for h in history:
-        keys += [k for k in h if k not in keys]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    writer.writeheader()
-    for h in history:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in h.items()})
-    atomic_write_text(path, buf.getvalue())
 
 
 def _read_history(path: Path) -> list[dict[str, float]]:
@@ -207,7 +194,7 @@ def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str,
             with atomic_path(folder / ModelFolder.WEIGHTS_LAST, suffix=".weights.h5") as tmp:
                 self.model.save_weights(tmp)
             _save_checkpoint(self.model, state, folder / ModelFolder.CHECKPOINT)
-            _write_history(history, folder / ModelFolder.HISTORY)
+            atomic_write_csv(folder / ModelFolder.HISTORY, history)
             _plot_curves(history, folder / ModelFolder.CURVES, f"{folder.path.name}: {cfg.data_target}, {cfg.loss} loss")
             if self.bar is not None:
                 shown = {k: f"{v:.4f}" for k, v in row.items() if k in ("loss", "val_loss", "fg_iou", "val_fg_iou")}
