@@ -10,7 +10,7 @@ PYTEST := $(PY) -m pytest
 setup:
 	@bash scripts/setup.sh
 
-## Main job end to end on simulated data: simulate -> train -> QC -> predict (export and ImageJ follow).
+## Main job end to end on simulated data: simulate -> train -> QC -> predict -> export (ImageJ follows).
 demo: setup
 	$(IJSEG) simulate --preset sim3k-100 --out $(DEMO)/data --seed 1
 	$(IJSEG) train --data $(DEMO)/data/train --model $(DEMO)/model --classes 3 \
@@ -18,6 +18,7 @@ demo: setup
 		--epochs 15 --steps-per-epoch 40 --overwrite
 	$(IJSEG) qc --model $(DEMO)/model --data $(DEMO)/data/test --out $(DEMO)/qc
 	$(IJSEG) predict --model $(DEMO)/model --input $(DEMO)/data/test/images --out $(DEMO)/predictions
+	$(IJSEG) export --model $(DEMO)/model --out $(DEMO)/bundle.zip --name "ijseg demo: touching nuclei (3 classes)"
 	@echo
 	@echo "demo outputs:"
 	@echo "  simulated data   $(DEMO)/data/{train,test}/{images,masks}"
@@ -25,6 +26,7 @@ demo: setup
 	@echo "  learning curves  $(DEMO)/model/learning_curves.png"
 	@echo "  QC report        $(DEMO)/qc/report.html"
 	@echo "  segmentation     $(DEMO)/predictions (labels, measurements, ROIs, summary.csv)"
+	@echo "  bioimage.io      $(DEMO)/bundle.zip (Keras, SavedModel, ONNX; for deepImageJ / bioimageio.core)"
 
 ## Default test run: everything but tests marked slow.
 test: setup

@@ -78,3 +78,11 @@ def tiny_model(sim_dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny3"
     train(sim_dataset / "train", out, cfg, qc=False, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model exported as a bioimage.io bundle."""
+    from ijseg.export import export_bundle
+
+    return export_bundle(tiny_model, tmp_path_factory.mktemp("bundles") / "tiny.zip", authors=["Test Author"])

@@ -1,4 +1,4 @@
-"""The ``ijseg`` command line: ``ijseg simulate | train | predict | qc | doctor``.
+"""The ``ijseg`` command line: ``ijseg simulate | train | predict | qc | export | doctor``.
 
 Heavy libraries (TensorFlow) are imported only after the arguments are parsed, and only by
 the commands that need them. Errors a user can fix are printed as one line, without a
@@ -346,6 +346,38 @@ def _cmd_qc(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# export
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a bioimage.io model bundle (deepImageJ, BioImage Model Zoo)",
+        description="Bundle a trained model as a bioimage.io model zip (format 0.5) with Keras, TensorFlow "
+                    "SavedModel and ONNX weights, test tensors, cover, README and QC figures.",
+    )
+    p.add_argument("--model", required=True, type=Path, help="model folder written by 'ijseg train'")
+    p.add_argument("--out", required=True, type=Path, help="bundle to write (.zip)")
+    p.add_argument("--sample", type=Path, help="image for the test tensors and cover (default: a validation image)")
+    p.add_argument("--name", help="model name")
+    p.add_argument("--description", help="one-paragraph description")
+    p.add_argument("--author", action="append", dest="authors", help="author name (repeat for several)")
+    p.add_argument("--license", default="CC-BY-4.0", help="SPDX licence id (default CC-BY-4.0)")
+    p.add_argument("--weights", nargs="+", choices=("keras_v3", "tensorflow_saved_model_bundle", "onnx"),
+                   default=["keras_v3", "tensorflow_saved_model_bundle", "onnx"], help="weight formats (default all)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from .export import export_bundle
+
+    out = export_bundle(args.model, args.out, sample=args.sample, name=args.name, description=args.description,
+                        authors=args.authors, license=args.license, weights=tuple(args.weights))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); check it with: bioimageio test {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # doctor
 
 
@@ -381,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_predict(sub)
     _add_qc(sub)
+    _add_export(sub)
     _add_doctor(sub)
     return parser
 

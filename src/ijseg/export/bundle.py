@@ -1,0 +1,370 @@
+"""bioimage.io model bundles (format 0.5) that deepImageJ 3.1 and bioimageio.core run.
+
+The bundle is built with bioimageio.spec's own classes and packed with its packager. It holds:
+
+* weights in three formats: the Keras 3 file (``keras_v3``, the source), a TensorFlow
+  SavedModel (zipped; tags ``serve``, signatures ``serve`` and ``serving_default`` taking
+  ``input0`` and returning ``{"output0": ...}``, the keys being the tensor ids) and ONNX
+  (opset 17, converted with tf2onnx; input ``input0``, output ``output0``);
+* the network with its sigmoid/softmax inside, axes ``b y x c``; pre-processing as spec
+  operations (``ensure_dtype`` float32, ``scale_range`` per sample over y/x with ijseg's
+  percentiles: the same definition as :class:`ijseg.preprocess.PercentileNormalizer`);
+* input size ``min + k * step`` with ``step = 2**depth`` and ``min = 2 * halo + step``; an
+  output halo of
+  :func:`ijseg._tiling.halo_for` (beyond the receptive-field radius) on y and x;
+* test input/output tensors (``.npy``), a sample, a cover image (input | prediction), a
+  README with what the model segments, how it was trained and its quality control, and the QC
+  figures in ``config.ijseg.qc``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._fileio import atomic_path
+from ..errors import ConfigError, DataError, ModelError
+from ..models.folder import ModelFolder
+
+__all__ = ["export_bundle", "WEIGHT_FORMATS", "INPUT_ID", "OUTPUT_ID"]
+
+log = logging.getLogger(__name__)
+
+INPUT_ID = "input0"
+OUTPUT_ID = "output0"
+WEIGHT_FORMATS = ("keras_v3", "tensorflow_saved_model_bundle", "onnx")
+ONNX_OPSET = 17
+#: side of the test tensor (cropped from the sample image, a multiple of 2**depth)
+TEST_SIZE = 256
+
+UNET_CITATION = {
+    "text": "Ronneberger, O., Fischer, P. & Brox, T. U-Net: Convolutional Networks for Biomedical Image "
+            "Segmentation. MICCAI 2015.",
+    "doi": "10.1007/978-3-319-24574-4_28",
+}
+
+
+def _require(module: str, pip_name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ModelError(f"exporting needs {pip_name}: pip install {pip_name}") from err
+
+
+def _sample_image(folder: ModelFolder, sample: str | os.PathLike | None) -> tuple[np.ndarray, Path]:
+    """A raw image for test tensors: the given one, else the first validation image."""
+    from ..data.io import read_image, to_model_input
+
+    cfg = folder.config()
+    path: Path | None = Path(sample) if sample is not None else None
+    if path is None:
+        split = folder / ModelFolder.SPLIT
+        if split.is_file():
+            d = json.loads(split.read_text(encoding="utf-8"))
+            root = Path(d.get("data", "."))
+            for s in d.get("validation", []) + d.get("train", []):
+                cand = Path(s["image"])
+                cand = cand if cand.is_absolute() else root / cand
+                if cand.is_file():
+                    path = cand
+                    break
+    if path is None:
+        raise DataError(
+            f"{folder.path}: no sample image for the bundle's test tensors (the training images are gone); "
+            f"give one with --sample IMAGE"
+        )
+    x = to_model_input(read_image(path), cfg.data_n_channels)
+    return x, path
+
+
+def _crop_for_test(x: np.ndarray, divisor: int) -> np.ndarray:
+    h, w = x.shape[:2]
+    sh = min(TEST_SIZE, h // divisor * divisor)
+    sw = min(TEST_SIZE, w // divisor * divisor)
+    if sh < divisor or sw < divisor:
+        raise DataError(f"sample image of {h}x{w} pixels is smaller than the network's minimum {divisor}x{divisor}")
+    y0, x0 = (h - sh) // 2, (w - sw) // 2
+    return x[y0 : y0 + sh, x0 : x0 + sw]
+
+
+def _save_keras(model, path: Path) -> None:
+    model.save(path)
+
+
+def _save_savedmodel(model, path: Path, n_channels: int) -> None:
+    """SavedModel with endpoints that take ``input0`` and return ``{"output0": ...}``."""
+    from .._tf import import_tf
+
+    tf, keras = import_tf()
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = [tf.TensorSpec([None, None, None, n_channels], tf.float32, name=INPUT_ID)]
+
+    def serve(input0):
+        return {OUTPUT_ID: model(input0, training=False)}
+
+    for endpoint in ("serve", "serving_default"):
+        archive.add_endpoint(name=endpoint, fn=serve, input_signature=spec)
+    archive.write_out(str(path), verbose=False)
+
+
+def _save_onnx(model, path: Path, n_channels: int) -> None:
+    from .._tf import import_tf
+
+    tf, _ = import_tf()
+    tf2onnx = _require("tf2onnx", "tf2onnx onnx")
+    onnx = _require("onnx", "onnx")
+    spec = (tf.TensorSpec((None, None, None, n_channels), tf.float32, name=INPUT_ID),)
+    fn = tf.function(lambda x: model(x, training=False))
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=ONNX_OPSET)
+    old = proto.graph.output[0].name
+    for node in proto.graph.node:
+        node.output[:] = [OUTPUT_ID if o == old else o for o in node.output]
+    proto.graph.output[0].name = OUTPUT_ID
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def _zip_dir(src: Path, dst: Path) -> None:
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                z.write(p, p.relative_to(src).as_posix())
+
+
+def _cover(x: np.ndarray, prob: np.ndarray, path: Path) -> None:
+    """Input | prediction side by side (PNG, 2:1)."""
+    import imageio.v3 as iio
+
+    g = x[..., 0]
+    lo, hi = np.percentile(g, [1, 99.8])
+    g = np.clip((g - lo) / (hi - lo + 1e-6), 0, 1)
+    if prob.shape[-1] == 1:
+        p = np.repeat(prob[..., :1], 3, axis=-1)
+    else:
+        colours = np.array([[0, 0, 0], [0.2, 0.9, 0.3], [1.0, 0.3, 0.8]] + [[0.5, 0.5, 1.0]] * 8)[: prob.shape[-1]]
+        p = prob @ colours
+    left = np.repeat(g[..., None], 3, axis=-1)
+    img = (np.concatenate([left, np.clip(p, 0, 1)], axis=1) * 255).astype(np.uint8)
+    iio.imwrite(path, img, extension=".png")
+
+
+def _readme(cfg, name: str, description: str, qc: dict | None, history: list[dict], halo: int) -> str:
+    target = {
+        "binary": "a foreground probability (sigmoid, one channel); threshold at 0.5 and label connected components",
+        "3class": "background / interior / boundary probabilities (softmax, three channels); instances are the "
+                  "interiors grown back over the boundary, which keeps touching objects apart",
+        "distance": "a distance map (each object's distance to its border, 1 at its centre)",
+        "classes": f"probabilities of {cfg.data_n_classes} classes (softmax)",
+    }[cfg.data_target]
+    lines = [
+        f"# {name}", "", description, "",
+        "## What it does", "",
+        f"A 2-D U-Net ({cfg.unet_depth} levels, {cfg.unet_base_filters} base filters, {cfg.n_params or '?'} "
+        f"parameters) trained with ijseg. Input: one image with {cfg.data_n_channels} channel(s), any size that is "
+        f"a multiple of {cfg.divisor} pixels (halo {halo} pixels for tiling). Output: {target}.", "",
+        "Pre-processing (inside the bundle): percentile normalisation per image "
+        f"({cfg.data_normalizer.get('pmin', 1)} / {cfg.data_normalizer.get('pmax', 99.8)}, bioimage.io "
+        "`scale_range`).", "",
+        "## Training", "",
+        f"- loss {cfg.loss}, optimiser {cfg.train_optimizer} (learning rate {cfg.train_learning_rate}), "
+        f"{len(history)} epoch(s) of {cfg.train_steps_per_epoch} steps, batch {cfg.train_batch_size}, patches "
+        f"{cfg.train_patch_size}x{cfg.train_patch_size}, augmentation {'on' if cfg.train_augment else 'off'}",
+    ]
+    if history:
+        last = history[-1]
+        lines.append(f"- final validation loss {last.get('val_loss', float('nan')):.4g}, foreground IoU "
+                     f"{last.get('val_fg_iou', float('nan')):.3f}")
+    if qc:
+        lines += ["", "## Quality control", "",
+                  f"On {qc['n_images']} image(s) with ground truth ({qc.get('data', '')}; StarDist matching, "
+                  f"AP = TP / (TP + FP + FN)):", "",
+                  "| IoU threshold | AP | F1 | precision | recall |", "|---|---|---|---|---|"]
+        for t, m in qc["objects"].items():
+            lines.append(f"| {t} | {m['ap']:.3f} | {m['f1']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} |")
+        lines += ["", "Pixel IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in qc["pixels"]["iou"].items()), "",
+                  qc.get("verdict_text", "")]
+    lines += ["", "## Use", "",
+              "In Fiji with deepImageJ 3.1+, or in Python with bioimageio.core, or with ijseg: "
+              "`ijseg predict --model this.zip --input IMAGE --out DIR`.", "",
+              "Cite: " + UNET_CITATION["text"], ""]
+    return "\n".join(lines)
+
+
+def export_bundle(
+    model_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    sample: str | os.PathLike | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    authors: list[str] | None = None,
+    license: str = "CC-BY-4.0",
+    weights: tuple[str, ...] = WEIGHT_FORMATS,
+) -> Path:
+    """Write a bioimage.io model bundle (zip, format 0.5) for a trained model folder.
+
+    Parameters
+    ----------
+    model_dir
+        Model folder written by ``ijseg train``.
+    out
+        Output ``.zip`` (written atomically).
+    sample
+        Image for the test tensors and the cover (default: the first validation image).
+    name, description, authors, license
+        Metadata; defaults describe the model from its configuration.
+    weights
+        Weight formats to include (``keras_v3`` is always included as the source).
+
+    Returns
+    -------
+    Path
+        The bundle.
+
+    Raises
+    ------
+    ModelError, DataError, ConfigError
+        For an unusable model folder, missing sample image, or unknown options.
+    """
+    spec = _require("bioimageio.spec", "bioimageio.spec")
+    from bioimageio.spec.model import v0_5 as m
+
+    from .._tf import import_tf
+    from .._tiling import halo_for
+    from ..models.unet import receptive_field
+    from ..predict import Predictor
+
+    unknown = sorted(set(weights) - set(WEIGHT_FORMATS))
+    if unknown:
+        raise ConfigError(f"unknown weight format(s) {', '.join(unknown)}; choose from {', '.join(WEIGHT_FORMATS)}")
+    out = Path(out)
+    if out.suffix.lower() != ".zip":
+        raise ConfigError(f"{out}: the bundle must be a .zip file")
+    folder = ModelFolder(model_dir)
+    cfg = folder.config()
+    if cfg.data_normalizer.get("name") != "percentile":
+        raise ConfigError(
+            f"{folder.path}: only models trained with percentile normalisation can be exported (bioimage.io "
+            f"scale_range); this one uses {cfg.data_normalizer.get('name')!r}"
+        )
+    predictor = Predictor(folder)
+    tf, keras = import_tf()
+    model = predictor.model
+    halo = halo_for(receptive_field(cfg), cfg.divisor)
+    raw, sample_path = _sample_image(folder, sample)
+    test_raw = _crop_for_test(raw, cfg.divisor)
+    prob = predictor.predict(test_raw, tile=0)
+    history = []
+    if (folder / ModelFolder.HISTORY).is_file():
+        from ..train import _read_history
+
+        history = _read_history(folder / ModelFolder.HISTORY)
+    qc = None
+    qc_summary = folder / ModelFolder.QC / "summary.json"
+    if qc_summary.is_file():
+        qc = json.loads(qc_summary.read_text(encoding="utf-8"))
+    name = name or f"ijseg {cfg.data_target} U-Net {folder.path.name}"
+    description = description or (
+        f"U-Net for {'instance' if cfg.data_target in ('3class', 'distance', 'binary') else 'semantic'} "
+        f"segmentation of 2-D fluorescence microscopy images ({cfg.data_target} target), trained with ijseg."
+    )
+
+    with tempfile.TemporaryDirectory(prefix="ijseg-export-") as tmpdir:
+        tmp = Path(tmpdir)
+        np.save(tmp / "test_input.npy", test_raw[None].astype(np.float32))
+        np.save(tmp / "test_output.npy", prob[None].astype(np.float32))
+        _cover(test_raw, prob, tmp / "cover.png")
+        (tmp / "README.md").write_text(_readme(cfg, name, description, qc, history, halo), encoding="utf-8")
+        _save_keras(model, tmp / "model.keras")
+        entries: dict[str, Any] = {
+            "keras_v3": m.KerasV3WeightsDescr(
+                source=tmp / "model.keras", keras_version=m.Version(keras.__version__),
+                backend=("tensorflow", m.Version(tf.__version__)),
+            )
+        }
+        if "tensorflow_saved_model_bundle" in weights:
+            _save_savedmodel(model, tmp / "tf_saved_model", cfg.data_n_channels)
+            _zip_dir(tmp / "tf_saved_model", tmp / "tf_saved_model.zip")
+            shutil.rmtree(tmp / "tf_saved_model")
+            entries["tensorflow_saved_model_bundle"] = m.TensorflowSavedModelBundleWeightsDescr(
+                source=tmp / "tf_saved_model.zip", tensorflow_version=m.Version(tf.__version__), parent="keras_v3",
+                comment="SavedModel with endpoints serve and serving_default: input0 -> {output0}",
+            )
+        if "onnx" in weights:
+            _save_onnx(model, tmp / "model.onnx", cfg.data_n_channels)
+            entries["onnx"] = m.OnnxWeightsDescr(source=tmp / "model.onnx", opset_version=ONNX_OPSET,
+                                                 parent="keras_v3", comment="converted with tf2onnx")
+        attachments = [m.FileDescr(source=tmp / "cover.png")]
+        for extra in (folder / ModelFolder.CURVES, folder / ModelFolder.QC / "report.html"):
+            if extra.is_file():
+                dst = tmp / (extra.name if extra.parent == folder.path else f"qc_{extra.name}")
+                shutil.copy(extra, dst)
+                attachments.append(m.FileDescr(source=dst))
+
+        channel_names = [m.Identifier(f"channel{c}") for c in range(cfg.data_n_channels)]
+        out_names = {
+            "binary": ["foreground"], "distance": ["distance"], "3class": ["background", "interior", "boundary"],
+        }.get(cfg.data_target, [f"class{c}" for c in range(cfg.n_outputs)])
+        # the smallest tile must leave a core inside the halo on both sides
+        size = m.ParameterizedSize(min=2 * halo + cfg.divisor, step=cfg.divisor)
+        inp = m.InputTensorDescr(
+            id=m.TensorId(INPUT_ID),
+            description="raw image",
+            axes=[m.BatchAxis(), m.SpaceInputAxis(id=m.AxisId("y"), size=size),
+                  m.SpaceInputAxis(id=m.AxisId("x"), size=size), m.ChannelAxis(channel_names=channel_names)],
+            test_tensor=m.FileDescr(source=tmp / "test_input.npy"),
+            preprocessing=[
+                m.EnsureDtypeDescr(kwargs=m.EnsureDtypeKwargs(dtype="float32")),
+                m.ScaleRangeDescr(kwargs=m.ScaleRangeKwargs(
+                    axes=[m.AxisId("y"), m.AxisId("x")],
+                    min_percentile=float(cfg.data_normalizer.get("pmin", 1.0)),
+                    max_percentile=float(cfg.data_normalizer.get("pmax", 99.8)),
+                    eps=float(cfg.data_normalizer.get("eps", 1e-6)),
+                )),
+            ],
+        )
+        ref = {"tensor_id": m.TensorId(INPUT_ID)}
+        outp = m.OutputTensorDescr(
+            id=m.TensorId(OUTPUT_ID),
+            description=f"{cfg.final_activation} output: {', '.join(out_names)}",
+            axes=[m.BatchAxis(),
+                  m.SpaceOutputAxisWithHalo(id=m.AxisId("y"), halo=halo,
+                                            size=m.SizeReference(axis_id=m.AxisId("y"), **ref)),
+                  m.SpaceOutputAxisWithHalo(id=m.AxisId("x"), halo=halo,
+                                            size=m.SizeReference(axis_id=m.AxisId("x"), **ref)),
+                  m.ChannelAxis(channel_names=[m.Identifier(n) for n in out_names])],
+            test_tensor=m.FileDescr(source=tmp / "test_output.npy"),
+        )
+        descr = m.ModelDescr(
+            name=name,
+            description=description,
+            authors=[m.Author(name=a) for a in (authors or ["ijseg user"])],
+            cite=[m.CiteEntry(text=UNET_CITATION["text"], doi=m.Doi(UNET_CITATION["doi"]))],
+            license=m.LicenseId(license),
+            documentation=m.FileDescr(source=tmp / "README.md"),
+            covers=[m.FileDescr(source=tmp / "cover.png")],
+            attachments=attachments,
+            tags=["unet", "segmentation", "2d", "fluorescence-light-microscopy", "ijseg", cfg.data_target],
+            inputs=[inp],
+            outputs=[outp],
+            weights=m.WeightsDescr(**entries),
+            timestamp=m.Datetime(datetime.datetime.now(datetime.timezone.utc)),
+            config=m.Config(ijseg={"config": cfg.to_dict(), "qc": qc, "sample": str(sample_path),
+                                   "halo": halo, "receptive_field": receptive_field(cfg)}),
+        )
+        with atomic_path(out) as tmp_zip:
+            spec.save_bioimageio_package(descr, output_path=tmp_zip)
+    log.info("wrote %s (%s)", out, ", ".join(entries))
+    return out

@@ -1,0 +1,134 @@
+"""bioimage.io bundles: the official validator, halo, formats agree, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ijseg.cli import main
+from ijseg.errors import ConfigError, DataError
+from ijseg.export import export_bundle
+
+
+def _rdf(bundle: Path) -> dict:
+    with zipfile.ZipFile(bundle) as z:
+        return yaml.safe_load(z.read("rdf.yaml"))
+
+
+@pytest.mark.parametrize("weight_format", ["keras_v3", "tensorflow_saved_model_bundle", "onnx"])
+def test_bioimageio_core_passes_every_weight_format(tiny_bundle, weight_format):
+    from bioimageio.core import test_model
+
+    summary = test_model(tiny_bundle, weight_format=weight_format)
+    failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status != "passed"]
+    assert summary.status == "passed", failed
+
+
+def test_rdf_content(tiny_bundle, tiny_model):
+    rdf = _rdf(tiny_bundle)
+    assert rdf["format_version"].startswith("0.5") and rdf["type"] == "model"
+    assert [a["name"] for a in rdf["authors"]] == ["Test Author"]
+    assert rdf["cite"][0]["doi"] == "10.1007/978-3-319-24574-4_28"
+    (inp,), (out,) = rdf["inputs"], rdf["outputs"]
+    assert inp["id"] == "input0" and out["id"] == "output0"
+    assert [a.get("id", a["type"]) for a in inp["axes"]] == ["batch", "y", "x", "channel"]
+    scale = [p for p in inp["preprocessing"] if p["id"] == "scale_range"][0]["kwargs"]
+    assert (scale["min_percentile"], scale["max_percentile"], scale["axes"]) == (1.0, 99.8, ["y", "x"])
+    cfg = json.loads((tiny_model / "config.json").read_text())
+    halo = out["axes"][1]["halo"]
+    assert inp["axes"][1]["size"]["step"] == 2 ** cfg["unet_depth"]
+    assert inp["axes"][1]["size"]["min"] > 2 * halo
+    assert out["axes"][3]["channel_names"] == ["background", "interior", "boundary"]
+    w = rdf["weights"]
+    assert set(w) == {"keras_v3", "tensorflow_saved_model_bundle", "onnx"}
+    assert w["onnx"]["opset_version"] == 17 and w["onnx"]["parent"] == "keras_v3"
+    assert rdf["config"]["ijseg"]["config"]["unet_depth"] == cfg["unet_depth"]
+    with zipfile.ZipFile(tiny_bundle) as z:
+        names = set(z.namelist())
+        assert {"README.md", "cover.png", "test_input.npy", "test_output.npy", "model.onnx"} <= names
+        assert b"## Training" in z.read("README.md")
+
+
+def test_halo_covers_an_impulse_response(tiny_bundle):
+    """The change an impulse causes in the exported network stays within the declared halo."""
+    import keras
+
+    rdf = _rdf(tiny_bundle)
+    halo = rdf["outputs"][0]["axes"][1]["halo"]
+    with zipfile.ZipFile(tiny_bundle) as z, z.open("model.keras") as f:
+        data = f.read()
+    path = Path(__import__("tempfile").mkdtemp()) / "m.keras"
+    path.write_bytes(data)
+    model = keras.models.load_model(path, safe_mode=True)
+    x = np.zeros((1, 160, 160, 1), np.float32)
+    x2 = x.copy()
+    x2[0, 80, 80, 0] = 50.0
+    changed = np.abs(np.asarray(model(x2)) - np.asarray(model(x))).max(axis=-1)[0] > 1e-7
+    ys, xs = np.nonzero(changed)
+    reach = max(np.abs(ys - 80).max(), np.abs(xs - 80).max())
+    assert 0 < reach <= halo
+
+
+def test_onnx_and_savedmodel_agree_with_keras(tiny_bundle, tmp_path):
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    with zipfile.ZipFile(tiny_bundle) as z:
+        z.extractall(tmp_path)
+    x = np.load(tmp_path / "test_input.npy")
+    x = (x - np.percentile(x, 1)) / (np.percentile(x, 99.8) - np.percentile(x, 1) + 1e-6)
+    expected = np.load(tmp_path / "test_output.npy")
+    sess = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    (onnx_out,) = sess.run(["output0"], {"input0": x.astype(np.float32)})
+    assert np.abs(onnx_out - expected).max() < 1e-4
+    with zipfile.ZipFile(tmp_path / "tf_saved_model.zip") as z:
+        z.extractall(tmp_path / "sm")
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    sig = loaded.signatures["serving_default"]
+    assert list(sig.structured_input_signature[1]) == ["input0"]
+    sm_out = sig(input0=tf.constant(x.astype(np.float32)))["output0"].numpy()
+    assert np.abs(sm_out - expected).max() < 1e-4
+
+
+def test_export_errors(tiny_model, sim_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="must be a .zip"):
+        export_bundle(tiny_model, tmp_path / "b.tar")
+    with pytest.raises(ConfigError, match="unknown weight format"):
+        export_bundle(tiny_model, tmp_path / "b.zip", weights=("pytorch_state_dict",))
+    moved = tmp_path / "moved_model"
+    shutil.copytree(tiny_model, moved)
+    split = json.loads((moved / "split.json").read_text())
+    split["data"] = str(tmp_path / "gone")
+    for part in ("train", "validation"):
+        for s in split[part]:
+            s["image"] = f"images/{Path(s['image']).name}"
+    (moved / "split.json").write_text(json.dumps(split))
+    with pytest.raises(DataError, match="no sample image .* give one with --sample IMAGE"):
+        export_bundle(moved, tmp_path / "b.zip")
+    zs = json.loads((moved / "config.json").read_text())
+    zs["data_normalizer"] = {"name": "zscore"}
+    (moved / "config.json").write_text(json.dumps(zs))
+    with pytest.raises(ConfigError, match="only models trained with percentile normalisation"):
+        export_bundle(moved, tmp_path / "b.zip", sample=next((sim_dataset / "test" / "images").iterdir()))
+    assert not (tmp_path / "b.zip").exists()
+
+
+def test_cli_export_and_bioimageio_command(tiny_model, sim_dataset, tmp_path, capsys):
+    out = tmp_path / "cli.zip"
+    sample = sorted((sim_dataset / "test" / "images").iterdir())[0]
+    assert main(["-q", "export", "--model", str(tiny_model), "--out", str(out), "--sample", str(sample),
+                 "--weights", "keras_v3", "onnx", "--name", "CLI bundle"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert set(_rdf(out)["weights"]) == {"keras_v3", "onnx"} and _rdf(out)["name"] == "CLI bundle"
+    r = subprocess.run([str(Path(sys.executable).parent / "bioimageio"), "test", str(out)], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "passed" in r.stdout
