@@ -269,7 +269,8 @@ def _add_predict(sub) -> None:
                      "NAME_measurements.csv (Analyze Particles columns) and NAME_rois.zip (ROI Manager); "
                      "summary.csv has one line per image."),
     )
-    p.add_argument("--model", required=True, type=Path, help="model folder written by 'ijseg train'")
+    p.add_argument("--model", required=True, type=Path,
+                   help="model folder written by 'ijseg train', or a bioimage.io bundle (.zip or rdf.yaml)")
     p.add_argument("--input", required=True, type=Path, help="an image file, or a folder of images")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--output", choices=("labels", "mask", "probabilities"), default="labels",
@@ -297,11 +298,11 @@ def _input_files(path: Path) -> list[Path]:
 
 
 def _cmd_predict(args) -> int:
-    from .predict import Predictor, predict_files
+    from .predict import load_predictor, predict_files
 
     options = _postprocess_options(args)
     files = _input_files(args.input)
-    predictor = Predictor(args.model, which=args.weights)
+    predictor = load_predictor(args.model, which=args.weights)
     rows, failures = predict_files(predictor, files, args.out, output=args.output, options=options, tile=args.tile,
                                    progress=not args.quiet)
     n_obj = sum(int(r["Count"]) for r in rows)
@@ -320,7 +321,8 @@ def _add_qc(sub) -> None:
         help="quality control of a model on a test set with ground truth",
         description="Writes metrics.csv, summary.json, overlays/ and report.html into --out.",
     )
-    p.add_argument("--model", required=True, type=Path, help="model folder written by 'ijseg train'")
+    p.add_argument("--model", required=True, type=Path,
+                   help="model folder written by 'ijseg train', or a bioimage.io bundle (.zip or rdf.yaml)")
     p.add_argument("--data", required=True, type=Path, help="test dataset folder (images with masks)")
     p.add_argument("--out", required=True, type=Path, help="QC output folder")
     p.add_argument("--weights", choices=("best", "last"), default="best", help="which weights (default best)")
@@ -330,11 +332,11 @@ def _add_qc(sub) -> None:
 
 def _cmd_qc(args) -> int:
     from .models.folder import ModelFolder
-    from .predict import Predictor
+    from .predict import load_predictor
     from .qc import evaluate
 
     options = _postprocess_options(args)
-    predictor = Predictor(args.model, which=args.weights)
+    predictor = load_predictor(args.model, which=args.weights)
     summary = evaluate(predictor, args.data, args.out, options=options, tile=args.tile,
                        history=ModelFolder(args.model) / ModelFolder.HISTORY, progress=not args.quiet)
     iou = summary["pixels"]["iou"]

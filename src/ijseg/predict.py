@@ -23,7 +23,10 @@ from .errors import DataError, ModelError
 from .models.folder import ModelFolder
 from .preprocess import normalizer_from_dict
 
-__all__ = ["Predictor", "DEFAULT_TILE", "OUTPUTS", "segment", "write_outputs", "predict_files", "output_names"]
+__all__ = [
+    "Predictor", "DEFAULT_TILE", "OUTPUTS", "segment", "write_outputs", "predict_files", "output_names",
+    "load_predictor",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,11 @@ class Predictor:
 
     def __repr__(self) -> str:
         return f"Predictor({str(self.folder.path)!r})"
+
+    @property
+    def source(self) -> Path:
+        """The model folder."""
+        return self.folder.path
 
     @property
     def n_outputs(self) -> int:
@@ -174,6 +182,16 @@ class Predictor:
 
 
 OUTPUTS = ("labels", "mask", "probabilities")
+
+
+def load_predictor(model: str | os.PathLike, *, which: str = "best"):
+    """A :class:`Predictor` for a model folder, or a :class:`~ijseg.export.run.BundlePredictor`
+    for a bioimage.io bundle (``.zip``, ``rdf.yaml`` or a folder holding one)."""
+    from .export.run import BundlePredictor, is_bundle
+
+    if is_bundle(model):
+        return BundlePredictor(model)
+    return Predictor(model, which=which)
 
 
 def output_names(stem: str, output: str) -> dict[str, str]:

@@ -205,7 +205,7 @@ def evaluate(
     iou = {n: float(inter[c] / union[c]) if union[c] else 1.0 for c, n in enumerate(names)}
     dice = {n: float(2 * inter[c] / (psum[c] + tsum[c])) if (psum[c] + tsum[c]) else 1.0 for c, n in enumerate(names)}
     summary: dict[str, Any] = {
-        "model": str(predictor.folder.path),
+        "model": str(predictor.source),
         "data": str(where),
         "n_images": len(samples),
         "target": cfg.data_target,
@@ -219,7 +219,7 @@ def evaluate(
     summary["verdict"], summary["verdict_text"] = verdict(summary)
     atomic_write_csv(out / "metrics.csv", rows, float_format=".4f")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _write_report(summary, rows, out, history=history, title=title or f"ijseg quality control: {predictor.folder.path.name}",
+    _write_report(summary, rows, out, history=history, title=title or f"ijseg quality control: {predictor.source.name}",
                   n_overlays=n_overlays)
     log.info("QC: AP@0.5 = %.3f, F1@0.5 = %.3f on %d images; report in %s", summary["ap@0.5"], summary["f1@0.5"],
              len(samples), out / "report.html")
