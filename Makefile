@@ -28,12 +28,14 @@ demo: setup
 	@echo "  segmentation     $(DEMO)/predictions (labels, measurements, ROIs, summary.csv)"
 	@echo "  bioimage.io      $(DEMO)/bundle.zip (Keras, SavedModel, ONNX; for deepImageJ / bioimageio.core)"
 
-## Default test run: everything but tests marked slow.
+## Default test run: everything but tests marked slow. Tests that need a JVM with ImageJ run in a
+## second pytest process (the JVM starts once per process; -p no:faulthandler, see STYLE).
 test: setup
 	$(PYTEST) -m "not slow and not jvm" -q
+	$(PYTEST) -m "jvm and not slow" -p no:faulthandler -q tests/jvm
 
 test-slow: setup
-	$(PYTEST) -m "slow" -q
+	$(PYTEST) -m "slow and not jvm" -q
 
 ## Refresh requirements.lock from the current .venv (after changing requirements.txt).
 lock:

@@ -1,0 +1,117 @@
+"""The one place for everything Java: starting the JVM with ImageJ 1.x and class look-ups.
+
+The embedded backend runs Debian's ImageJ (``/usr/share/java/ij.jar``) or the ``ij-*.jar`` of
+a user's Fiji in a JVM started through scyjava/JPype with the system Java: scyjava's JDK
+download and Maven endpoints are switched off, so nothing is fetched. A JVM starts once per
+process; its mode (with a display, or headless) cannot change afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from ..doctor import find_ij_jar
+from ..errors import IjsegError
+
+__all__ = ["start_jvm", "jclass", "jvm_started", "ij_version"]
+
+log = logging.getLogger(__name__)
+
+_state: dict = {}
+
+
+def jvm_started() -> bool:
+    import jpype
+
+    return jpype.isJVMStarted()
+
+
+def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, heap: str | None = None) -> dict:
+    """Start the JVM with ImageJ 1.x on the class path (once per process).
+
+    Parameters
+    ----------
+    fiji
+        A Fiji.app folder whose ``jars/ij-*.jar`` to use (default: ``FIJI_HOME``, then
+        ``IJSEG_IJ_JAR``, then Debian's ``/usr/share/java/ij.jar``).
+    display
+        Start with a display so that menu commands work; without ``DISPLAY`` a private Xvfb is
+        started. ``False`` starts a headless JVM (only ``call()`` and the Java API work).
+    heap
+        Maximum Java heap, e.g. ``"4g"`` (default: the JVM's).
+
+    Returns
+    -------
+    dict
+        ``jar``, ``display`` (or None), ``headless``.
+
+    Raises
+    ------
+    IjsegError
+        Without Java or ImageJ, or when the running JVM was started in the other mode.
+    """
+    import jpype
+    import scyjava
+
+    if jpype.isJVMStarted():
+        if not _state:
+            raise IjsegError("a JVM is already running in this process, started outside ijseg")
+        if display and _state["headless"]:
+            raise IjsegError("the JVM of this process was started headless; ImageJ menu commands need a display "
+                             "(run in a new process)")
+        return _state
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise IjsegError("Java not found: apt-get install default-jdk-headless (or set JAVA_HOME)")
+    jar = find_ij_jar(fiji)
+    if jar is None:
+        raise IjsegError("ImageJ not found: apt-get install imagej, or give --fiji PATH / set FIJI_HOME or IJSEG_IJ_JAR")
+    xvfb = None
+    if display and not os.environ.get("DISPLAY"):
+        from ._xvfb import Xvfb
+
+        xvfb = Xvfb.start()
+        os.environ["DISPLAY"] = xvfb.display
+    scyjava.config.set_java_constraints(fetch="never")
+    scyjava.config.endpoints.clear()
+    scyjava.config.add_classpath(str(jar))
+    scyjava.config.add_kwargs(interrupt=False)  # Ctrl-C raises KeyboardInterrupt in Python
+    if heap:
+        scyjava.config.set_heap_max(heap)
+    if not display:
+        scyjava.config.enable_headless_mode()
+    try:
+        scyjava.start_jvm()
+    except Exception as err:
+        raise IjsegError(f"cannot start Java with {jar}: {err}") from err
+    _state.update(jar=Path(jar), display=os.environ.get("DISPLAY") if display else None, headless=not display,
+                  xvfb=xvfb)
+    _install_exit_hook()
+    log.info("ImageJ %s started (%s)", ij_version(), "display " + str(_state["display"]) if display else "headless")
+    return _state
+
+
+def jclass(name: str):
+    """A Java class by name (the JVM must be running)."""
+    import scyjava
+
+    return scyjava.jimport(name)
+
+
+def ij_version() -> str:
+    return str(jclass("ij.IJ").getVersion())
+
+
+def _install_exit_hook() -> None:
+    """Shut ImageJ's thread pool down at exit; otherwise it keeps the JVM (and Python) alive."""
+    import scyjava
+
+    def _shutdown():
+        try:
+            jclass("ij.util.ThreadUtil").threadPoolExecutor.shutdownNow()
+        except Exception:  # older ImageJ without the pool, or JVM already gone
+            pass
+
+    scyjava.when_jvm_stops(_shutdown)

@@ -1,0 +1,63 @@
+"""ImageJ macros in a real ImageJ 1.x (Debian's imagej, under Xvfb) against the Python code.
+
+Runs in its own pytest process (``make test`` does this) with ``-p no:faulthandler``: the JVM
+uses signals that pytest's faulthandler intercepts, and it starts once per process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ijseg.data.io import read_image
+from ijseg.data.simulate import SimParams, simulate_image
+from ijseg.ij import MacroError, run_macro
+from ijseg.preprocess import PercentileNormalizer
+
+pytestmark = pytest.mark.jvm
+
+from conftest import REPO  # noqa: E402
+
+MACROS = REPO / "macros"
+
+
+def _macro(name: str) -> str:
+    return (MACROS / name).read_text()
+
+
+@pytest.mark.parametrize("kind", ["uint8-dsb", "uint16-sim", "float32"])
+def test_percentile_normalisation_macro_equals_python(kind, dsb_dir):
+    if kind == "uint8-dsb":
+        img = read_image(sorted((dsb_dir / "images").iterdir())[3]).data
+    elif kind == "uint16-sim":
+        img, _ = simulate_image(SimParams(shape=(200, 180), dynamic_range=4000), rng=2)
+    else:
+        img = np.random.default_rng(1).gamma(2, 30, (150, 170)).astype(np.float32)
+    out = run_macro(_macro("percentile_normalization.ijm"), img)
+    expected = PercentileNormalizer(1, 99.8)(img)
+    assert out.dtype == np.float32 and out.shape == img.shape
+    assert np.abs(out - expected).max() < 1e-5
+
+
+def test_percentile_arguments_and_errors():
+    img = np.random.default_rng(2).random((40, 50)).astype(np.float32) * 1000
+    out = run_macro(_macro("percentile_normalization.ijm").replace('getArgument()', '"pmin=2 pmax=99"'), img)
+    assert np.abs(out - PercentileNormalizer(2, 99)(img)).max() < 1e-5
+    bad = _macro("percentile_normalization.ijm").replace('getArgument()', '"pmin=50 pmax=10"')
+    with pytest.raises(MacroError, match="stopped"):
+        run_macro(bad, img)
+
+
+def test_binarize_macro_equals_python_threshold():
+    prob = np.random.default_rng(3).random((64, 80)).astype(np.float32)
+    prob[0, :4] = [0.5, np.nextafter(np.float32(0.5), np.float32(1)), 0.4999999, 1.0]
+    out = run_macro(_macro("binarize.ijm"), prob)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, (prob > 0.5).astype(np.uint8) * 255)
+
+
+def test_macro_errors_name_the_line():
+    with pytest.raises(MacroError, match="line 2: Undefined variable"):
+        run_macro("x = 1;\ny = undefinedThing + 1;", np.zeros((4, 4), np.float32))
+    with pytest.raises(MacroError, match='Unrecognized command: "No Such Command"'):
+        run_macro('run("No Such Command");', np.zeros((4, 4), np.float32))
