@@ -42,6 +42,13 @@ def dsb_dir() -> Path:
 
 
 @pytest.fixture
+def in_tmp_dir(tmp_path, monkeypatch):
+    """Run in a temporary folder: bioimageio.core unzips TensorFlow weights into the cwd."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def tiny_config():
     """A U-Net small enough to train a few steps in seconds."""
     from ijseg.config import Config

@@ -28,7 +28,7 @@ def test_bundle_gives_the_same_labels_as_the_model_folder(tiny_model, tiny_bundl
 
 
 @pytest.mark.parametrize("weight_format", ["tensorflow_saved_model_bundle", "onnx", "keras_v3"])
-def test_every_weight_format_matches_and_tiles(tiny_model, tiny_bundle, weight_format):
+def test_every_weight_format_matches_and_tiles(tiny_model, tiny_bundle, weight_format, in_tmp_dir):
     img = np.random.default_rng(3).gamma(2, 30, (300, 260)).astype(np.float32)
     ref = Predictor(tiny_model).predict(img)
     b = BundlePredictor(tiny_bundle, weight_format=weight_format)
@@ -88,7 +88,7 @@ def _plain_keras_bundle(tmp: Path) -> tuple[Path, object]:
     return save_bioimageio_package(descr, output_path=tmp / "plain.zip"), model
 
 
-def test_a_plain_keras_bundle_built_by_hand(tmp_path):
+def test_a_plain_keras_bundle_built_by_hand(tmp_path, in_tmp_dir):
     from bioimageio.core import test_model
 
     bundle, model = _plain_keras_bundle(tmp_path)
@@ -155,6 +155,8 @@ def test_missing_weights_wrong_sha256_unknown_version_and_unsafe_yaml(tiny_bundl
     (d / "tf_saved_model.zip").unlink()
     with pytest.raises(ModelError, match="weights file 'tf_saved_model.zip' .* is missing from the bundle"):
         BundlePredictor(d)
+    with zipfile.ZipFile(tiny_bundle) as z:
+        z.extract("tf_saved_model.zip", d)
     with open(d / "model.onnx", "ab") as f:
         f.write(b"tampered")
     with pytest.raises(ModelError, match="(?i)sha256"):
@@ -187,3 +189,10 @@ def test_keras_lambda_layers_are_not_deserialised(tmp_path):
     with pytest.raises(ModelError, match="cannot load the keras_v3 weights .*Lambda"):
         BundlePredictor(d).predict(np.random.default_rng(0).random((32, 32)).astype(np.float32))
     shutil.rmtree(d)
+
+
+def test_running_a_bundle_leaves_the_working_folder_clean(tiny_bundle, in_tmp_dir):
+    b = BundlePredictor(tiny_bundle, weight_format="tensorflow_saved_model_bundle")
+    b.predict(np.random.default_rng(0).random((64, 64)).astype(np.float32))
+    assert list(in_tmp_dir.iterdir()) == []
+    b.close()

@@ -24,7 +24,7 @@ def _rdf(bundle: Path) -> dict:
 
 
 @pytest.mark.parametrize("weight_format", ["keras_v3", "tensorflow_saved_model_bundle", "onnx"])
-def test_bioimageio_core_passes_every_weight_format(tiny_bundle, weight_format):
+def test_bioimageio_core_passes_every_weight_format(tiny_bundle, weight_format, in_tmp_dir):
     from bioimageio.core import test_model
 
     summary = test_model(tiny_bundle, weight_format=weight_format)
@@ -121,7 +121,7 @@ def test_export_errors(tiny_model, sim_dataset, tmp_path):
     assert not (tmp_path / "b.zip").exists()
 
 
-def test_cli_export_and_bioimageio_command(tiny_model, sim_dataset, tmp_path, capsys):
+def test_cli_export_and_bioimageio_command(tiny_model, sim_dataset, tmp_path, capsys, in_tmp_dir):
     out = tmp_path / "cli.zip"
     sample = sorted((sim_dataset / "test" / "images").iterdir())[0]
     assert main(["-q", "export", "--model", str(tiny_model), "--out", str(out), "--sample", str(sample),

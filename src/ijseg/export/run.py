@@ -38,7 +38,7 @@ __all__ = ["BundlePredictor", "safe_extract", "is_bundle", "SUPPORTED_WEIGHTS", 
 log = logging.getLogger(__name__)
 
 #: weight formats ijseg runs, in order of preference
-SUPPORTED_WEIGHTS = ("tensorflow_saved_model_bundle", "onnx", "keras_v3")
+SUPPORTED_WEIGHTS = ("onnx", "tensorflow_saved_model_bundle", "keras_v3")
 MAX_UNPACKED = 4 * 1024**3
 MAX_FILES = 10_000
 _RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
@@ -175,11 +175,13 @@ class BundlePredictor:
     """
 
     def __init__(self, source: str | os.PathLike, *, weight_format: str | None = None) -> None:
-        self.source = Path(source)
+        self.source = Path(source).absolute()
         self._tmp: tempfile.TemporaryDirectory | None = None
+        self._workdir: tempfile.TemporaryDirectory | None = None
         if not self.source.exists():
             raise ModelError(f"{self.source}: model not found")
         root = self._unpack()
+        root = root.absolute()
         rdf_path = next((root / n for n in _RDF_NAMES if (root / n).is_file()), None)
         if rdf_path is None:
             raise ModelError(f"{self.source}: no rdf.yaml in this bundle")
@@ -197,10 +199,13 @@ class BundlePredictor:
                 f"supported: {', '.join(SUPPORTED_WEIGHTS)})"
             )
         self.weight_format = available[0]
-        wfile = _weights_file(self.rdf, self.weight_format)
-        wpath = (rdf_path.parent / wfile).resolve()
-        if rdf_path.parent.resolve() not in wpath.parents or not wpath.is_file():
-            raise ModelError(f"{self.source}: weights file {wfile!r} ({self.weight_format}) is missing from the bundle")
+        for fmt in self.rdf.get("weights") or {}:  # bioimageio.spec checks every entry: name the missing one
+            wfile = _weights_file(self.rdf, fmt)
+            if not isinstance(wfile, str) or "://" in wfile:
+                continue
+            wpath = (rdf_path.parent / wfile).resolve()
+            if rdf_path.parent.resolve() not in wpath.parents or not wpath.is_file():
+                raise ModelError(f"{self.source}: weights file {wfile!r} ({fmt}) is missing from the bundle")
         self._load(rdf_path)
 
     # ------------------------------------------------------------------------------------------
@@ -215,6 +220,14 @@ class BundlePredictor:
         raise ModelError(f"{self.source}: not a model bundle (.zip, rdf.yaml, or a folder holding rdf.yaml)")
 
     def _load(self, rdf_path: Path) -> None:
+        import contextlib
+
+        # bioimageio.core unzips SavedModel weights into the *current* folder: give it a private one
+        self._workdir = tempfile.TemporaryDirectory(prefix="ijseg-bundle-work-")
+        with contextlib.chdir(self._workdir.name):
+            self._load_in_workdir(rdf_path)
+
+    def _load_in_workdir(self, rdf_path: Path) -> None:
         from bioimageio.core import create_prediction_pipeline, load_model_description
         from bioimageio.spec import InvalidDescr
 
@@ -371,9 +384,11 @@ class BundlePredictor:
         return np.ascontiguousarray(y[:h, :w], dtype=np.float32)
 
     def close(self) -> None:
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp.name, ignore_errors=True)
-            self._tmp = None
+        for attr in ("_tmp", "_workdir"):
+            tmp = getattr(self, attr)
+            if tmp is not None:
+                shutil.rmtree(tmp.name, ignore_errors=True)
+                setattr(self, attr, None)
 
     def __repr__(self) -> str:
         return f"BundlePredictor({str(self.source)!r}, weight_format={self.weight_format!r})"
