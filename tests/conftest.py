@@ -93,3 +93,11 @@ def tiny_bundle(tiny_model, tmp_path_factory) -> Path:
     from ijseg.export import export_bundle
 
     return export_bundle(tiny_model, tmp_path_factory.mktemp("bundles") / "tiny.zip", authors=["Test Author"])
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_04(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model exported in format 0.4 with the deepImageJ configuration."""
+    from ijseg.export import export_bundle
+
+    return export_bundle(tiny_model, tmp_path_factory.mktemp("bundles04") / "tiny04.zip", format_version="0.4")

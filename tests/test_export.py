@@ -132,3 +132,37 @@ def test_cli_export_and_bioimageio_command(tiny_model, sim_dataset, tmp_path, ca
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "passed" in r.stdout
+
+
+@pytest.mark.parametrize("weight_format", ["keras_hdf5", "tensorflow_saved_model_bundle", "onnx"])
+def test_format_04_for_deepimagej_validates_and_passes(tiny_bundle_04, weight_format, in_tmp_dir):
+    from bioimageio.core import test_model
+
+    summary = test_model(tiny_bundle_04, weight_format=weight_format)
+    failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status != "passed"]
+    assert summary.status == "passed", failed
+    assert str(summary.format_version).startswith("0.4")
+
+
+def test_format_04_deepimagej_block(tiny_bundle_04):
+    rdf = _rdf(tiny_bundle_04)
+    assert rdf["format_version"].startswith("0.4")
+    dij = rdf["config"]["deepimagej"]
+    assert dij["pyramidal_model"] is False and dij["allow_tiling"] is True
+    assert dij["model_keys"]["tensorflow_siganture_def"].endswith("DEFAULT_SERVING_SIGNATURE_DEF_KEY")
+    assert dij["prediction"]["preprocess"][0] == {"spec": "ij.IJ::runMacroFile", "kwargs": "percentile_normalization.ijm"}
+    assert dij["test_information"]["inputs"][0]["name"] == "test_input.npy"
+    assert rdf["config"]["bioimageio"]["nickname"]
+    with zipfile.ZipFile(tiny_bundle_04) as z:
+        assert "percentile_normalization.ijm" in z.namelist()
+    assert rdf["inputs"][0]["axes"] == "byxc" and rdf["outputs"][0]["halo"][1] > 0
+
+
+def test_format_04_bundle_runs_in_ijseg(tiny_model, tiny_bundle_04, in_tmp_dir):
+    from ijseg.export.run import BundlePredictor
+    from ijseg.predict import Predictor
+
+    img = np.random.default_rng(4).gamma(2, 30, (200, 184)).astype(np.float32)
+    b = BundlePredictor(tiny_bundle_04)
+    assert b.in_axes == ["batch", "y", "x", "channel"] and b.config.data_target == "3class"
+    assert np.abs(b.predict(img) - Predictor(tiny_model).predict(img)).max() < 1e-4

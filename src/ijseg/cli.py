@@ -365,6 +365,9 @@ def _add_export(sub) -> None:
     p.add_argument("--description", help="one-paragraph description")
     p.add_argument("--author", action="append", dest="authors", help="author name (repeat for several)")
     p.add_argument("--license", default="CC-BY-4.0", help="SPDX licence id (default CC-BY-4.0)")
+    p.add_argument("--format", choices=("0.5", "0.4"), default="0.5",
+                   help="0.5: bioimage.io / deepImageJ 3.1+ (default); 0.4: with the config.deepimagej block and "
+                        "ImageJ macros for deepImageJ up to 3.0.3")
     p.add_argument("--weights", nargs="+", choices=("keras_v3", "tensorflow_saved_model_bundle", "onnx"),
                    default=["keras_v3", "tensorflow_saved_model_bundle", "onnx"], help="weight formats (default all)")
     p.set_defaults(func=_cmd_export)
@@ -374,7 +377,8 @@ def _cmd_export(args) -> int:
     from .export import export_bundle
 
     out = export_bundle(args.model, args.out, sample=args.sample, name=args.name, description=args.description,
-                        authors=args.authors, license=args.license, weights=tuple(args.weights))
+                        authors=args.authors, license=args.license, weights=tuple(args.weights),
+                        format_version=args.format)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); check it with: bioimageio test {out}")
     return 0
 

@@ -212,8 +212,9 @@ def export_bundle(
     authors: list[str] | None = None,
     license: str = "CC-BY-4.0",
     weights: tuple[str, ...] = WEIGHT_FORMATS,
+    format_version: str = "0.5",
 ) -> Path:
-    """Write a bioimage.io model bundle (zip, format 0.5) for a trained model folder.
+    """Write a bioimage.io model bundle (zip) for a trained model folder.
 
     Parameters
     ----------
@@ -226,7 +227,11 @@ def export_bundle(
     name, description, authors, license
         Metadata; defaults describe the model from its configuration.
     weights
-        Weight formats to include (``keras_v3`` is always included as the source).
+        Weight formats to include (``keras_v3`` is always included as the source; in format
+        0.4, which has no Keras 3 entry, the Keras weights are a legacy HDF5 file).
+    format_version
+        ``"0.5"`` (bioimage.io, deepImageJ 3.1+) or ``"0.4"`` (with the ``config.deepimagej``
+        block and ImageJ macros that deepImageJ up to 3.0.3 reads).
 
     Returns
     -------
@@ -246,6 +251,8 @@ def export_bundle(
     from ..models.unet import receptive_field
     from ..predict import Predictor
 
+    if format_version not in ("0.5", "0.4"):
+        raise ConfigError(f"format_version must be 0.5 or 0.4, got {format_version!r}")
     unknown = sorted(set(weights) - set(WEIGHT_FORMATS))
     if unknown:
         raise ConfigError(f"unknown weight format(s) {', '.join(unknown)}; choose from {', '.join(WEIGHT_FORMATS)}")
@@ -288,6 +295,8 @@ def export_bundle(
         _cover(test_raw, prob, tmp / "cover.png")
         (tmp / "README.md").write_text(_readme(cfg, name, description, qc, history, halo), encoding="utf-8")
         _save_keras(model, tmp / "model.keras")
+        if format_version == "0.4":
+            model.save(tmp / "model.h5")  # format 0.4 knows Keras weights only as HDF5
         entries: dict[str, Any] = {
             "keras_v3": m.KerasV3WeightsDescr(
                 source=tmp / "model.keras", keras_version=m.Version(keras.__version__),
@@ -313,10 +322,18 @@ def export_bundle(
                 shutil.copy(extra, dst)
                 attachments.append(m.FileDescr(source=dst))
 
-        channel_names = [m.Identifier(f"channel{c}") for c in range(cfg.data_n_channels)]
         out_names = {
             "binary": ["foreground"], "distance": ["distance"], "3class": ["background", "interior", "boundary"],
         }.get(cfg.data_target, [f"class{c}" for c in range(cfg.n_outputs)])
+        if format_version == "0.4":
+            descr = _descr_v04(tmp, cfg, name=name, description=description, authors=authors, license=license,
+                               weights=tuple(entries), halo=halo, test_shape=test_raw.shape, qc=qc,
+                               extra={"sample": str(sample_path), "halo": halo, "receptive_field": receptive_field(cfg)})
+            with atomic_path(out) as tmp_zip:
+                spec.save_bioimageio_package(descr, output_path=tmp_zip)
+            log.info("wrote %s (format 0.4 with deepImageJ configuration)", out)
+            return out
+        channel_names = [m.Identifier(f"channel{c}") for c in range(cfg.data_n_channels)]
         # the smallest tile must leave a core inside the halo on both sides
         size = m.ParameterizedSize(min=2 * halo + cfg.divisor, step=cfg.divisor)
         inp = m.InputTensorDescr(
@@ -368,3 +385,103 @@ def export_bundle(
             spec.save_bioimageio_package(descr, output_path=tmp_zip)
     log.info("wrote %s (%s)", out, ", ".join(entries))
     return out
+
+
+MACROS = Path(__file__).resolve().parents[3] / "macros"
+
+
+def _macro_file(name: str) -> Path:
+    """An ImageJ macro from ``macros/`` (source checkout) or installed beside the package."""
+    for cand in (MACROS / name, Path(__file__).resolve().parent / "macros" / name):
+        if cand.is_file():
+            return cand
+    raise ModelError(f"ImageJ macro {name} not found (expected in {MACROS})")
+
+
+def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, halo, test_shape, qc, extra):
+    """Format 0.4 description with deepImageJ's configuration block and .ijm macros."""
+    from bioimageio.spec.model import v0_4 as m4
+
+    from .._tf import import_tf
+
+    tf, _ = import_tf()
+    pre = _macro_file("percentile_normalization.ijm")
+    shutil.copy(pre, tmp / pre.name)
+    macros = [tmp / pre.name]
+    post_entries = None
+    if cfg.final_activation == "sigmoid" and cfg.data_target == "binary":
+        post = _macro_file("binarize.ijm")
+        shutil.copy(post, tmp / post.name)
+        macros.append(tmp / post.name)
+        post_entries = [{"spec": "ij.IJ::runMacroFile", "kwargs": post.name}]
+    h, w, c = test_shape
+    n_out = cfg.n_outputs
+    wmap: dict[str, Any] = {
+        "keras_hdf5": m4.KerasHdf5WeightsDescr(source=tmp / "model.h5", tensorflow_version=m4.Version(tf.__version__)),
+    }
+    if "tensorflow_saved_model_bundle" in weights:
+        wmap["tensorflow_saved_model_bundle"] = m4.TensorflowSavedModelBundleWeightsDescr(
+            source=tmp / "tf_saved_model.zip", tensorflow_version=m4.Version(tf.__version__), parent="keras_hdf5")
+    if "onnx" in weights:
+        wmap["onnx"] = m4.OnnxWeightsDescr(source=tmp / "model.onnx", opset_version=ONNX_OPSET, parent="keras_hdf5")
+    deepimagej = {
+        "pyramidal_model": False,
+        "allow_tiling": True,
+        "model_keys": {
+            "tensorflow_model_tag": "tf.saved_model.tag_constants.SERVING",
+            # deepImageJ reads this key with its historical spelling
+            "tensorflow_siganture_def": "tf.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY",
+        },
+        "test_information": {
+            "inputs": [{"name": "test_input.npy", "size": f"{w} x {h} x 1 x {c}",
+                        "pixel_size": {"x": "1 pixel", "y": "1 pixel", "z": "1 pixel"}}],
+            "outputs": [{"name": "test_output.npy", "type": "image", "size": f"{w} x {h} x 1 x {n_out}"}],
+            "memory_peak": None,
+            "runtime": None,
+        },
+        "prediction": {
+            "preprocess": [{"spec": "ij.IJ::runMacroFile", "kwargs": pre.name}],
+            "postprocess": post_entries or [{"spec": None}],
+        },
+    }
+    step = cfg.divisor
+    mn = 2 * halo + step
+    return m4.ModelDescr(
+        name=name,
+        description=description,
+        authors=[m4.Author(name=a) for a in (authors or ["ijseg user"])],
+        cite=[m4.CiteEntry(text=UNET_CITATION["text"], doi=m4.Doi(UNET_CITATION["doi"]))],
+        license=m4.LicenseId(license),
+        documentation=tmp / "README.md",
+        covers=[tmp / "cover.png"],
+        attachments=m4.AttachmentsDescr(files=macros + [tmp / "cover.png"]),
+        tags=["unet", "segmentation", "2d", "fluorescence-light-microscopy", "ijseg", "deepimagej", cfg.data_target],
+        test_inputs=[tmp / "test_input.npy"],
+        test_outputs=[tmp / "test_output.npy"],
+        inputs=[m4.InputTensorDescr(
+            name=m4.TensorName(INPUT_ID), axes="byxc", data_type="float32",
+            shape=m4.ParameterizedInputShape(min=[1, mn, mn, cfg.data_n_channels], step=[0, step, step, 0]),
+            preprocessing=[m4.ScaleRangeDescr(kwargs=m4.ScaleRangeKwargs(
+                mode="per_sample", axes="xy",
+                min_percentile=float(cfg.data_normalizer.get("pmin", 1.0)),
+                max_percentile=float(cfg.data_normalizer.get("pmax", 99.8)),
+                eps=float(cfg.data_normalizer.get("eps", 1e-6))))],
+        )],
+        outputs=[m4.OutputTensorDescr(
+            name=m4.TensorName(OUTPUT_ID), axes="byxc", data_type="float32",
+            shape=m4.ImplicitOutputShape(reference_tensor=m4.TensorName(INPUT_ID), scale=[1.0, 1.0, 1.0, 0.0],
+                                         offset=[0.0, 0.0, 0.0, n_out / 2]),
+            halo=[0, halo, halo, 0],
+        )],
+        weights=m4.WeightsDescr(**wmap),
+        timestamp=m4.Datetime(datetime.datetime.now(datetime.timezone.utc)),
+        config={"deepimagej": deepimagej, "bioimageio": {"nickname": _nickname(name)},
+                "ijseg": {"config": cfg.to_dict(), "qc": qc, **extra}},
+    )
+
+
+def _nickname(name: str) -> str:
+    """A lower-case id from the model name (deepImageJ needs an id or nickname)."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "ijseg-model"

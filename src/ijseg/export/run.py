@@ -118,6 +118,13 @@ def _axis_ids(tensor) -> list[str]:
     return ["batch" if a.type == "batch" else "channel" if a.type == "channel" else str(a.id) for a in tensor.axes]
 
 
+def _tensor_id(tensor):
+    """The member id bioimageio.core uses for a tensor: ``id`` (0.5) or ``name`` (0.4)."""
+    from bioimageio.spec.model.v0_5 import TensorId
+
+    return TensorId(str(getattr(tensor, "id", None) or tensor.name))
+
+
 def _n_channels(tensor, root: Path) -> int:
     """Channel count: 0.5 channel names, else the test tensor's shape."""
     ids = _axis_ids(tensor)
@@ -314,7 +321,7 @@ class BundlePredictor:
         """The network alone on a pre-processed ``YXC`` window of valid size."""
         from bioimageio.core import Sample, Tensor
 
-        tid, oid = self.descr.inputs[0].id, self.descr.outputs[0].id
+        tid, oid = _tensor_id(self.descr.inputs[0]), _tensor_id(self.descr.outputs[0])
         sample = Sample(members={tid: Tensor(self._layout(x, self.in_axes), dims=self.in_axes)}, stat={}, id="tile")
         out = self.pipeline.predict_sample_without_blocking(
             sample, skip_preprocessing=True, skip_postprocessing=True, skip_input_padding=True,
@@ -344,7 +351,7 @@ class BundlePredictor:
         where = f"{image.path}: " if image.path else ""
         if float(x.max()) == float(x.min()):
             raise DataError(f"{where}image is empty (every pixel is {x.flat[0]:g})")
-        tid, oid = self.descr.inputs[0].id, self.descr.outputs[0].id
+        tid, oid = _tensor_id(self.descr.inputs[0]), _tensor_id(self.descr.outputs[0])
         try:
             sample = Sample(members={tid: Tensor(self._layout(x, self.in_axes), dims=self.in_axes)}, stat={}, id="image")
             self.pipeline.apply_preprocessing(sample)
