@@ -151,10 +151,11 @@ def test_format_04_deepimagej_block(tiny_bundle_04):
     assert dij["pyramidal_model"] is False and dij["allow_tiling"] is True
     assert dij["model_keys"]["tensorflow_siganture_def"].endswith("DEFAULT_SERVING_SIGNATURE_DEF_KEY")
     assert dij["prediction"]["preprocess"][0] == {"spec": "ij.IJ::runMacroFile", "kwargs": "percentile_normalization.ijm"}
+    assert dij["prediction"]["postprocess"][0]["kwargs"] == "3class_to_instances.ijm"
     assert dij["test_information"]["inputs"][0]["name"] == "test_input.npy"
     assert rdf["config"]["bioimageio"]["nickname"]
     with zipfile.ZipFile(tiny_bundle_04) as z:
-        assert "percentile_normalization.ijm" in z.namelist()
+        assert {"percentile_normalization.ijm", "3class_to_instances.ijm"} <= set(z.namelist())
     assert rdf["inputs"][0]["axes"] == "byxc" and rdf["outputs"][0]["halo"][1] > 0
 
 

@@ -61,3 +61,32 @@ def test_macro_errors_name_the_line():
         run_macro("x = 1;\ny = undefinedThing + 1;", np.zeros((4, 4), np.float32))
     with pytest.raises(MacroError, match='Unrecognized command: "No Such Command"'):
         run_macro('run("No Such Command");', np.zeros((4, 4), np.float32))
+
+
+def test_3class_to_instances_macro_agrees_with_python():
+    """On simulated touching nuclei the macro finds ijseg's objects; only a few border pixels may
+    differ (the macro quantises the flooding priority to 1000 levels, Python's watershed does not)."""
+    from stardist.matching import matching
+
+    from ijseg.config import Config
+    from ijseg.data.simulate import PRESETS
+    from ijseg.data.targets import labels_to_3class
+    from ijseg.postprocess import postprocess
+
+    _, lab = simulate_image(PRESETS["sim3k-100"].params, rng=21)
+    cls = labels_to_3class(lab, 2)
+    rng = np.random.default_rng(0)
+    prob = np.full((*cls.shape, 3), 0.05, np.float32)
+    np.put_along_axis(prob, cls[..., None].astype(int), 0.9, axis=-1)
+    prob += rng.uniform(0, 0.08, prob.shape).astype(np.float32)  # not a clean one-hot map
+    prob /= prob.sum(-1, keepdims=True)
+    py = postprocess(prob, Config(data_target="3class", data_n_classes=3)).labels
+    out = run_macro(_macro("3class_to_instances.ijm"), np.moveaxis(prob, -1, 0))
+    assert out.dtype == np.uint16 and out.shape == lab.shape
+    assert int(out.max()) == int(py.max())
+    m = matching(py, out.astype(np.int64), thresh=0.5)
+    assert m.f1 == 1.0 and m.mean_matched_score > 0.99, m
+    same = sum(int((out[py == i] == np.bincount(out[py == i]).argmax()).sum()) for i in range(1, int(py.max()) + 1))
+    assert same >= 0.995 * int((py > 0).sum())
+    with pytest.raises(MacroError, match="stopped"):
+        run_macro(_macro("3class_to_instances.ijm"), prob[..., 0])

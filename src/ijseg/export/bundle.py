@@ -409,8 +409,9 @@ def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, 
     shutil.copy(pre, tmp / pre.name)
     macros = [tmp / pre.name]
     post_entries = None
-    if cfg.final_activation == "sigmoid" and cfg.data_target == "binary":
-        post = _macro_file("binarize.ijm")
+    post_macro = {"binary": "binarize.ijm", "3class": "3class_to_instances.ijm"}.get(cfg.data_target)
+    if post_macro is not None and (cfg.data_target != "binary" or cfg.final_activation == "sigmoid"):
+        post = _macro_file(post_macro)
         shutil.copy(post, tmp / post.name)
         macros.append(tmp / post.name)
         post_entries = [{"spec": "ij.IJ::runMacroFile", "kwargs": post.name}]

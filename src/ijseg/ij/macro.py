@@ -26,21 +26,31 @@ class MacroError(IjsegError):
 
 def to_imageplus(array: np.ndarray, title: str = "image", *, pixel_size: tuple[float, float] | None = None,
                  unit: str = "micron"):
-    """A 2-D numpy array as an ImagePlus (uint8 -> 8-bit, uint16 -> 16-bit, else 32-bit)."""
+    """A numpy image as an ImagePlus: 2-D ``YX`` (uint8 -> 8-bit, uint16 -> 16-bit, else 32-bit),
+    or 3-D ``CYX`` as a 32-bit hyperstack with C channels."""
     import jpype
 
     a = np.asarray(array)
-    if a.ndim != 2:
-        raise ValueError(f"expected a 2-D image, got shape {a.shape}")
-    h, w = a.shape
-    if a.dtype == np.uint8:
-        ip = jclass("ij.process.ByteProcessor")(w, h, jpype.JArray(jpype.JByte)(a.view(np.int8).ravel()))
-    elif a.dtype == np.uint16:
-        ip = jclass("ij.process.ShortProcessor")(w, h)
-        ip.setPixels(jpype.JArray(jpype.JShort)(a.view(np.int16).ravel()))
+    if a.ndim == 3:
+        c, h, w = a.shape
+        stack = jclass("ij.ImageStack")(w, h)
+        for k in range(c):
+            stack.addSlice(f"c{k + 1}", jclass("ij.process.FloatProcessor")(
+                w, h, jpype.JArray(jpype.JFloat)(a[k].astype(np.float32).ravel())))
+        imp = jclass("ij.ImagePlus")(title, stack)
+        imp.setDimensions(c, 1, 1)
+    elif a.ndim == 2:
+        h, w = a.shape
+        if a.dtype == np.uint8:
+            ip = jclass("ij.process.ByteProcessor")(w, h, jpype.JArray(jpype.JByte)(a.view(np.int8).ravel()))
+        elif a.dtype == np.uint16:
+            ip = jclass("ij.process.ShortProcessor")(w, h)
+            ip.setPixels(jpype.JArray(jpype.JShort)(a.view(np.int16).ravel()))
+        else:
+            ip = jclass("ij.process.FloatProcessor")(w, h, jpype.JArray(jpype.JFloat)(a.astype(np.float32).ravel()))
+        imp = jclass("ij.ImagePlus")(title, ip)
     else:
-        ip = jclass("ij.process.FloatProcessor")(w, h, jpype.JArray(jpype.JFloat)(a.astype(np.float32).ravel()))
-    imp = jclass("ij.ImagePlus")(title, ip)
+        raise ValueError(f"expected a 2-D (YX) or 3-D (CYX) image, got shape {a.shape}")
     if pixel_size is not None:
         cal = imp.getCalibration()
         cal.pixelHeight, cal.pixelWidth = float(pixel_size[0]), float(pixel_size[1])
