@@ -35,6 +35,8 @@ def test_bioimageio_core_passes_every_weight_format(tiny_bundle, weight_format, 
 def test_rdf_content(tiny_bundle, tiny_model):
     rdf = _rdf(tiny_bundle)
     assert rdf["format_version"].startswith("0.5") and rdf["type"] == "model"
+    assert rdf["id"].startswith("ijseg-")
+    assert rdf["inputs"][0]["sample_tensor"]["source"] == "sample_input.tif"
     assert [a["name"] for a in rdf["authors"]] == ["Test Author"]
     assert rdf["cite"][0]["doi"] == "10.1007/978-3-319-24574-4_28"
     (inp,), (out,) = rdf["inputs"], rdf["outputs"]

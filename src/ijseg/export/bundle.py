@@ -12,7 +12,8 @@ The bundle is built with bioimageio.spec's own classes and packed with its packa
 * input size ``min + k * step`` with ``step = 2**depth`` and ``min = 2 * halo + step``; an
   output halo of
   :func:`ijseg._tiling.halo_for` (beyond the receptive-field radius) on y and x;
-* test input/output tensors (``.npy``), a sample, a cover image (input | prediction), a
+* an ``id`` made from the name (deepImageJ fails without one);
+* test input/output tensors (``.npy``), sample input/output (TIFF), a cover image (input | prediction), a
   README with what the model segments, how it was trained and its quality control, and the QC
   figures in ``config.ijseg.qc``.
 """
@@ -292,6 +293,11 @@ def export_bundle(
         tmp = Path(tmpdir)
         np.save(tmp / "test_input.npy", test_raw[None].astype(np.float32))
         np.save(tmp / "test_output.npy", prob[None].astype(np.float32))
+        import tifffile
+
+        # samples for people (imageio-readable, one dimension per axis: b y x c)
+        tifffile.imwrite(tmp / "sample_input.tif", test_raw[None].astype(np.float32), photometric="minisblack")
+        tifffile.imwrite(tmp / "sample_output.tif", prob[None].astype(np.float32), photometric="minisblack")
         _cover(test_raw, prob, tmp / "cover.png")
         (tmp / "README.md").write_text(_readme(cfg, name, description, qc, history, halo), encoding="utf-8")
         _save_keras(model, tmp / "model.keras")
@@ -342,6 +348,7 @@ def export_bundle(
             axes=[m.BatchAxis(), m.SpaceInputAxis(id=m.AxisId("y"), size=size),
                   m.SpaceInputAxis(id=m.AxisId("x"), size=size), m.ChannelAxis(channel_names=channel_names)],
             test_tensor=m.FileDescr(source=tmp / "test_input.npy"),
+            sample_tensor=m.FileDescr(source=tmp / "sample_input.tif"),
             preprocessing=[
                 m.EnsureDtypeDescr(kwargs=m.EnsureDtypeKwargs(dtype="float32")),
                 m.ScaleRangeDescr(kwargs=m.ScaleRangeKwargs(
@@ -363,8 +370,10 @@ def export_bundle(
                                             size=m.SizeReference(axis_id=m.AxisId("x"), **ref)),
                   m.ChannelAxis(channel_names=[m.Identifier(n) for n in out_names])],
             test_tensor=m.FileDescr(source=tmp / "test_output.npy"),
+            sample_tensor=m.FileDescr(source=tmp / "sample_output.tif"),
         )
         descr = m.ModelDescr(
+            id=m.ModelId(_nickname(name)),  # deepImageJ needs an id
             name=name,
             description=description,
             authors=[m.Author(name=a) for a in (authors or ["ijseg user"])],
