@@ -11,7 +11,6 @@ optimiser state, learning-rate and early-stopping counters), ``history.csv`` and
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -99,14 +98,6 @@ def _plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Non
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-
-
-def _read_history(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""} for r in rows]
 
 
 def _save_checkpoint(model, state: dict[str, Any], path: Path) -> None:
@@ -318,7 +309,7 @@ def train(
     if resume:
         state = _load_checkpoint(model, folder / ModelFolder.CHECKPOINT)
         state["stopped_early"] = False
-        history = [h for h in _read_history(folder / ModelFolder.HISTORY) if h["epoch"] <= state["epoch"]]
+        history = [h for h in folder.history() if h["epoch"] <= state["epoch"]]
         log.info("resuming after epoch %d (best epoch %d, validation loss %.4g)",
                  state["epoch"], state["best_epoch"], state["best_val_loss"])
     cfg.save(folder / ModelFolder.CONFIG)

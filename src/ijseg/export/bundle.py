@@ -274,11 +274,7 @@ def export_bundle(
     raw, sample_path = _sample_image(folder, sample)
     test_raw = _crop_for_test(raw, cfg.divisor)
     prob = predictor.predict(test_raw, tile=0)
-    history = []
-    if (folder / ModelFolder.HISTORY).is_file():
-        from ..train import _read_history
-
-        history = _read_history(folder / ModelFolder.HISTORY)
+    history = folder.history()
     qc = None
     qc_summary = folder / ModelFolder.QC / "summary.json"
     if qc_summary.is_file():

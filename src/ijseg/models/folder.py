@@ -97,6 +97,17 @@ class ModelFolder:
             raise ModelError(f"{path}: cannot load weights into the network of {self.CONFIG} ({err})") from err
         return model
 
+    def history(self) -> list[dict[str, float]]:
+        """Rows of ``history.csv`` (empty if there is none)."""
+        import csv
+
+        path = self.path / self.HISTORY
+        if not path.is_file():
+            return []
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""} for r in rows]
+
     def clean(self) -> None:
         """Remove the files a previous training run wrote."""
         import shutil
