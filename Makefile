@@ -18,7 +18,7 @@ demo: setup
 		--epochs 15 --steps-per-epoch 40 --overwrite
 	$(IJSEG) qc --model $(DEMO)/model --data $(DEMO)/data/test --out $(DEMO)/qc
 	$(IJSEG) predict --model $(DEMO)/model --input $(DEMO)/data/test/images --out $(DEMO)/predictions
-	$(IJSEG) export --model $(DEMO)/model --out $(DEMO)/bundle.zip --name "ijseg demo: touching nuclei (3 classes)"
+	$(IJSEG) export --model $(DEMO)/model --out $(DEMO)/bundle.zip --name "ijseg demo - touching nuclei (3 classes)"
 	@echo
 	@echo "demo outputs:"
 	@echo "  simulated data   $(DEMO)/data/{train,test}/{images,masks}"

@@ -100,7 +100,12 @@ def test_onnx_and_savedmodel_agree_with_keras(tiny_bundle, tmp_path):
     assert np.abs(sm_out - expected).max() < 1e-4
 
 
-def test_export_errors(tiny_model, sim_dataset, tmp_path):
+def test_export_errors(tiny_model, sim_dataset, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="model name 'nuclei: v2': bioimage.io names may only contain"):
+        export_bundle(tiny_model, tmp_path / "b.zip", name="nuclei: v2")
+    assert main(["export", "--model", str(tiny_model), "--out", str(tmp_path / "b.zip"), "--name", "a/b"]) == 1
+    err = capsys.readouterr().err
+    assert "bioimage.io names may only contain" in err and "Traceback" not in err
     with pytest.raises(ConfigError, match="must be a .zip"):
         export_bundle(tiny_model, tmp_path / "b.tar")
     with pytest.raises(ConfigError, match="unknown weight format"):

@@ -47,6 +47,8 @@ ONNX_OPSET = 17
 #: side of the test tensor (cropped from the sample image, a multiple of 2**depth)
 TEST_SIZE = 256
 
+_NAME_BAD = __import__("re").compile(r"[^A-Za-z0-9_+\- ()]")
+
 UNET_CITATION = {
     "text": "Ronneberger, O., Fischer, P. & Brox, T. U-Net: Convolutional Networks for Biomedical Image "
             "Segmentation. MICCAI 2015.",
@@ -279,7 +281,12 @@ def export_bundle(
     qc_summary = folder / ModelFolder.QC / "summary.json"
     if qc_summary.is_file():
         qc = json.loads(qc_summary.read_text(encoding="utf-8"))
-    name = name or f"ijseg {cfg.data_target} U-Net {folder.path.name}"
+    if name is None:
+        name = _NAME_BAD.sub("-", f"ijseg {cfg.data_target} U-Net {folder.path.name}")
+    elif _NAME_BAD.search(name) or not name.strip():
+        raise ConfigError(
+            f"model name {name!r}: bioimage.io names may only contain letters, digits, spaces and _+-()"
+        )
     description = description or (
         f"U-Net for {'instance' if cfg.data_target in ('3class', 'distance', 'binary') else 'semantic'} "
         f"segmentation of 2-D fluorescence microscopy images ({cfg.data_target} target), trained with ijseg."
@@ -368,7 +375,7 @@ def export_bundle(
             test_tensor=m.FileDescr(source=tmp / "test_output.npy"),
             sample_tensor=m.FileDescr(source=tmp / "sample_output.tif"),
         )
-        descr = m.ModelDescr(
+        descr = _validated(m.ModelDescr,
             id=m.ModelId(_nickname(name)),  # deepImageJ needs an id
             name=name,
             description=description,
@@ -452,7 +459,7 @@ def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, 
     }
     step = cfg.divisor
     mn = 2 * halo + step
-    return m4.ModelDescr(
+    return _validated(m4.ModelDescr,
         name=name,
         description=description,
         authors=[m4.Author(name=a) for a in (authors or ["ijseg user"])],
@@ -491,3 +498,14 @@ def _nickname(name: str) -> str:
     import re
 
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "ijseg-model"
+
+
+def _validated(cls, **fields):
+    """Build a bioimageio.spec description; its validation errors become one ConfigError."""
+    import pydantic
+
+    try:
+        return cls(**fields)
+    except pydantic.ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:5])
+        raise ConfigError(f"the bundle description is not valid bioimage.io: {problems}") from err
