@@ -183,11 +183,15 @@ def _imagej_hull_order(hull: np.ndarray) -> np.ndarray:
     return np.roll(h, -start, axis=0)
 
 
-def feret_values(hull: np.ndarray) -> tuple[float, float, float, float, float]:
-    """(Feret, FeretAngle, MinFeret, FeretX, FeretY) of a convex hull.
+def feret_values(
+    hull: np.ndarray, pixel_size: tuple[float, float] = (1.0, 1.0)
+) -> tuple[float, float, float, float, float]:
+    """(Feret, FeretAngle, MinFeret, FeretX, FeretY) of a convex hull in pixel-corner coordinates.
 
-    The Feret diameter is the first longest chord between hull vertices in ImageJ's hull order
-    (which decides between chords of equal length); its end with the smaller x is (FeretX,
+    Lengths are calibrated with ``pixel_size`` (height, width); FeretX/FeretY stay in pixels, as
+    in ImageJ. The Feret diameter is the first longest chord between hull vertices in ImageJ's
+    hull order, with distances computed as ImageJ does (``sqrt(dx*dx*pw*pw + dy*dy*ph*ph)``), so
+    that chords of equal length are decided the same way; its end with the smaller x is (FeretX,
     FeretY).
 
     Examples
@@ -195,26 +199,30 @@ def feret_values(hull: np.ndarray) -> tuple[float, float, float, float, float]:
     >>> [round(v, 3) for v in feret_values(_convex_hull(np.array([[0, 0], [4, 0], [4, 3], [0, 3]])))]
     [5.0, 143.13, 3.0, 0.0, 0.0]
     """
+    ph, pw = (float(v) for v in pixel_size)
     h = _imagej_hull_order(hull)
     if len(h) == 1:
         return 0.0, 0.0, 0.0, float(h[0, 0]), float(h[0, 1])
-    d2 = ((h[:, None, :] - h[None, :, :]) ** 2).sum(-1)
-    i, j = np.unravel_index(int(np.argmax(np.triu(d2))), d2.shape)  # first maximum, i <= j
+    dx = h[:, None, 0] - h[None, :, 0]
+    dy = h[:, None, 1] - h[None, :, 1]
+    d = np.sqrt(dx * dx * pw * pw + dy * dy * ph * ph)
+    i, j = np.unravel_index(int(np.argmax(np.triu(d))), d.shape)  # first maximum, i <= j
     p1, p2 = h[i], h[j]
     if p1[0] > p2[0]:
         p1, p2 = p2, p1
-    feret = float(math.sqrt(d2[i, j]))
-    angle = math.degrees(math.atan2(-(p2[1] - p1[1]), p2[0] - p1[0]))
+    feret = float(d[i, j])
+    angle = math.degrees(math.atan2(-(p2[1] - p1[1]) * ph, (p2[0] - p1[0]) * pw))
     if angle < 0:
         angle += 180.0
-    min_feret = math.inf if len(h) > 2 else 0.0
-    for k in range(len(h)):
-        a, b = h[k], h[(k + 1) % len(h)]
+    c = h * np.array([pw, ph])
+    min_feret = math.inf if len(c) > 2 else 0.0
+    for k in range(len(c)):
+        a, b = c[k], c[(k + 1) % len(c)]
         e = b - a
         n = math.hypot(*e)
         if n == 0:
             continue
-        dist = np.abs((h[:, 0] - a[0]) * e[1] - (h[:, 1] - a[1]) * e[0]) / n
+        dist = np.abs((c[:, 0] - a[0]) * e[1] - (c[:, 1] - a[1]) * e[0]) / n
         min_feret = min(min_feret, float(dist.max()))
     return feret, angle, min_feret, float(p1[0]), float(p1[1])
 
@@ -317,13 +325,12 @@ def measure(
         row.update(Major=major * pw, Minor=minor * pw, Angle=angle)
         circ = 4 * math.pi * area / perim**2 if perim > 0 else 0.0
         row["Circ."] = min(circ, 1.0)
-        scaled = verts.astype(np.float64) * np.array([pw, ph])
-        hull = _convex_hull(scaled)
-        feret, fangle, min_feret, fx, fy = feret_values(hull)
-        row.update(Feret=feret, FeretX=fx / pw, FeretY=fy / ph, FeretAngle=fangle, MinFeret=min_feret)
+        hull = _convex_hull(verts)
+        feret, fangle, min_feret, fx, fy = feret_values(hull, (ph, pw))
+        row.update(Feret=feret, FeretX=fx, FeretY=fy, FeretAngle=fangle, MinFeret=min_feret)
         row["AR"] = major / minor if minor > 0 else 0.0
         row["Round"] = 4 * area / (math.pi * (major * pw) ** 2) if major > 0 else 0.0
-        hull_area = _polygon_area(hull)
+        hull_area = _polygon_area(hull) * pw * ph
         row["Solidity"] = area / hull_area if hull_area > 0 else float("nan")
         for c in cols:
             cols[c].append(row[c])
