@@ -1,4 +1,4 @@
-"""The ``ijseg`` command line: ``ijseg simulate | train | predict | qc | export | doctor``.
+"""The ``ijseg`` command line: ``ijseg simulate | train | predict | qc | export | macro | doctor``.
 
 Heavy libraries (TensorFlow) are imported only after the arguments are parsed, and only by
 the commands that need them. Errors a user can fix are printed as one line, without a
@@ -384,6 +384,41 @@ def _cmd_export(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# macro
+
+
+def _add_macro(sub) -> None:
+    p = sub.add_parser("macro", help="run ImageJ macros with the embedded ImageJ")
+    msub = p.add_subparsers(dest="macro_command", metavar="ACTION", required=True)
+    r = msub.add_parser(
+        "run",
+        help="run an ImageJ macro (.ijm), filling its #@ parameters",
+        description=("Run a macro in ImageJ 1.x (Debian's imagej or FIJI_HOME's ij jar) in this process. #@ script "
+                     "parameters are filled from --arg name=value (or their value= defaults), so a Fiji script runs "
+                     "unchanged. Without a display a private Xvfb is started and stopped. ImageJ's Log is printed; "
+                     "a macro error is reported with its line and exits with code 1."),
+    )
+    r.add_argument("file", type=Path, help="the .ijm macro")
+    r.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="a parameter value (repeat)")
+    r.set_defaults(func=_cmd_macro_run)
+
+
+def _cmd_macro_run(args) -> int:
+    from .ij.macro import run_macro_file
+
+    values = {}
+    for a in args.arg:
+        if "=" not in a:
+            raise ConfigError(f"--arg {a!r}: expected NAME=VALUE")
+        k, v = a.split("=", 1)
+        values[k.strip()] = v
+    log_text = run_macro_file(args.file, values)
+    if log_text:
+        print(log_text.rstrip("\n"))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # doctor
 
 
@@ -420,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_qc(sub)
     _add_export(sub)
+    _add_macro(sub)
     _add_doctor(sub)
     return parser
 

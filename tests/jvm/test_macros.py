@@ -56,8 +56,8 @@ def test_binarize_macro_equals_python_threshold():
     np.testing.assert_array_equal(out, (prob > 0.5).astype(np.uint8) * 255)
 
 
-def test_macro_errors_name_the_line():
-    with pytest.raises(MacroError, match="line 2: Undefined variable"):
+def test_macro_errors_carry_imagejs_message():
+    with pytest.raises(MacroError, match="ImageJ macro error: Undefined variable"):
         run_macro("x = 1;\ny = undefinedThing + 1;", np.zeros((4, 4), np.float32))
     with pytest.raises(MacroError, match='Unrecognized command: "No Such Command"'):
         run_macro('run("No Such Command");', np.zeros((4, 4), np.float32))
@@ -90,3 +90,26 @@ def test_3class_to_instances_macro_agrees_with_python():
     assert same >= 0.995 * int((py > 0).sum())
     with pytest.raises(MacroError, match="stopped"):
         run_macro(_macro("3class_to_instances.ijm"), prob[..., 0])
+
+
+def test_macro_run_command_fills_script_parameters(tmp_path, capfd):
+    from ijseg.cli import main
+
+    macro = tmp_path / "hello.ijm"
+    macro.write_text('#@ File (label="Output folder", style="directory") output\n#@ Integer (value=3) n\n'
+                     '#@ String (value="cells") name\nnewImage(name, "8-bit black", 32, 32, 1);\n'
+                     'for (i = 0; i < n; i++) setPixel(i, i, 255);\n'
+                     'saveAs("Tiff", output + File.separator + name + ".tif");\nprint("saved " + n);\n')
+    assert main(["macro", "run", str(macro), "--arg", f"output={tmp_path}", "--arg", "n=5"]) == 0
+    assert "saved 5" in capfd.readouterr().out  # ImageJ prints to the process's stdout
+    assert int((read_image(tmp_path / "cells.tif").data == 255).sum()) == 5
+    assert main(["macro", "run", str(macro), "--arg", "n=x", "--arg", "bogus=1"]) == 1
+    err = capfd.readouterr().err
+    assert "unknown parameter 'bogus'" in err and "'output' (File, Output folder) needs a value" in err
+    assert "n (Integer) needs a number, got 'x'" in err
+    bad = tmp_path / "bad.ijm"
+    bad.write_text("x = 1;\ny = nothing + 2;\n")
+    assert main(["macro", "run", str(bad)]) == 1
+    assert "bad.ijm: ImageJ macro error: Undefined variable" in capfd.readouterr().err
+    assert main(["macro", "run", str(tmp_path / "none.ijm")]) == 1
+    assert "none.ijm: macro file not found" in capfd.readouterr().err

@@ -3,7 +3,7 @@
 Images cross the bridge as ImageJ 1.x processors (8-bit, 16-bit or 32-bit float). Macro
 errors do not raise in Java (``wasError()`` stays false, the text is in the interpreter's
 error message, ``exit()`` arrives as "Macro canceled"), so :func:`run_macro` checks the
-interpreter and raises :class:`MacroError` with ImageJ's message and line number.
+interpreter and raises :class:`MacroError` with ImageJ's message.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import IjsegError
 from ._java import jclass, start_jvm
 
-__all__ = ["MacroError", "to_imageplus", "from_imageplus", "run_macro"]
+__all__ = ["MacroError", "to_imageplus", "from_imageplus", "run_macro", "run_macro_file"]
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def from_imageplus(imp) -> np.ndarray:
     raise IjsegError(f"{bits}-bit (RGB) images are not supported here")
 
 
-def run_macro(code: str, image: np.ndarray | None = None, *, args: str = "", title: str = "image",
+def run_macro(code: str, image: np.ndarray | None = None, *, title: str = "image",
               pixel_size: tuple[float, float] | None = None) -> np.ndarray | None:
     """Run macro code in batch mode, on ``image`` if given, and return the resulting image.
 
@@ -82,9 +82,7 @@ def run_macro(code: str, image: np.ndarray | None = None, *, args: str = "", tit
     code
         ImageJ macro source.
     image
-        2-D image that is the current image when the macro starts.
-    args
-        Read by ``getArgument()`` in the macro.
+        2-D image (or CYX stack) that is the current image when the macro starts.
 
     Returns
     -------
@@ -94,16 +92,15 @@ def run_macro(code: str, image: np.ndarray | None = None, *, args: str = "", tit
     Raises
     ------
     MacroError
-        With ImageJ's message, for an error in the macro.
+        With ImageJ's message, for an error in the macro (ImageJ's public API does not say on
+        which line).
     """
     start_jvm(display=True)
     interp = jclass("ij.macro.Interpreter")()
     interp.setIgnoreErrors(True)  # record the error instead of opening a modal dialog
     imp = to_imageplus(image, title, pixel_size=pixel_size) if image is not None else None
     try:
-        result = interp.runBatchMacro(code, imp) if imp is not None else None
-        if imp is None:
-            interp.run(code, args)
+        result = interp.runBatchMacro(code, imp)
     except Exception as err:  # RuntimeException("Macro canceled") etc.
         raise MacroError(_message(interp, str(err))) from err
     finally:
@@ -111,15 +108,41 @@ def run_macro(code: str, image: np.ndarray | None = None, *, args: str = "", tit
     msg = interp.getErrorMessage()
     if msg is not None and str(msg):
         raise MacroError(_message(interp, str(msg)))
-    if imp is None:
-        cur = jclass("ij.WindowManager").getCurrentImage()
-        return from_imageplus(cur) if cur is not None else None
     return from_imageplus(result) if result is not None else None
 
 
 def _message(interp, text: str) -> str:
-    line = int(interp.getLineNumber()) if hasattr(interp, "getLineNumber") else 0
+    # ImageJ's public API does not keep the line of the error (getLineNumber() has moved on by
+    # the time the error is seen), so no line number is claimed here
     text = text.strip().splitlines()[0] if text.strip() else "macro failed"
     if "Macro canceled" in text:
         text = "the macro stopped (exit() or Esc)"
-    return f"ImageJ macro error{f' in line {line}' if line > 0 else ''}: {text}"
+    return f"ImageJ macro error: {text}"
+
+
+def run_macro_file(path, args: dict[str, str] | None = None) -> str:
+    """Run an ``.ijm`` file with its ``#@`` parameters filled from ``args``; return ImageJ's Log.
+
+    Raises
+    ------
+    IjsegError
+        If the file is missing; :class:`ijseg.errors.ConfigError` for parameter problems;
+        :class:`MacroError` (naming the file and line) when the macro fails.
+    """
+    from pathlib import Path
+
+    from .scripts import fill_parameters
+
+    path = Path(path)
+    if not path.is_file():
+        raise IjsegError(f"{path}: macro file not found")
+    code = fill_parameters(path.read_text(encoding="utf-8"), args or {})
+    start_jvm(display=True)
+    ij = jclass("ij.IJ")
+    before = str(ij.getLog() or "")
+    try:
+        run_macro(code)
+    except MacroError as err:
+        raise MacroError(f"{path}: {err}") from err
+    after = str(ij.getLog() or "")
+    return after[len(before):] if after.startswith(before) else after
