@@ -173,4 +173,7 @@ def test_format_04_bundle_runs_in_ijseg(tiny_model, tiny_bundle_04, in_tmp_dir):
     img = np.random.default_rng(4).gamma(2, 30, (200, 184)).astype(np.float32)
     b = BundlePredictor(tiny_bundle_04)
     assert b.in_axes == ["batch", "y", "x", "channel"] and b.config.data_target == "3class"
-    assert np.abs(b.predict(img) - Predictor(tiny_model).predict(img)).max() < 1e-4
+    ref = Predictor(tiny_model).predict(img)
+    assert b.n_channels == 1 and b.n_outputs == 3
+    assert np.abs(b.predict(img) - ref).max() < 1e-4
+    assert np.abs(b.predict(img, tile=b._valid_size(90, "y")) - ref).max() < 1e-4  # tiled

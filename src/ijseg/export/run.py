@@ -125,23 +125,21 @@ def _tensor_id(tensor):
     return TensorId(str(getattr(tensor, "id", None) or tensor.name))
 
 
-def _n_channels(tensor, root: Path) -> int:
-    """Channel count: 0.5 channel names, else the test tensor's shape."""
-    ids = _axis_ids(tensor)
-    if "channel" not in ids:
+def _n_channels(tensor) -> int:
+    """Channel count of a format 0.5 tensor (1 without a channel axis)."""
+    for a in tensor.axes:
+        if a.type == "channel":
+            return len(a.channel_names)
+    return 1
+
+
+def _channels_from_test(source, axes: list[str], root: Path) -> int:
+    """Channel count of a format 0.4 tensor, read from its test tensor's shape."""
+    if "channel" not in axes:
         return 1
-    if not isinstance(tensor.axes, str):
-        for a in tensor.axes:
-            if a.type == "channel":
-                return len(a.channel_names)
-    test = getattr(tensor, "test_tensor", None)
-    src = getattr(test, "source", None) if test is not None else None
-    if src is None:
-        # format 0.4 keeps test tensors in the model description
-        return 1
-    path = root / str(getattr(src, "path", src))
+    path = root / str(getattr(source, "path", source))
     shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-    return int(shape[ids.index("channel")])
+    return int(shape[axes.index("channel")])
 
 
 def _size_rule(tensor, axis_id: str) -> tuple[int, int]:
@@ -258,9 +256,12 @@ class BundlePredictor:
             extra = set(axes) - {"batch", "channel", "y", "x"}
             if extra or not {"y", "x"} <= set(axes):
                 raise ModelError(f"{self.source}: not a 2-D image model ({where} axes {', '.join(axes)})")
-        self.n_channels = _n_channels(descr.inputs[0], rdf_path.parent)
-        n_out = _n_channels(descr.outputs[0], rdf_path.parent)
-        self.n_outputs_raw = n_out
+        if isinstance(descr.inputs[0].axes, str):  # format 0.4: test tensors are listed on the model
+            self.n_channels = _channels_from_test(descr.test_inputs[0], self.in_axes, rdf_path.parent)
+            n_out = _channels_from_test(descr.test_outputs[0], self.out_axes, rdf_path.parent)
+        else:
+            self.n_channels = _n_channels(descr.inputs[0])
+            n_out = _n_channels(descr.outputs[0])
         ij = ((self.rdf.get("config") or {}).get("ijseg") or {}).get("config")
         if ij:
             self.config = Config.from_dict({k: v for k, v in ij.items()})
@@ -368,7 +369,7 @@ class BundlePredictor:
                 d = step
                 window = window // d * d
                 halo = -(-halo // d) * d
-                y = np.empty((th, tw, self.n_outputs_raw), np.float32)
+                y = None
                 for t in tile_layout((th, tw), window=window, halo=halo, divisor=d):
                     wy0, wy1, wx0, wx1 = t.window
                     # grow windows below the network's minimum (the image itself is large enough)
@@ -377,6 +378,8 @@ class BundlePredictor:
                     if wx1 - wx0 < mn:
                         wx0, wx1 = (max(0, wx1 - mn), max(0, wx1 - mn) + mn)
                     out = self._run(xp[wy0:wy1, wx0:wx1])
+                    if y is None:
+                        y = np.empty((th, tw, out.shape[-1]), np.float32)
                     cy0, cy1, cx0, cx1 = t.core
                     y[cy0:cy1, cx0:cx1] = out[cy0 - wy0 : cy1 - wy0, cx0 - wx0 : cx1 - wx0]
             if self.descr.outputs[0].postprocessing:
