@@ -60,4 +60,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 else
     say "Python packages up to date"
 fi
+# --- 4. the IJSeg ImageJ plugin, compiled against the ImageJ found (cached; rebuilt on change) --
+if command -v javac >/dev/null 2>&1; then
+    jar=$("$VENV/bin/python" -m ijseg.ij.plugin) && say "IJSeg plugin: $jar"
+fi
 say "ready: $VENV/bin/ijseg"

@@ -1,4 +1,5 @@
-"""The ``ijseg`` command line: ``ijseg simulate | train | predict | qc | export | macro | doctor``.
+"""The ``ijseg`` command line: ``ijseg simulate | train | predict | qc | measure | export | macro | imagej |
+fiji | doctor``.
 
 Heavy libraries (TensorFlow) are imported only after the arguments are parsed, and only by
 the commands that need them. Errors a user can fix are printed as one line, without a
@@ -10,11 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import ConfigError, IjsegError
+from .errors import ConfigError, DataError, IjsegError
 
 __all__ = ["main"]
 
@@ -315,6 +317,42 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _add_measure(sub) -> None:
+    p = sub.add_parser(
+        "measure",
+        help="measure the objects of a label image (Analyze Particles columns)",
+        description=("Measure every object of an instance label image as ImageJ's Analyze Particles does (area, "
+                     "mean, centroid, perimeter, Feret, shape...), in the label image's calibration. The IJSeg "
+                     "Measure command of a stand-alone ImageJ calls this."),
+    )
+    p.add_argument("--labels", required=True, type=Path, help="label image (TIFF/PNG; 0 is background)")
+    p.add_argument("--intensity", type=Path, help="image to measure intensities in (same size)")
+    p.add_argument("--out", required=True, type=Path, help="CSV file to write")
+    p.set_defaults(func=_cmd_measure)
+
+
+def _cmd_measure(args) -> int:
+    from .data.io import read_image, read_mask
+    from .measure import measure, table_to_csv
+
+    labels = read_mask(args.labels)
+    cal = read_image(args.labels)
+    intensity = None
+    if args.intensity is not None:
+        img = read_image(args.intensity)
+        if img.data.ndim != 2:
+            raise DataError(f"{args.intensity}: the intensity image must be a single 2-D plane, got axes {img.axes}")
+        if img.data.shape != labels.shape:
+            raise DataError(f"{args.intensity}: size {img.data.shape} differs from the labels' {labels.shape} "
+                            f"({args.labels})")
+        intensity = img.data
+    table = measure(labels, intensity, pixel_size=cal.pixel_size)
+    table_to_csv(table, args.out)
+    n = len(next(iter(table.values()))) if table else 0
+    print(f"{n} object(s) measured; table in {args.out}")
+    return 0
+
+
 def _add_qc(sub) -> None:
     p = sub.add_parser(
         "qc",
@@ -400,11 +438,14 @@ def _add_macro(sub) -> None:
     )
     r.add_argument("file", type=Path, help="the .ijm macro")
     r.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="a parameter value (repeat)")
+    r.add_argument("--gui", action="store_true",
+                   help="run in a visible ImageJ (not in batch mode) and keep it open until it is closed")
     r.set_defaults(func=_cmd_macro_run)
 
 
 def _cmd_macro_run(args) -> int:
-    from .ij.macro import run_macro_file
+    from .ij.macro import MacroError, run_macro_file
+    from .ij.scripts import fill_parameters
 
     values = {}
     for a in args.arg:
@@ -412,9 +453,73 @@ def _cmd_macro_run(args) -> int:
             raise ConfigError(f"--arg {a!r}: expected NAME=VALUE")
         k, v = a.split("=", 1)
         values[k.strip()] = v
-    log_text = run_macro_file(args.file, values)
-    if log_text:
-        print(log_text.rstrip("\n"))
+    if not args.gui:
+        run_macro_file(args.file, values)  # print() output goes straight to stdout in batch mode
+        return 0
+    from .ij.session import run_macro_gui, wait_until_closed
+
+    if not args.file.is_file():
+        raise IjsegError(f"{args.file}: macro file not found")
+    code = fill_parameters(args.file.read_text(encoding="utf-8"), values)
+    try:
+        ij = run_macro_gui(code)
+    except MacroError as err:
+        raise MacroError(f"{args.file}: {err}") from err
+    print("macro done; close ImageJ to end", file=sys.stderr)
+    wait_until_closed(ij)
+    return 0
+
+
+def _add_imagej(sub) -> None:
+    p = sub.add_parser(
+        "imagej",
+        help="open an interactive ImageJ hosting the ijseg engine",
+        description=("Open ImageJ (Debian's imagej, FIJI_HOME's ij jar, or the Fiji given with --fiji through PyImageJ) "
+                     "with the IJSeg commands in Plugins > IJSeg running in this process (models stay loaded "
+                     "between calls). Use Plugins > Macros > Record... to record a pipeline. Closing ImageJ ends "
+                     "the command."),
+    )
+    p.add_argument("--fiji", type=Path, help="a Fiji.app folder (default: FIJI_HOME, else the embedded ImageJ 1.x)")
+    p.add_argument("--macro", type=Path, help="a macro to run once ImageJ is open")
+    p.set_defaults(func=_cmd_imagej)
+
+
+def _cmd_imagej(args) -> int:
+    from .ij.session import open_imagej, run_macro_gui, wait_until_closed
+
+    fiji = args.fiji or (Path(os.environ["FIJI_HOME"]) if os.environ.get("FIJI_HOME") else None)
+    ij = open_imagej(fiji=fiji)
+    if args.macro is not None:
+        if not args.macro.is_file():
+            raise IjsegError(f"{args.macro}: macro file not found")
+        run_macro_gui(args.macro.read_text(encoding="utf-8"))
+    print("ImageJ is open (IJSeg commands in Plugins > IJSeg); close it to end", file=sys.stderr)
+    wait_until_closed(ij)
+    return 0
+
+
+def _add_fiji(sub) -> None:
+    p = sub.add_parser("fiji", help="install ijseg into a Fiji.app")
+    fsub = p.add_subparsers(dest="fiji_command", metavar="ACTION", required=True)
+    i = fsub.add_parser(
+        "install",
+        help="copy the IJSeg plugin, macros and scripts into a Fiji.app",
+        description=("Builds the IJSeg plugin against the Fiji's ImageJ jar and writes plugins/ijseg_.jar, "
+                     "plugins/ijseg.properties (the ijseg executable its commands call), macros/ijseg/ and "
+                     "scripts/Plugins/IJSeg/. Restart Fiji afterwards."),
+    )
+    i.add_argument("path", type=Path, help="the Fiji.app folder")
+    i.add_argument("--executable", help="the ijseg command line Fiji should call (default: this one)")
+    i.set_defaults(func=_cmd_fiji_install)
+
+
+def _cmd_fiji_install(args) -> int:
+    from .ij.fiji import install
+
+    written = install(args.path, executable=args.executable)
+    for what, path in written.items():
+        print(f"{what:<10} {path}")
+    print("restart Fiji: the commands are in Plugins > IJSeg")
     return 0
 
 
@@ -454,8 +559,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_predict(sub)
     _add_qc(sub)
+    _add_measure(sub)
     _add_export(sub)
     _add_macro(sub)
+    _add_imagej(sub)
+    _add_fiji(sub)
     _add_doctor(sub)
     return parser
 

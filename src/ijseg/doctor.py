@@ -68,6 +68,25 @@ def ij_jar_version(jar: str | os.PathLike) -> str | None:
     return found[0].decode() if found else None
 
 
+def _backend(jar: Path | None, fiji: str | None, javac: str | None) -> str:
+    """Which ImageJ ``ijseg macro`` / ``ijseg imagej`` would use, and where the IJSeg plugin is."""
+    if fiji:
+        kind = f"fiji ({fiji}) through PyImageJ for 'ijseg imagej', its ij jar embedded for macros"
+    else:
+        kind = "embedded ImageJ 1.x through JPype"
+    if jar is None:
+        return f"{kind}; no ImageJ found"
+    if javac is None:
+        return f"{kind}; IJSeg plugin not built (no javac)"
+    from .ij.plugin import JAR_NAME, plugin_home
+
+    try:
+        plugin = plugin_home(jar) / "plugins" / JAR_NAME
+    except Exception as err:  # doctor reports, it does not fail
+        return f"{kind}; IJSeg plugin does not build: {str(err).splitlines()[0]}"
+    return f"{kind}; IJSeg plugin {plugin}"
+
+
 def report(*, with_tensorflow: bool = True) -> list[tuple[str, str]]:
     """Rows of (item, finding)."""
     rows: list[tuple[str, str]] = [
@@ -95,8 +114,11 @@ def report(*, with_tensorflow: bool = True) -> list[tuple[str, str]]:
         rows.append(("imagej", "ij.jar not found (apt-get install imagej, or set FIJI_HOME / IJSEG_IJ_JAR)"))
     else:
         rows.append(("imagej", f"ImageJ {ij_jar_version(jar) or '?'} ({jar.resolve()})"))
+    javac = shutil.which("javac")
+    rows.append(("javac", javac or "not found: the IJSeg plugin cannot be built (apt-get install default-jdk-headless)"))
     fiji = os.environ.get("FIJI_HOME")
-    rows.append(("fiji", fiji if fiji else "FIJI_HOME not set (embedded ImageJ 1.x backend)"))
+    rows.append(("fiji", fiji if fiji else "FIJI_HOME not set"))
+    rows.append(("backend", _backend(jar, fiji, javac)))
     display = os.environ.get("DISPLAY")
     xvfb = shutil.which("Xvfb")
     rows.append(("display", display or ("none; Xvfb available for headless runs" if xvfb else "none, and no Xvfb (apt-get install xvfb)")))

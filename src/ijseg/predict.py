@@ -25,7 +25,7 @@ from .preprocess import normalizer_from_dict
 
 __all__ = [
     "Predictor", "DEFAULT_TILE", "OUTPUTS", "segment", "write_outputs", "predict_files", "output_names",
-    "load_predictor",
+    "load_predictor", "result_image",
 ]
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,19 @@ def segment(predictor: Predictor, image: Image, options=None, *, tile: int | Non
     return prob, seg, table
 
 
+def result_image(prob: np.ndarray, seg, output: str) -> tuple[np.ndarray, str]:
+    """The result image for ``output`` and its axes: ``probabilities`` float32 ``CYX``; ``mask``
+    uint8 ``YX`` (0/255 for binary models, class numbers otherwise); ``labels`` ``YX``."""
+    if output == "probabilities":
+        return np.moveaxis(prob, -1, 0).astype(np.float32), "CYX"
+    if output == "mask":
+        mask = seg.mask * np.uint8(255) if seg.mask.max(initial=0) <= 1 else seg.mask
+        return mask.astype(np.uint8), "YX"
+    if output == "labels":
+        return seg.labels, "YX"
+    raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+
+
 def write_outputs(out: Path, stem: str, image: Image, prob: np.ndarray, seg, table: dict, output: str) -> dict[str, Path]:
     """Write the files of :func:`output_names` (each atomically) and return their paths."""
     from .data.io import write_tiff
@@ -223,13 +236,7 @@ def write_outputs(out: Path, stem: str, image: Image, prob: np.ndarray, seg, tab
     names = output_names(stem, output)
     cal = dict(pixel_size=image.pixel_size, unit=image.unit)
     paths = {k: out / v for k, v in names.items()}
-    if output == "probabilities":
-        write_tiff(paths["image"], np.moveaxis(prob, -1, 0).astype(np.float32), "CYX", **cal)
-    elif output == "mask":
-        mask = seg.mask * np.uint8(255) if seg.mask.max(initial=0) <= 1 else seg.mask
-        write_tiff(paths["image"], mask.astype(np.uint8), "YX", **cal)
-    else:
-        write_tiff(paths["image"], seg.labels, "YX", **cal)
+    write_tiff(paths["image"], *result_image(prob, seg, output), **cal)
     if output != "probabilities":
         table_to_csv(table, paths["measurements"])
         write_roi_zip(paths["rois"], seg.labels)

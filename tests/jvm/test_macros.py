@@ -57,9 +57,9 @@ def test_binarize_macro_equals_python_threshold():
 
 
 def test_macro_errors_carry_imagejs_message():
-    with pytest.raises(MacroError, match="ImageJ macro error: Undefined variable"):
+    with pytest.raises(MacroError, match="ImageJ macro error in line 2: Undefined variable"):
         run_macro("x = 1;\ny = undefinedThing + 1;", np.zeros((4, 4), np.float32))
-    with pytest.raises(MacroError, match='Unrecognized command: "No Such Command"'):
+    with pytest.raises(MacroError, match='line 1: Unrecognized command: "No Such Command"'):
         run_macro('run("No Such Command");', np.zeros((4, 4), np.float32))
 
 
@@ -110,6 +110,6 @@ def test_macro_run_command_fills_script_parameters(tmp_path, capfd):
     bad = tmp_path / "bad.ijm"
     bad.write_text("x = 1;\ny = nothing + 2;\n")
     assert main(["macro", "run", str(bad)]) == 1
-    assert "bad.ijm: ImageJ macro error: Undefined variable" in capfd.readouterr().err
+    assert "bad.ijm: ImageJ macro error in line 2: Undefined variable\n    2: y = nothing + 2;" in capfd.readouterr().err
     assert main(["macro", "run", str(tmp_path / "none.ijm")]) == 1
     assert "none.ijm: macro file not found" in capfd.readouterr().err

@@ -1,6 +1,8 @@
-"""The ImageJ bridge: ImageJ 1.x in a JVM hosted by Python (embedded backend)."""
+"""The ImageJ bridge: ImageJ 1.x in a JVM hosted by Python (embedded backend), the IJSeg
+commands, and macros run on numpy images."""
 
 from ._java import jclass, start_jvm
-from .macro import MacroError, from_imageplus, run_macro, to_imageplus
+from .macro import MacroError, MacroResult, from_imageplus, results_table, run, run_macro, to_imageplus
 
-__all__ = ["start_jvm", "jclass", "run_macro", "MacroError", "to_imageplus", "from_imageplus"]
+__all__ = ["start_jvm", "jclass", "run", "run_macro", "MacroResult", "MacroError", "results_table", "to_imageplus",
+           "from_imageplus"]

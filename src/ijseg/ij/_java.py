@@ -16,7 +16,7 @@ from pathlib import Path
 from ..doctor import find_ij_jar
 from ..errors import IjsegError
 
-__all__ = ["start_jvm", "jclass", "jvm_started", "ij_version"]
+__all__ = ["start_jvm", "adopt_running_jvm", "jclass", "jvm_started", "ij_version"]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
     Returns
     -------
     dict
-        ``jar``, ``display`` (or None), ``headless``.
+        ``jar``, ``display`` (or None), ``headless``, ``plugins`` (the folder with the IJSeg
+        plugin jar, which ImageJ's menus load).
 
     Raises
     ------
@@ -74,9 +75,15 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
 
         xvfb = Xvfb.start()
         os.environ["DISPLAY"] = xvfb.display
+    from .plugin import JAR_NAME, plugin_home
+
+    home = plugin_home(jar)  # the IJSeg plugin, built against this ImageJ
     scyjava.config.set_java_constraints(fetch="never")
     scyjava.config.endpoints.clear()
     scyjava.config.add_classpath(str(jar))
+    # on the class path too, so that Python and ImageJ's plugin class loader share ijseg.Bridge
+    scyjava.config.add_classpath(str(home / "plugins" / JAR_NAME))
+    scyjava.config.add_option(f"-Dplugins.dir={home}")
     scyjava.config.add_kwargs(interrupt=False)  # Ctrl-C raises KeyboardInterrupt in Python
     if heap:
         scyjava.config.set_heap_max(heap)
@@ -87,9 +94,40 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
     except Exception as err:
         raise IjsegError(f"cannot start Java with {jar}: {err}") from err
     _state.update(jar=Path(jar), display=os.environ.get("DISPLAY") if display else None, headless=not display,
-                  xvfb=xvfb)
+                  xvfb=xvfb, plugins=home / "plugins")
     _install_exit_hook()
+    from .engine import install_engine
+
+    install_engine()
     log.info("ImageJ %s started (%s)", ij_version(), "display " + str(_state["display"]) if display else "headless")
+    return _state
+
+
+def adopt_running_jvm() -> dict:
+    """Use a JVM that something else started (PyImageJ) if ImageJ 1.x and the IJSeg plugin are
+    on its class path.
+
+    Raises
+    ------
+    IjsegError
+        When they are not.
+    """
+    import jpype
+
+    if _state:
+        return _state
+    try:
+        jclass("ij.IJ")
+        jclass("ijseg.Bridge")
+    except Exception as err:
+        raise IjsegError("the running JVM has no ImageJ 1.x or no IJSeg plugin on its class path; start ijseg in a "
+                         "new process") from err
+    _state.update(jar=None, display=os.environ.get("DISPLAY"), headless=bool(jpype.java.awt.GraphicsEnvironment
+                                                                                 .isHeadless()), xvfb=None, plugins=None)
+    _install_exit_hook()
+    from .engine import install_engine
+
+    install_engine()
     return _state
 
 

@@ -3,25 +3,29 @@
 Images cross the bridge as ImageJ 1.x processors (8-bit, 16-bit or 32-bit float). Macro
 errors do not raise in Java (``wasError()`` stays false, the text is in the interpreter's
 error message, ``exit()`` arrives as "Macro canceled"), so :func:`run_macro` checks the
-interpreter and raises :class:`MacroError` with ImageJ's message.
+interpreter and raises :class:`MacroError` with ImageJ's message and the line of the error
+(kept by ``ij.macro.LineTrackingInterpreter`` of the IJSeg plugin jar).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from ..errors import IjsegError
 from ._java import jclass, start_jvm
 
-__all__ = ["MacroError", "to_imageplus", "from_imageplus", "run_macro", "run_macro_file"]
+__all__ = ["MacroError", "MacroResult", "to_imageplus", "from_imageplus", "run", "run_macro", "run_macro_file",
+           "results_table"]
 
 log = logging.getLogger(__name__)
 
 
 class MacroError(IjsegError):
-    """An ImageJ macro failed; the message is ImageJ's, with the line number when known."""
+    """An ImageJ macro failed; the message is ImageJ's, with the line of the error."""
 
 
 def to_imageplus(array: np.ndarray, title: str = "image", *, pixel_size: tuple[float, float] | None = None,
@@ -73,50 +77,121 @@ def from_imageplus(imp) -> np.ndarray:
     raise IjsegError(f"{bits}-bit (RGB) images are not supported here")
 
 
-def run_macro(code: str, image: np.ndarray | None = None, *, title: str = "image",
-              pixel_size: tuple[float, float] | None = None) -> np.ndarray | None:
-    """Run macro code in batch mode, on ``image`` if given, and return the resulting image.
+@dataclass
+class MacroResult:
+    """What a macro left behind.
+
+    Attributes
+    ----------
+    image
+        The image that was current when the macro ended (None if none was).
+    images
+        Every image open at the end, by title (batch-mode images included).
+    results
+        ImageJ's Results table as a DataFrame (one column per heading; ``Label`` as text).
+    log
+        What the macro printed: print() and IJ.log() output, and the tables that ImageJ prints
+        instead of showing them in batch mode without a window.
+    """
+
+    image: np.ndarray | None
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    results: pd.DataFrame = field(default_factory=pd.DataFrame)
+    log: str = ""
+
+
+def results_table(table=None) -> pd.DataFrame:
+    """An ImageJ ResultsTable (default: the Results window's) as a DataFrame."""
+    if table is None:
+        table = jclass("ij.measure.ResultsTable").getResultsTable()
+    if table is None or int(table.size()) == 0:
+        return pd.DataFrame()
+    cols = {}
+    for heading in table.getHeadings():
+        h = str(heading)
+        if not h.strip():
+            continue  # the row-number column
+        if table.columnExists(h):
+            cols[h] = np.array(table.getColumnAsDoubles(int(table.getColumnIndex(h))), dtype=np.float64)
+        else:  # the row labels ("Label" with Analyze Particles' "display label")
+            cols[h] = [str(table.getLabel(i)) for i in range(int(table.size()))]
+    return pd.DataFrame(cols)
+
+
+def run(code: str, image: np.ndarray | None = None, *, title: str = "image",
+        pixel_size: tuple[float, float] | None = None, unit: str = "micron") -> MacroResult:
+    """Run macro code in batch mode, on ``image`` if given; return images, Results and Log.
 
     Parameters
     ----------
     code
-        ImageJ macro source.
+        ImageJ macro source; it can call the IJSeg commands and any ImageJ command.
     image
-        2-D image (or CYX stack) that is the current image when the macro starts.
-
-    Returns
-    -------
-    numpy.ndarray or None
-        The image that is current when the macro ends (None if none is).
+        2-D image (or CYX stack) that is the current image when the macro starts, titled
+        ``title``, with ``pixel_size`` (height, width) in ``unit`` if given.
 
     Raises
     ------
     MacroError
-        With ImageJ's message, for an error in the macro (ImageJ's public API does not say on
-        which line).
+        With ImageJ's message and the line of the error.
+
+    Examples
+    --------
+    >>> r = run('run("Invert"); print("done");', np.zeros((4, 4), np.uint8))  # doctest: +SKIP
+    >>> r.image.max(), r.log  # doctest: +SKIP
+    (255, 'done\n')
     """
     start_jvm(display=True)
-    interp = jclass("ij.macro.Interpreter")()
+    ij = jclass("ij.IJ")
+    bridge = jclass("ijseg.Bridge")
+    log_before = str(ij.getLog() or "")
+    interp = jclass("ij.macro.LineTrackingInterpreter")()
     interp.setIgnoreErrors(True)  # record the error instead of opening a modal dialog
-    imp = to_imageplus(image, title, pixel_size=pixel_size) if image is not None else None
+    imp = to_imageplus(image, title, pixel_size=pixel_size, unit=unit) if image is not None else None
+    bridge.takeCollected()
+    bridge.startCapture()  # print() in batch mode goes to System.out when there is no Log window
+    failure = None
     try:
-        result = interp.runBatchMacro(code, imp)
+        result = interp.runBatchMacro(code + '\n_ijseg_collected = call("ijseg.Bridge.collect");\n', imp)
     except Exception as err:  # RuntimeException("Macro canceled") etc.
-        raise MacroError(_message(interp, str(err))) from err
+        failure = err
     finally:
         jclass("ij.macro.Interpreter").batchMode = False
+        printed = str(bridge.stopCapture())
     msg = interp.getErrorMessage()
-    if msg is not None and str(msg):
-        raise MacroError(_message(interp, str(msg)))
-    return from_imageplus(result) if result is not None else None
+    msg = str(msg) if msg is not None and str(msg) else None
+    if failure is not None or msg is not None:
+        bridge.takeCollected()
+        raise MacroError(_message(interp, msg or str(failure), code, printed)) from failure
+    images = {}
+    for im in bridge.takeCollected():
+        images[str(im.getTitle())] = from_imageplus(im)
+    log_after = str(ij.getLog() or "")
+    return MacroResult(
+        image=from_imageplus(result) if result is not None else None,
+        images=images,
+        results=results_table(),
+        log=printed + (log_after[len(log_before):] if log_after.startswith(log_before) else log_after),
+    )
 
 
-def _message(interp, text: str) -> str:
-    # ImageJ's public API does not keep the line of the error (getLineNumber() has moved on by
-    # the time the error is seen), so no line number is claimed here
+def run_macro(code: str, image: np.ndarray | None = None, *, title: str = "image",
+              pixel_size: tuple[float, float] | None = None) -> np.ndarray | None:
+    """Run macro code in batch mode (see :func:`run`) and return the image current at its end."""
+    return run(code, image, title=title, pixel_size=pixel_size).image
+
+
+def _message(interp, text: str, code: str, printed: str = "") -> str:
     text = text.strip().splitlines()[0] if text.strip() else "macro failed"
+    line = int(interp.getErrorLineNumber())
     if "Macro canceled" in text:
-        text = "the macro stopped (exit() or Esc)"
+        # exit("message") shows the message (printed in batch mode) and cancels the macro
+        last = printed.strip().splitlines()[-1].strip() if printed.strip() else ""
+        text = f"the macro stopped: {last}" if last else "the macro stopped (exit() or Esc)"
+        line = line or int(interp.getLineNumber())
+    lines = code.splitlines()
+    if 0 < line <= len(lines):
+        return f"ImageJ macro error in line {line}: {text}\n    {line}: {lines[line - 1].strip()}"
     return f"ImageJ macro error: {text}"
 
 
@@ -137,12 +212,7 @@ def run_macro_file(path, args: dict[str, str] | None = None) -> str:
     if not path.is_file():
         raise IjsegError(f"{path}: macro file not found")
     code = fill_parameters(path.read_text(encoding="utf-8"), args or {})
-    start_jvm(display=True)
-    ij = jclass("ij.IJ")
-    before = str(ij.getLog() or "")
     try:
-        run_macro(code)
+        return run(code).log
     except MacroError as err:
         raise MacroError(f"{path}: {err}") from err
-    after = str(ij.getLog() or "")
-    return after[len(before):] if after.startswith(before) else after

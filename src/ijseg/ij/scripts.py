@@ -8,7 +8,7 @@ Fiji (``ImageJ-linux64 --headless --run file.ijm 'name=value'``) and through ``i
 
 Examples
 --------
->>> code = '#@ File (style="directory") input\\n#@ Float (value=0.5) threshold\\nprint(input);'
+>>> code = '#@ File (style="directory") input\\n#@ Float (label="Threshold (0-1)", value=0.5) threshold\\nprint(input);'
 >>> print(fill_parameters(code, {"input": "/data/a b"}))
 input = "/data/a b";
 threshold = 0.5;
@@ -24,7 +24,7 @@ from ..errors import ConfigError
 
 __all__ = ["ScriptParameter", "parse_parameters", "fill_parameters"]
 
-_PARAM = re.compile(r"^\s*#@\s*(?P<type>\w+)\s*(?:\((?P<attrs>[^)]*)\))?\s*(?P<name>\w+)\s*$")
+_PARAM = re.compile(r'^\s*#@\s*(?P<type>\w+)\s*(?:\((?P<attrs>(?:"(?:[^"\\]|\\.)*"|[^)"])*)\))?\s*(?P<name>\w+)\s*$')
 _ATTR = re.compile(r'(\w+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,]+)')
 _NUMERIC = {"int", "integer", "long", "short", "byte", "float", "double", "number"}
 _TEXT = {"string", "file", "path"}

@@ -1,0 +1,153 @@
+package ijseg;
+
+import ij.IJ;
+import ij.ImagePlus;
+import ij.Macro;
+import ij.Prefs;
+import ij.gui.GenericDialog;
+import ij.plugin.PlugIn;
+
+import java.io.File;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Plugins &gt; IJSeg &gt; IJSeg Predict: segments the current image with an ijseg model.
+ *
+ * <pre>
+ * run("IJSeg Predict", "model=[/data/model] output=labels threshold=0.50 seed=0.80 size=0-Infinity tile=0");
+ * </pre>
+ *
+ * The result is a new image titled after the input: {@code blobs.tif} gives {@code blobs_labels}
+ * (16-bit instance labels), {@code blobs_mask} (8-bit) or {@code blobs_prob} (32-bit, one
+ * channel per class). From a macro, options that are not given take the values shown here
+ * (not the last ones used), except the model, which defaults to the one chosen with IJSeg
+ * Models.
+ */
+public class PredictCommand implements PlugIn {
+
+	static final String[] OUTPUTS = {"labels", "mask", "probabilities"};
+	static final String COMMAND = "IJSeg Predict";
+
+	@Override
+	public void run(String arg) {
+		ImagePlus imp = IJ.getImage();
+		if (imp == null)
+			return;
+		boolean macro = Macro.getOptions() != null;
+		GenericDialog gd = new GenericDialog(COMMAND);
+		gd.addStringField("Model", Prefs.get(ModelsCommand.PREF_MODEL, ""), 40);
+		gd.addChoice("Output", OUTPUTS, macro ? "labels" : Prefs.get("ijseg.output", "labels"));
+		gd.addNumericField("Threshold", macro ? 0.5 : Prefs.get("ijseg.threshold", 0.5), 2, 6, "foreground probability");
+		gd.addNumericField("Seed threshold", 0.8, 2, 6, "3-class models: interior probability of seeds");
+		gd.addStringField("Size", "0-Infinity", 14);
+		gd.addCheckbox("Watershed (split touching objects of binary models)", false);
+		gd.addCheckbox("Fill holes", false);
+		gd.addCheckbox("Exclude objects on edges", false);
+		gd.addNumericField("Tile", 0, 0, 6, "pixels (0: automatic)");
+		gd.addMessage("Size in pixels, as min-max. Input: " + imp.getTitle());
+		gd.showDialog();
+		if (gd.wasCanceled())
+			return;
+		Map<String, String> options = new LinkedHashMap<>();
+		String model = gd.getNextString().trim();
+		options.put("output", gd.getNextChoice());
+		double threshold = gd.getNextNumber();
+		double seed = gd.getNextNumber();
+		String size = gd.getNextString().trim();
+		options.put("watershed", String.valueOf(gd.getNextBoolean()));
+		options.put("fill", String.valueOf(gd.getNextBoolean()));
+		options.put("exclude", String.valueOf(gd.getNextBoolean()));
+		double tile = gd.getNextNumber();
+		String problem = null;
+		if (model.isEmpty())
+			problem = "no model given (model=[/path/to/model], or choose one with IJSeg Models)";
+		else if (!new File(model).exists())
+			problem = "model not found: " + model;
+		else if (Double.isNaN(threshold) || threshold <= 0 || threshold >= 1)
+			problem = "threshold must be between 0 and 1";
+		else if (Double.isNaN(seed) || seed <= 0 || seed >= 1)
+			problem = "seed threshold must be between 0 and 1";
+		else if (Double.isNaN(tile) || tile < 0)
+			problem = "tile must be 0 (automatic) or a size in pixels";
+		long[] range = null;
+		if (problem == null) {
+			range = parseSize(size);
+			if (range == null)
+				problem = "size must be min-max in pixels, like 50-Infinity or 20-5000, got \"" + size + "\"";
+		}
+		if (problem != null) {
+			Bridge.fail(COMMAND, problem);
+			return;
+		}
+		options.put("model", model);
+		options.put("threshold", String.valueOf(threshold));
+		options.put("seed", String.valueOf(seed));
+		options.put("min", String.valueOf(range[0]));
+		options.put("max", String.valueOf(range[1]));
+		options.put("tile", String.valueOf((long) tile));
+		if (!macro) {
+			Prefs.set(ModelsCommand.PREF_MODEL, model);
+			Prefs.set("ijseg.output", options.get("output"));
+			Prefs.set("ijseg.threshold", threshold);
+		}
+		ImagePlus result = predict(imp, options);
+		if (result != null)
+			result.show();
+	}
+
+	/**
+	 * Runs the engine on {@code imp}; returns the titled, calibrated result, or null after
+	 * reporting the error.
+	 */
+	static ImagePlus predict(ImagePlus imp, Map<String, String> options) {
+		List<ImagePlus> results = new ArrayList<>();
+		Engine engine = Bridge.getEngine();
+		IJ.showStatus(COMMAND + ": " + imp.getTitle());
+		String error;
+		try {
+			error = engine.predict(Bridge.input(imp), options, results);
+		} catch (RuntimeException e) {
+			error = e.getMessage() != null ? e.getMessage() : e.toString();
+		}
+		IJ.showStatus("");
+		if (error == null && results.isEmpty())
+			error = "the engine returned no image";
+		if (error != null) {
+			Bridge.fail(COMMAND, error);
+			return null;
+		}
+		ImagePlus out = results.get(0);
+		String output = options.get("output");
+		String suffix = "probabilities".equals(output) ? "_prob" : "_" + output;
+		out.setTitle(Bridge.stem(imp.getTitle()) + suffix);
+		Bridge.copyCalibration(imp, out);
+		if ("labels".equals(output)) {
+			double max = out.getStatistics().max;
+			out.setDisplayRange(0, Math.max(max, 1));
+		}
+		return out;
+	}
+
+	/** "50-Infinity" gives {50, 0}, "20-500" {20, 500}, "30" {30, 0}; null when unreadable. */
+	static long[] parseSize(String size) {
+		String[] parts = size.split("-", 2);
+		try {
+			double lo = Double.parseDouble(parts[0].trim());
+			double hi = parts.length < 2 ? Double.POSITIVE_INFINITY : parseBound(parts[1].trim());
+			if (lo < 0 || hi < lo)
+				return null;
+			return new long[] {(long) Math.ceil(lo), Double.isInfinite(hi) ? 0 : (long) Math.floor(hi)};
+		} catch (NumberFormatException e) {
+			return null;
+		}
+	}
+
+	private static double parseBound(String s) {
+		if (s.equalsIgnoreCase("infinity") || s.equalsIgnoreCase("inf"))
+			return Double.POSITIVE_INFINITY;
+		return Double.parseDouble(s);
+	}
+}

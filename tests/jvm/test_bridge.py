@@ -1,0 +1,188 @@
+"""The IJSeg commands in a real ImageJ 1.x: in-process (Python engine) and in a stand-alone ImageJ
+(command-line engine), the shipped macros, errors, and the interactive session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from ijseg.data.io import read_image
+from ijseg.ij import MacroError, jclass, run, start_jvm
+from ijseg.ij._xvfb import Xvfb
+from ijseg.ij.engine import install_engine
+from ijseg.measure import measure
+from ijseg.postprocess import PostprocessOptions
+from ijseg.predict import load_predictor, segment
+
+pytestmark = pytest.mark.jvm
+
+from conftest import REPO  # noqa: E402
+
+IJSEG = str(Path(sys.executable).with_name("ijseg"))
+
+
+@pytest.fixture(scope="module")
+def images(sim_dataset) -> list[Path]:
+    return sorted((sim_dataset / "test" / "images").glob("*.tif"))
+
+
+def _predict_macro(model, extra: str = "") -> str:
+    return f'run("IJSeg Predict", "model=[{model}] output=labels threshold=0.50 {extra}");\n'
+
+
+def test_plugin_commands_are_installed():
+    start_jvm(display=True)
+    run("x = 1;")  # builds ImageJ's menus
+    commands = jclass("ij.Menus").getCommands()
+    assert str(commands.get("IJSeg Predict")) == "ijseg.PredictCommand"
+    assert str(commands.get("IJSeg Measure")) == "ijseg.MeasureCommand"
+    assert str(commands.get("IJSeg Models")) == "ijseg.ModelsCommand"
+    assert "ijseg in Python" in str(jclass("ijseg.Bridge").engine())
+
+
+def test_predict_and_measure_in_process_equal_python(tiny_model, images):
+    img = read_image(images[0])
+    code = _predict_macro(tiny_model) + 'run("IJSeg Measure", "labels=[cells_labels] intensity=[cells.tif]");\n'
+    r = run(code, img.data, title="cells.tif")
+    assert set(r.images) == {"cells.tif", "cells_labels"}
+    _, seg, _ = segment(load_predictor(tiny_model), img, PostprocessOptions())
+    np.testing.assert_array_equal(r.images["cells_labels"], seg.labels)
+    table = measure(seg.labels, img.data)
+    assert len(r.results) == seg.n_objects > 0
+    for col in ("Area", "Mean", "X", "Y", "Perim.", "Feret", "Circ.", "Solidity"):
+        np.testing.assert_allclose(r.results[col].to_numpy(), table[col], rtol=1e-5, err_msg=col)
+
+
+def test_model_is_loaded_once(tiny_model, images):
+    engine = install_engine()
+    img = read_image(images[1]).data
+    run(_predict_macro(tiny_model), img)
+    loaded = dict(engine._models)
+    run(_predict_macro(tiny_model, "size=5-Infinity"), img)
+    assert len(engine._models) == len(loaded) and all(engine._models[k] is v for k, v in loaded.items())
+
+
+def test_probabilities_from_macro_equal_ijseg_predict(tiny_model, images, tmp_path):
+    out = tmp_path / "cli"
+    subprocess.run([IJSEG, "-q", "predict", "--model", str(tiny_model), "--input", str(images[2]), "--out", str(out),
+                    "--output", "probabilities"], check=True, capture_output=True)
+    expected = tifffile.imread(out / f"{images[2].stem}_prob.tif")
+    r = run(f'open("{images[2]}");\n' + _predict_macro(tiny_model).replace("output=labels", "output=probabilities"))
+    prob = r.images[f"{images[2].stem}_prob"]
+    # the macro returns the current channel; compare every channel through the collected stack
+    assert expected.shape[0] == 3
+    assert np.abs(prob - expected[0]).max() < 1e-5
+
+
+def test_engine_errors_are_macro_errors_with_line(tiny_model):
+    img = np.zeros((64, 64), np.float32)
+    with pytest.raises(MacroError, match=r"line 2: IJSeg Predict: model not found: /no/such/model"):
+        run('x = 1;\nrun("IJSeg Predict", "model=[/no/such/model] output=labels");\nprint("not reached");', img)
+    with pytest.raises(MacroError, match="threshold must be between 0 and 1"):
+        run(_predict_macro(tiny_model).replace("threshold=0.50", "threshold=1.5"), img)
+    with pytest.raises(MacroError, match="size must be min-max"):
+        run(_predict_macro(tiny_model, "size=big"), img)
+    with pytest.raises(MacroError, match="IJSeg Predict: .*image is empty"):
+        run(_predict_macro(tiny_model), img)
+    with pytest.raises(MacroError, match=r"line 3: Undefined variable\n    3: y = nothing \+ 1;"):
+        run("a = 1;\nb = 2;\ny = nothing + 1;\nprint(y);")
+
+
+def test_results_dataframe_and_log():
+    img = (np.arange(40 * 50).reshape(40, 50) % 7 == 0).astype(np.uint8) * 255
+    r = run('setThreshold(255, 255);\nrun("Set Measurements...", "area centroid redirect=None decimal=3");\n'
+            'run("Analyze Particles...", "display clear");\nprint("found " + nResults);', img)
+    assert list(r.results.columns)[:3] == ["Area", "X", "Y"]
+    assert len(r.results) > 0 and r.log.rstrip().splitlines()[-1] == f"found {len(r.results)}"
+
+
+def test_standalone_imagej_runs_the_command_line(tiny_model, images, tmp_path):
+    """ImageJ on its own (java -jar ij.jar) with the plugin: IJSeg Predict calls `ijseg predict`."""
+    state = start_jvm(display=True)
+    out = tmp_path / "labels.tif"
+    macro = tmp_path / "standalone.ijm"
+    macro.write_text(f'open("{images[0]}");\n' + _predict_macro(tiny_model)
+                     + f'print("engine: " + call("ijseg.Bridge.engine"));\nsaveAs("Tiff", "{out}");\n'
+                     f'run("IJSeg Measure", "labels=[labels.tif] intensity=[{images[0].name}]");\n'
+                     'print("objects: " + nResults);\n')
+    xvfb = Xvfb.start()
+    try:
+        env = dict(os.environ, DISPLAY=xvfb.display, IJSEG_EXECUTABLE=IJSEG)
+        proc = subprocess.run(["java", f"-Dplugins.dir={state['plugins'].parent}", "-jar", str(state["jar"]),
+                               "-batch", str(macro)], env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        xvfb.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert "engine: ijseg command line" in proc.stdout
+    _, seg, _ = segment(load_predictor(tiny_model), read_image(images[0]), PostprocessOptions())
+    np.testing.assert_array_equal(tifffile.imread(out), seg.labels)
+    assert f"objects: {seg.n_objects}" in proc.stdout
+
+
+def test_batch_segment_script_without_display(tiny_model, sim_dataset, tmp_path):
+    src = sim_dataset / "test" / "images"
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    proc = subprocess.run([IJSEG, "macro", "run", str(REPO / "fiji_scripts" / "batch_segment.ijm"),
+                           "--arg", f"input={src}", "--arg", f"output={out}", "--arg", f"model={tiny_model}",
+                           "--arg", "min_size=3"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    files = sorted(src.glob("*.tif"))
+    predictor = load_predictor(tiny_model)
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert summary[0] == "Slice,Count,Total Area,Average Size,%Area,Mean" and len(summary) == len(files) + 1
+    for f, line in zip(files, summary[1:]):
+        _, seg, _ = segment(predictor, read_image(f), PostprocessOptions(min_size=3))
+        np.testing.assert_array_equal(tifffile.imread(out / f"{f.stem}_labels.tif"), seg.labels)
+        rows = (out / f"{f.stem}_results.csv").read_text().splitlines()
+        assert len(rows) == seg.n_objects + 1 and line.startswith(f"{f.name},{seg.n_objects},")
+
+
+def test_batch_script_errors_name_the_line(tiny_model, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([IJSEG, "macro", "run", str(REPO / "fiji_scripts" / "batch_segment.ijm"),
+                           "--arg", f"input={tmp_path / 'empty'}", "--arg", f"output={tmp_path / 'o'}",
+                           "--arg", f"model={tiny_model}"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "batch_segment.ijm" in proc.stderr and "No .tif images in" in proc.stderr
+
+
+def test_segment_and_measure_macro_counts_every_object(tiny_model, images, tmp_path):
+    proc = subprocess.run([IJSEG, "macro", "run", str(REPO / "macros" / "segment_and_measure.ijm"),
+                           "--arg", f"image={images[0]}", "--arg", f"model={tiny_model}", "--arg",
+                           f"output={tmp_path}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    _, seg, _ = segment(load_predictor(tiny_model), read_image(images[0]), PostprocessOptions())
+    count_mask = tifffile.imread(tmp_path / f"{images[0].stem}_count_mask.tif")
+    assert count_mask.max() == seg.n_objects
+    rows = (tmp_path / f"{images[0].stem}_results.csv").read_text().splitlines()
+    assert len(rows) == seg.n_objects + 1
+
+
+def test_interactive_session_opens_and_closes(tmp_path):
+    report = tmp_path / "menu.txt"
+    macro = tmp_path / "check.ijm"
+    macro.write_text(f'List.setCommands;\nFile.saveString(List.get("IJSeg Predict") + "\\n" + '
+                     f'call("ijseg.Bridge.engine"), "{report}");\nrun("Quit");\n')
+    xvfb = Xvfb.start()
+    try:
+        proc = subprocess.run([IJSEG, "imagej", "--macro", str(macro)], env=dict(os.environ, DISPLAY=xvfb.display),
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        xvfb.stop()
+    assert proc.returncode == 0, proc.stderr
+    lines = report.read_text().splitlines()
+    assert lines[0] == "ijseg.PredictCommand" and "ijseg in Python" in lines[1]
+
+
+def test_interactive_session_needs_a_display():
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    proc = subprocess.run([IJSEG, "imagej"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "needs a display" in proc.stderr
