@@ -1,0 +1,64 @@
+"""Bridge overhead: the headless ImageJ batch macro against `ijseg predict` on the same folder.
+
+Runs, side by side in one process tree on the same images and model:
+  1. `ijseg predict --model M --input DIR --out O1` (labels, measurements, ROIs, summary);
+  2. `ijseg macro run fiji_scripts/batch_segment.ijm --arg input=DIR --arg output=O2 --arg model=M`
+     (ImageJ under a private Xvfb: IJSeg Predict + IJSeg Measure + saving per image);
+  3. the JVM + ImageJ start alone (`ijseg macro run` on an empty macro).
+and prints wall times, per-image times and their ratio.
+
+    python bench/bridge.py --model demo/model --images demo/data/test/images --n 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+IJSEG = str(Path(sys.executable).with_name("ijseg"))
+
+
+def _timed(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--images", required=True, type=Path)
+    ap.add_argument("--n", type=int, default=20, help="number of images (default 20)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        src = tmp / "in"
+        src.mkdir()
+        files = sorted(args.images.glob("*.tif"))[: args.n]
+        for f in files:
+            shutil.copy(f, src / f.name)
+        empty = tmp / "empty.ijm"
+        empty.write_text("x = 1;\n")
+        start = _timed([IJSEG, "-q", "macro", "run", str(empty)])
+        t_predict = _timed([IJSEG, "-q", "predict", "--model", args.model, "--input", str(src), "--out",
+                            str(tmp / "o1")])
+        t_macro = _timed([IJSEG, "-q", "macro", "run", str(REPO / "fiji_scripts" / "batch_segment.ijm"),
+                          "--arg", f"input={src}", "--arg", f"output={tmp / 'o2'}", "--arg", f"model={args.model}"])
+    n = len(files)
+    print(f"| path | wall s ({n} images) | s/image |")
+    print("|---|---|---|")
+    print(f"| `ijseg predict` (CLI, one process) | {t_predict:.1f} | {t_predict / n:.3f} |")
+    print(f"| `ijseg macro run batch_segment.ijm` (ImageJ + Xvfb) | {t_macro:.1f} | {t_macro / n:.3f} |")
+    print(f"| JVM + ImageJ + Xvfb start, empty macro (whole process) | {start:.1f} | |")
+    print(f"\nratio macro / predict, whole run: {t_macro / t_predict:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
