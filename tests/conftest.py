@@ -88,6 +88,19 @@ def tiny_model(sim_dataset, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_binary_model(sim_dataset, tmp_path_factory) -> Path:
+    """A small binary (sigmoid) model trained for 40 steps (about 10 s): finds most cells."""
+    from ijseg.config import Config
+    from ijseg.train import train
+
+    cfg = Config(data_target="binary", unet_depth=2, unet_base_filters=8, train_patch_size=48, train_batch_size=4,
+                 train_epochs=4, train_steps_per_epoch=10, train_learning_rate=0.01)
+    out = tmp_path_factory.mktemp("models") / "tiny_binary"
+    train(sim_dataset / "train", out, cfg, qc=False, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_bundle(tiny_model, tmp_path_factory) -> Path:
     """The tiny model exported as a bioimage.io bundle."""
     from ijseg.export import export_bundle

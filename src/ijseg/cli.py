@@ -441,18 +441,56 @@ def _add_macro(sub) -> None:
     r.add_argument("--gui", action="store_true",
                    help="run in a visible ImageJ (not in batch mode) and keep it open until it is closed")
     r.set_defaults(func=_cmd_macro_run)
+    b = msub.add_parser(
+        "batch",
+        help="run a (recorded) macro on every image of a folder, like Process > Batch > Macro",
+        description=("Open each image of INPUT in ImageJ, run the macro on it (it works on the current image, as the "
+                     "Macro Recorder writes it) in batch mode, and save the image in front at the end as OUT/NAME.tif "
+                     "and ImageJ's Results table as OUT/NAME_results.csv; OUT/summary.csv lists them. Images already "
+                     "done are skipped (interrupt and run again to resume; --overwrite redoes them). The first macro "
+                     "error stops the job with the image, the macro line and exit code 1."),
+    )
+    b.add_argument("file", type=Path, help="the .ijm macro")
+    b.add_argument("--input", required=True, type=Path, help="folder of images (or one image)")
+    b.add_argument("--out", required=True, type=Path, help="output folder")
+    b.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="a #@ parameter value (repeat)")
+    b.add_argument("--overwrite", action="store_true", help="process images whose output exists too")
+    b.set_defaults(func=_cmd_macro_batch)
+
+
+def _macro_args(pairs: list[str]) -> dict[str, str]:
+    values = {}
+    for a in pairs:
+        if "=" not in a:
+            raise ConfigError(f"--arg {a!r}: expected NAME=VALUE")
+        k, v = a.split("=", 1)
+        values[k.strip()] = v
+    return values
+
+
+def _cmd_macro_batch(args) -> int:
+    from .ij.batch import run_batch
+    from .ij.scripts import fill_parameters
+
+    if not args.file.is_file():
+        raise IjsegError(f"{args.file}: macro file not found")
+    try:
+        code = fill_parameters(args.file.read_text(encoding="utf-8"), _macro_args(args.arg))
+    except ConfigError as err:
+        raise ConfigError(f"{args.file}: {err}") from err
+    files = _input_files(args.input)
+    report = run_batch(code, files, args.out, macro_name=args.file.name, overwrite=args.overwrite,
+                       progress=not args.quiet)
+    done = f", {len(report.skipped)} already done (skipped)" if report.skipped else ""
+    print(f"ran {args.file.name} on {len(report.processed)} image(s){done}; summary in {report.summary}")
+    return 0
 
 
 def _cmd_macro_run(args) -> int:
     from .ij.macro import MacroError, run_macro_file
     from .ij.scripts import fill_parameters
 
-    values = {}
-    for a in args.arg:
-        if "=" not in a:
-            raise ConfigError(f"--arg {a!r}: expected NAME=VALUE")
-        k, v = a.split("=", 1)
-        values[k.strip()] = v
+    values = _macro_args(args.arg)
     if not args.gui:
         run_macro_file(args.file, values)  # print() output goes straight to stdout in batch mode
         return 0

@@ -75,9 +75,8 @@ def test_probabilities_from_macro_equal_ijseg_predict(tiny_model, images, tmp_pa
     expected = tifffile.imread(out / f"{images[2].stem}_prob.tif")
     r = run(f'open("{images[2]}");\n' + _predict_macro(tiny_model).replace("output=labels", "output=probabilities"))
     prob = r.images[f"{images[2].stem}_prob"]
-    # the macro returns the current channel; compare every channel through the collected stack
-    assert expected.shape[0] == 3
-    assert np.abs(prob - expected[0]).max() < 1e-5
+    assert expected.shape[0] == 3 and prob.shape == expected.shape  # CYX: background, interior, boundary
+    assert np.abs(prob - expected).max() < 1e-5
 
 
 def test_engine_errors_are_macro_errors_with_line(tiny_model):

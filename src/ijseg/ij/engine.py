@@ -30,16 +30,8 @@ def imageplus_to_image(imp):
     calibration."""
     from ..data.io import Image
 
-    n = int(imp.getStackSize())
-    if n > 1:
-        stack = imp.getStack()
-        planes = []
-        for k in range(1, n + 1):
-            ip = stack.getProcessor(k)
-            planes.append(from_imageplus(jclass("ij.ImagePlus")("", ip)))
-        data, axes = np.stack(planes), "CYX"
-    else:
-        data, axes = from_imageplus(imp), "YX"
+    data = from_imageplus(imp)
+    axes = "CYX" if data.ndim == 3 else "YX"
     cal = imp.getCalibration()
     unit = str(cal.getUnit())
     calibrated = unit not in ("pixel", "pixels", "")

@@ -63,11 +63,19 @@ def to_imageplus(array: np.ndarray, title: str = "image", *, pixel_size: tuple[f
 
 
 def from_imageplus(imp) -> np.ndarray:
-    """The current slice of an ImagePlus as numpy (read afresh: JPype caches array buffers)."""
-    ip = imp.getProcessor()
+    """An ImagePlus as numpy: ``YX`` for a single plane, ``ZYX``-ordered planes (ImageJ's stack
+    order, channels fastest) for a stack. Read afresh: JPype caches array buffers."""
+    n = int(imp.getStackSize())
+    bits = int(imp.getBitDepth())
+    if n == 1:
+        return _plane(imp.getProcessor(), bits)
+    stack = imp.getStack()
+    return np.stack([_plane(stack.getProcessor(k), bits) for k in range(1, n + 1)])
+
+
+def _plane(ip, bits: int) -> np.ndarray:
     w, h = int(ip.getWidth()), int(ip.getHeight())
     pixels = ip.getPixels()
-    bits = int(imp.getBitDepth())
     if bits == 8:
         return np.array(pixels, dtype=np.int8).view(np.uint8).reshape(h, w)
     if bits == 16:
@@ -84,9 +92,10 @@ class MacroResult:
     Attributes
     ----------
     image
-        The image that was current when the macro ended (None if none was).
+        The image that was current when the macro ended (None if none was): ``YX``, or the
+        whole stack (planes first, e.g. ``CYX`` for channels) when it has several planes.
     images
-        Every image open at the end, by title (batch-mode images included).
+        Every image open at the end, by title (batch-mode images included), as ``image``.
     results
         ImageJ's Results table as a DataFrame (one column per heading; ``Label`` as text).
     log

@@ -21,8 +21,9 @@ import java.util.Map;
  * </pre>
  *
  * The result is a new image titled after the input: {@code blobs.tif} gives {@code blobs_labels}
- * (16-bit instance labels), {@code blobs_mask} (8-bit) or {@code blobs_prob} (32-bit, one
- * channel per class). From a macro, options that are not given take the values shown here
+ * (16-bit instance labels), {@code blobs_mask} (8-bit, objects 255; with an inverting LUT
+ * unless Process &gt; Binary &gt; Options "Black background" is on, as ImageJ's masks) or
+ * {@code blobs_prob} (32-bit, one channel per class). From a macro, options that are not given take the values shown here
  * (not the last ones used), except the model, which defaults to the one chosen with IJSeg
  * Models.
  */
@@ -127,6 +128,10 @@ public class PredictCommand implements PlugIn {
 		if ("labels".equals(output)) {
 			double max = out.getStatistics().max;
 			out.setDisplayRange(0, Math.max(max, 1));
+		} else if ("mask".equals(output) && out.getProcessor().isBinary() && !Prefs.blackBackground) {
+			// an ImageJ mask: objects 255 shown black on white (as Convert to Mask makes them), so
+			// that Analyze Particles and the binary commands take the objects as foreground
+			out.getProcessor().invertLut();
 		}
 		return out;
 	}
