@@ -10,7 +10,7 @@ PYTEST := $(PY) -m pytest
 setup:
 	@bash scripts/setup.sh
 
-## Main job end to end on simulated data: simulate -> train -> QC -> predict -> export (ImageJ follows).
+## Main job end to end on simulated data: simulate -> train -> QC -> predict -> export -> headless ImageJ batch macro.
 demo: setup
 	$(IJSEG) simulate --preset sim3k-100 --out $(DEMO)/data --seed 1
 	$(IJSEG) train --data $(DEMO)/data/train --model $(DEMO)/model --classes 3 \
@@ -19,6 +19,8 @@ demo: setup
 	$(IJSEG) qc --model $(DEMO)/model --data $(DEMO)/data/test --out $(DEMO)/qc
 	$(IJSEG) predict --model $(DEMO)/model --input $(DEMO)/data/test/images --out $(DEMO)/predictions
 	$(IJSEG) export --model $(DEMO)/model --out $(DEMO)/bundle.zip --name "ijseg demo - touching nuclei (3 classes)"
+	$(IJSEG) macro run fiji_scripts/batch_segment.ijm --arg input=$(DEMO)/data/test/images \
+		--arg output=$(DEMO)/imagej --arg model=$(DEMO)/bundle.zip --arg min_size=20
 	@echo
 	@echo "demo outputs:"
 	@echo "  simulated data   $(DEMO)/data/{train,test}/{images,masks}"
@@ -27,6 +29,7 @@ demo: setup
 	@echo "  QC report        $(DEMO)/qc/report.html"
 	@echo "  segmentation     $(DEMO)/predictions (labels, measurements, ROIs, summary.csv)"
 	@echo "  bioimage.io      $(DEMO)/bundle.zip (Keras, SavedModel, ONNX; for deepImageJ / bioimageio.core)"
+	@echo "  ImageJ batch     $(DEMO)/imagej (headless ImageJ macro with the bundle: labels, results, summary.csv)"
 
 ## Default test run: everything but tests marked slow. Tests that need a JVM with ImageJ run in a
 ## second pytest process (the JVM starts once per process; -p no:faulthandler, see STYLE).

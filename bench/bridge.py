@@ -30,32 +30,36 @@ def _timed(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
+def compare(model: str, files: list[Path]) -> dict:
+    """Wall times of the three runs on copies of ``files``: start_s, predict_s, macro_s, and n."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        src = tmp / "in"
+        src.mkdir()
+        for f in files:
+            shutil.copy(f, src / f.name)
+        empty = tmp / "empty.ijm"
+        empty.write_text("x = 1;\n")
+        start = _timed([IJSEG, "-q", "macro", "run", str(empty)])
+        t_predict = _timed([IJSEG, "-q", "predict", "--model", model, "--input", str(src), "--out", str(tmp / "o1")])
+        t_macro = _timed([IJSEG, "-q", "macro", "run", str(REPO / "fiji_scripts" / "batch_segment.ijm"),
+                          "--arg", f"input={src}", "--arg", f"output={tmp / 'o2'}", "--arg", f"model={model}"])
+    return {"n": len(files), "start_s": start, "predict_s": t_predict, "macro_s": t_macro}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--images", required=True, type=Path)
     ap.add_argument("--n", type=int, default=20, help="number of images (default 20)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        src = tmp / "in"
-        src.mkdir()
-        files = sorted(args.images.glob("*.tif"))[: args.n]
-        for f in files:
-            shutil.copy(f, src / f.name)
-        empty = tmp / "empty.ijm"
-        empty.write_text("x = 1;\n")
-        start = _timed([IJSEG, "-q", "macro", "run", str(empty)])
-        t_predict = _timed([IJSEG, "-q", "predict", "--model", args.model, "--input", str(src), "--out",
-                            str(tmp / "o1")])
-        t_macro = _timed([IJSEG, "-q", "macro", "run", str(REPO / "fiji_scripts" / "batch_segment.ijm"),
-                          "--arg", f"input={src}", "--arg", f"output={tmp / 'o2'}", "--arg", f"model={args.model}"])
-    n = len(files)
+    r = compare(args.model, sorted(args.images.glob("*.tif"))[: args.n])
+    n, t_predict, t_macro = r["n"], r["predict_s"], r["macro_s"]
     print(f"| path | wall s ({n} images) | s/image |")
     print("|---|---|---|")
     print(f"| `ijseg predict` (CLI, one process) | {t_predict:.1f} | {t_predict / n:.3f} |")
     print(f"| `ijseg macro run batch_segment.ijm` (ImageJ + Xvfb) | {t_macro:.1f} | {t_macro / n:.3f} |")
-    print(f"| JVM + ImageJ + Xvfb start, empty macro (whole process) | {start:.1f} | |")
+    print(f"| JVM + ImageJ + Xvfb start, empty macro (whole process) | {r['start_s']:.1f} | |")
     print(f"\nratio macro / predict, whole run: {t_macro / t_predict:.2f}")
     return 0
 

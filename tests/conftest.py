@@ -74,30 +74,28 @@ def labels_with_touching() -> np.ndarray:
     return lab
 
 
-@pytest.fixture(scope="session")
-def tiny_model(sim_dataset, tmp_path_factory) -> Path:
-    """A tiny 3-class model trained for two short epochs (weights barely trained, but real)."""
+def _train_model(data: Path, out: Path, **config) -> Path:
     from ijseg.config import Config
     from ijseg.train import train
 
-    cfg = Config(data_target="3class", data_n_classes=3, unet_depth=2, unet_base_filters=4, train_patch_size=32,
-                 train_batch_size=4, train_epochs=2, train_steps_per_epoch=2)
-    out = tmp_path_factory.mktemp("models") / "tiny3"
-    train(sim_dataset / "train", out, cfg, qc=False, progress=False)
+    train(data, out, Config(unet_depth=2, train_batch_size=4, **config), qc=False, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(sim_dataset, tmp_path_factory) -> Path:
+    """A tiny 3-class model trained for two short epochs (weights barely trained, but real)."""
+    return _train_model(sim_dataset / "train", tmp_path_factory.mktemp("models") / "tiny3", data_target="3class",
+                        data_n_classes=3, unet_base_filters=4, train_patch_size=32, train_epochs=2,
+                        train_steps_per_epoch=2)
 
 
 @pytest.fixture(scope="session")
 def tiny_binary_model(sim_dataset, tmp_path_factory) -> Path:
     """A small binary (sigmoid) model trained for 40 steps (about 10 s): finds most cells."""
-    from ijseg.config import Config
-    from ijseg.train import train
-
-    cfg = Config(data_target="binary", unet_depth=2, unet_base_filters=8, train_patch_size=48, train_batch_size=4,
-                 train_epochs=4, train_steps_per_epoch=10, train_learning_rate=0.01)
-    out = tmp_path_factory.mktemp("models") / "tiny_binary"
-    train(sim_dataset / "train", out, cfg, qc=False, progress=False)
-    return out
+    return _train_model(sim_dataset / "train", tmp_path_factory.mktemp("models") / "tiny_binary",
+                        data_target="binary", unet_base_filters=8, train_patch_size=48, train_epochs=4,
+                        train_steps_per_epoch=10, train_learning_rate=0.01)
 
 
 @pytest.fixture(scope="session")

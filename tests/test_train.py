@@ -158,3 +158,14 @@ def test_ctrl_c_then_resume_on_the_command_line(sim_dataset, tmp_path):
     subprocess.run(cmd[:5] + ["--data", str(sim_dataset / "train"), "--model", str(m), "--resume",
                               "--epochs", str(done + 1)], check=True, capture_output=True, timeout=300)
     assert len(_history(m)) == done + 1
+
+
+def test_time_limit_stops_before_an_epoch_would_end_past_it(sim_dataset, tmp_path, tiny_config):
+    cfg = tiny_config.replace(train_epochs=50)
+    res = train(sim_dataset / "train", tmp_path / "m", cfg, progress=False, qc=False, time_limit=1e-4)
+    assert res.time_limit_reached and res.epochs_done == 1 and len(_history(tmp_path / "m")) == 1
+    # resume goes on from there, within a new limit
+    res = train(sim_dataset / "train", tmp_path / "m", resume=True, progress=False, qc=False, time_limit=1e-4)
+    assert res.time_limit_reached and res.epochs_done == 2
+    res = train(sim_dataset / "train", tmp_path / "m", resume=True, epochs=3, progress=False, qc=False, time_limit=60)
+    assert not res.time_limit_reached and res.epochs_done == 3

@@ -145,11 +145,13 @@ def _add_train(sub) -> None:
     g.add_argument("--early-stopping", type=int, metavar="N", help="stop after N epochs without improvement (0: off)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="data augmentation (default on)")
     g.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                   help="bfloat16 compute on CPU / float16 on GPU (default off)")
+                   help="bfloat16 on CPU / float16 on GPU (default: only where it is faster)")
     g.add_argument("--seed", type=int, help="seed of weights, split and patches (default 42)")
     g = p.add_argument_group("run")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace a model already in --model")
+    g.add_argument("--time-limit", type=float, metavar="MIN",
+                   help="stop after the last epoch that ends within MIN minutes (--resume goes on from there)")
     g.add_argument("--no-qc", dest="qc", action="store_false",
                    help="skip the quality control on the validation images at the end")
     p.set_defaults(func=_cmd_train)
@@ -218,13 +220,15 @@ def _cmd_train(args) -> int:
         cfg = _train_config(args)
     try:
         result = train(args.data, args.model, cfg, resume=args.resume, overwrite=args.overwrite,
-                       epochs=args.epochs if args.resume else None, qc=args.qc, progress=not args.quiet)
+                       epochs=args.epochs if args.resume else None, qc=args.qc, progress=not args.quiet,
+                       time_limit=args.time_limit)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last completed epoch is saved. Continue with:\n"
               f"  ijseg train --data {args.data} --model {args.model} --resume", file=sys.stderr)
         return 130
     last = result.last
-    print(f"trained {result.epochs_done} epoch(s){' (stopped early)' if result.stopped_early else ''}; "
+    why = " (stopped early)" if result.stopped_early else " (time limit)" if result.time_limit_reached else ""
+    print(f"trained {result.epochs_done} epoch(s){why}; "
           f"best epoch {result.best_epoch} (validation loss {result.best_val_loss:.4g}"
           + (f", foreground IoU {last['val_fg_iou']:.3f} at the last epoch" if "val_fg_iou" in last else "")
           + f"); model in {result.model_dir}")

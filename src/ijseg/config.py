@@ -91,7 +91,7 @@ class Config:
     train_augment_elastic: bool = True
     train_augment_intensity: bool = True
     train_augment_noise: float = 0.03
-    train_mixed_precision: bool = False
+    train_mixed_precision: bool | str = "auto"
     train_seed: int = 42
     # --- filled in by training (information) ------------------------------------------------
     n_params: int | None = None
@@ -146,7 +146,8 @@ class Config:
                 if self.n_params is not None:
                     check_type(name, (int,))
                 continue
-            kinds = {"int": (int,), "float": (float, int), "bool": (bool,), "str": (str,), "dict": (dict,)}[typ]
+            kinds = {"int": (int,), "float": (float, int), "bool": (bool,), "str": (str,), "dict": (dict,),
+                     "bool | str": (bool, str)}[typ]
             check_type(name, kinds)
         if errors:
             raise ConfigError("invalid configuration: " + "; ".join(errors))
@@ -196,6 +197,8 @@ class Config:
             errors.append(f"train_loss for distance targets must be mse or mae, got {self.train_loss!r}")
         if self.train_optimizer not in OPTIMIZERS:
             errors.append(f"train_optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.train_optimizer!r}")
+        if isinstance(self.train_mixed_precision, str) and self.train_mixed_precision != "auto":
+            errors.append(f"train_mixed_precision must be true, false or 'auto', got {self.train_mixed_precision!r}")
         rng("train_learning_rate", 1e-8, 10.0)
         rng("train_momentum", 0.0, 1.0, hi_open=True)
         rng("train_epochs", 1)

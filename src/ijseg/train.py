@@ -50,6 +50,7 @@ class TrainResult:
     history: list[dict[str, float]]
     stopped_early: bool = False
     qc: dict[str, Any] | None = None
+    time_limit_reached: bool = False
 
     @property
     def last(self) -> dict[str, float]:
@@ -132,7 +133,7 @@ def _load_checkpoint(model, path: Path) -> dict[str, Any]:
 
 def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str, Any],
                     history: list[dict[str, float]], progress: bool,
-                    callback: Callable[[dict[str, Any]], None] | None):
+                    callback: Callable[[dict[str, Any]], None] | None, time_limit: float | None = None):
     from tqdm.auto import tqdm
 
     class EpochEnd(keras.callbacks.Callback):
@@ -140,6 +141,7 @@ def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str,
 
         bar = None
         t0 = 0.0
+        started = time.perf_counter()
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
@@ -194,6 +196,13 @@ def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str,
             log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
             if callback is not None:
                 callback({"event": "epoch_end", "epoch": epoch + 1, "epochs": cfg.train_epochs, "logs": row})
+            # stop before an epoch that would end past the time limit (epochs take about as long)
+            elapsed = time.perf_counter() - self.started
+            if time_limit and not self.model.stop_training and elapsed + row["time_s"] > time_limit * 60:
+                log.info("time limit of %g min: stopping after epoch %d (%.1f min)", time_limit, epoch + 1,
+                         elapsed / 60)
+                state["time_limit_reached"] = True
+                self.model.stop_training = True
 
     return EpochEnd()
 
@@ -209,6 +218,7 @@ def train(
     qc: bool = True,
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    time_limit: float | None = None,
 ) -> TrainResult:
     """Train a U-Net on a dataset folder and write the model folder.
 
@@ -235,6 +245,9 @@ def train(
         Show tqdm progress bars.
     callback
         Called with ``{"event": "epoch_end", "epoch": ..., "logs": {...}}`` after each epoch.
+    time_limit
+        Minutes: training stops after the last epoch that ends within this time (measured from
+        the first epoch; data loading not counted). Resume continues with the remaining epochs.
 
     Returns
     -------
@@ -308,7 +321,7 @@ def train(
     history: list[dict[str, float]] = []
     if resume:
         state = _load_checkpoint(model, folder / ModelFolder.CHECKPOINT)
-        state["stopped_early"] = False
+        state["stopped_early"] = state["time_limit_reached"] = False
         history = [h for h in folder.history() if h["epoch"] <= state["epoch"]]
         log.info("resuming after epoch %d (best epoch %d, validation loss %.4g)",
                  state["epoch"], state["best_epoch"], state["best_val_loss"])
@@ -329,8 +342,9 @@ def train(
     )
     vx, vy = grid_patches(val_pairs, p, max_patches=MAX_VAL_PATCHES)
     val_ds = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(cfg.train_batch_size)
-    log.info("training on %d-pixel patches, batch %d, %d steps x %d epochs; %d validation patches",
-             p, cfg.train_batch_size, cfg.train_steps_per_epoch, cfg.train_epochs, len(vx))
+    log.info("training on %d-pixel patches, batch %d, %d steps x %d epochs, %s; %d validation patches",
+             p, cfg.train_batch_size, cfg.train_steps_per_epoch, cfg.train_epochs,
+             policy_name(cfg.train_mixed_precision), len(vx))
 
     if state["epoch"] >= cfg.train_epochs:
         log.info("nothing to do: %d of %d epochs already done", state["epoch"], cfg.train_epochs)
@@ -343,7 +357,7 @@ def train(
             validation_data=val_ds,
             shuffle=False,  # the patch sampler is random already
             callbacks=[_epoch_callback(keras, folder=folder, cfg=cfg, state=state, history=history,
-                                       progress=progress, callback=callback)],
+                                       progress=progress, callback=callback, time_limit=time_limit)],
             verbose=0,
         )
     summary = None
@@ -361,4 +375,5 @@ def train(
         best_val_loss=state["best_val_loss"],
         history=history,
         stopped_early=state.get("stopped_early", False),
+        time_limit_reached=state.get("time_limit_reached", False),
     )

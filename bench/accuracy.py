@@ -1,0 +1,348 @@
+"""Accuracy: ijseg (binary and 3-class U-Net) against StarDist 2D, trained from scratch on the
+same images with the same CPU time budget, evaluated on the same test images with the same
+matching code (``stardist.matching``: AP = TP / (TP + FP + FN) and F1 at IoU 0.5, 0.7, 0.9).
+
+    python bench/accuracy.py --dataset dsb2018 --minutes 20
+    python bench/accuracy.py --dataset sim3k-100 --minutes 20
+    python bench/accuracy.py --data DIR [--train-split FILE] [--test DIR] --minutes 20
+
+Datasets
+--------
+``dsb2018``: ``../shared/data/dsb2018_dev`` (265 grey fluorescence images); the 40 images of
+``DSB_TEST`` below (drawn once with ``numpy.random.default_rng(2018)`` from the sorted ids) are
+the test set, the other 225 the training set. ``sim3k-100``: ijseg's simulated touching nuclei
+(``ijseg simulate --preset sim3k-100 --seed 1``: its train/ and test/ folders). ``--data DIR``:
+any folder of ``images/`` + ``masks/`` (instance labels); ``--train-split FILE`` lists the
+training image names (one per line; default: all images of DIR), ``--test DIR`` is a folder of
+images + masks (default: the images of DIR not in the split).
+
+Methods
+-------
+* ijseg binary and ijseg 3-class: ijseg's default U-Net (depth 3, 32 filters, 1.9 M parameters,
+  256x256 patches, batch 8, augmentation on), default post-processing (p > 0.5 / argmax with
+  seeded growth); ijseg keeps its own 15 % of the training images for validation.
+  ijseg-3class-small: the same with 16 filters and 128x128 patches (``make demo``'s network).
+* StarDist 2D as its authors recommend for nuclei: 32 rays, grid (2, 2), 256x256 patches,
+  batch 4, flips/rotations and intensity augmentation, percentile normalisation (1, 99.8),
+  label holes filled, thresholds optimised on the validation images after training
+  (TensorBoard off). It gets exactly ijseg's training/validation split (from ijseg's
+  ``split.json``).
+
+Each network trains with 25 steps per epoch until the next epoch would end past ``--minutes``
+(the same rule for both, see ``ijseg.train``); the best weights by validation loss are used.
+Results go to ``--out`` (JSON) and are printed as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("IJSEG_SHARED", REPO.parent / "shared"))
+THRESHOLDS = (0.5, 0.7, 0.9)
+STEPS_PER_EPOCH = 25
+MAX_EPOCHS = 100_000  # the time limit ends training
+
+# the fixed DSB2018 test split: numpy.random.default_rng(2018).choice(sorted ids, 40, replace=False)
+DSB_TEST = [
+    "0280fa8f60f6bcae", "13c8ff1f49886e91", "1b518cd2ea84a389", "1ee4a111f0e0bb9b", "21408476af050633",
+    "220b37f4ca7cab48", "2abc40c118bc7303", "2ad489c11ed8b77a", "2c840a94d216f5ef", "2dec81a678ddcac2",
+    "34c9f4eb2af8b8f4", "358e47eaa1e92222", "3ebd2ab34ba86e51", "45c3bdef1819ba70", "4948e3dfe0483c21",
+    "4a424e0cb845cf6f", "53ad09e4348767be", "670ebd9d674be236", "6b72b61b80060a9e", "700afb1cd830a808",
+    "7f4d7b549d0f1a11", "8f6e49e474ebb649", "9774c82396327929", "9b25b8ffd5f52b6c", "9f073db4acd7e634",
+    "a9d884ba0929dac8", "b0d6dfcc95e4d087", "b4de1e3eec159d8a", "bb8ebf465c968a5f", "ce88df7356d9d4a8",
+    "cfabf7379c5591d4", "d3ce382f190ee247", "d4d6c683f249d825", "dec1764c00e8b3c4", "df33b11184427e05",
+    "e2d22d3d283915df", "e321cfa987e77c21", "e4fc936ba57a936a", "f6863b83d75e5927", "ff599c7301daa1f7",
+]
+METHODS = ("ijseg-binary", "ijseg-3class", "ijseg-3class-small", "stardist")
+#: ijseg-3class-small: the configuration of ``make demo`` (16 filters, 128x128 patches), 4x cheaper per pixel
+SMALL = {"unet_base_filters": 16, "train_patch_size": 128}
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def _pairs(folder: Path) -> dict[str, tuple[Path, Path]]:
+    from ijseg.data.io import find_samples
+
+    return {s.name: (s.image, s.mask) for s in find_samples(folder, require_masks=True)}
+
+
+def resolve_dataset(args, work: Path) -> tuple[str, list[tuple[Path, Path]], list[tuple[Path, Path]]]:
+    """(name, training pairs, test pairs) of (image, mask) paths."""
+    if args.data is not None:
+        pairs = _pairs(args.data)
+        test = _pairs(args.test) if args.test is not None else None
+        if args.train_split is not None:
+            names = [ln.strip() for ln in args.train_split.read_text().splitlines() if ln.strip()]
+            missing = [n for n in names if Path(n).stem not in pairs]
+            if missing:
+                sys.exit(f"{args.train_split}: not in {args.data}: {', '.join(missing[:5])}")
+            train_names = [Path(n).stem for n in names]
+        else:  # all of DIR (a --test folder is another folder)
+            train_names = list(pairs)
+        if test is None:
+            test = {n: p for n, p in pairs.items() if n not in set(train_names)}
+        name = args.data.name
+        train = [pairs[n] for n in train_names]
+        test_pairs = list(test.values())
+    elif args.dataset == "dsb2018":
+        pairs = _pairs(SHARED / "data" / "dsb2018_dev")
+        name = "dsb2018_dev"
+        train = [p for n, p in sorted(pairs.items()) if n not in DSB_TEST]
+        test_pairs = [pairs[n] for n in DSB_TEST]
+    else:
+        from ijseg.data.simulate import simulate_dataset
+
+        root = work / "sim3k-100-data"
+        if not (root / "test").is_dir():
+            simulate_dataset(root, "sim3k-100", seed=1)
+        name = "sim3k-100"
+        train = list(_pairs(root / "train").values())
+        test_pairs = list(_pairs(root / "test").values())
+    if not train or not test_pairs:
+        sys.exit(f"{name}: {len(train)} training and {len(test_pairs)} test images; need both")
+    return name, train, test_pairs
+
+
+def training_folder(pairs: list[tuple[Path, Path]], folder: Path) -> Path:
+    """images/ + masks/ of symbolic links to the training pairs."""
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        for f in (folder / sub).iterdir():
+            f.unlink()
+    for img, mask in pairs:
+        (folder / "images" / img.name).symlink_to(img.resolve())
+        (folder / "masks" / img.name).symlink_to(mask.resolve())
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+
+
+def score(y_true: list[np.ndarray], y_pred: list[np.ndarray]) -> dict[str, float]:
+    from stardist.matching import matching_dataset
+
+    out = {}
+    for t in THRESHOLDS:
+        m = matching_dataset(y_true, y_pred, thresh=t, show_progress=False)
+        out[f"ap@{t}"] = float(m.accuracy)
+        out[f"f1@{t}"] = float(m.f1)
+    out["n_true"] = int(sum(int(y.max()) for y in y_true))
+    out["n_pred"] = int(sum(int(y.max()) for y in y_pred))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# methods
+
+
+def run_ijseg(method: str, train_dir: Path, test: list[tuple[Path, Path]], minutes: float, work: Path) -> dict:
+    from ijseg.config import Config
+    from ijseg.data.io import read_image, read_mask
+    from ijseg.postprocess import postprocess
+    from ijseg.predict import Predictor
+    from ijseg.train import train
+
+    extra = {"data_target": "3class", "data_n_classes": 3} if method.startswith("ijseg-3class") else {}
+    if method.endswith("-small"):
+        extra.update(SMALL)
+    cfg = Config(train_epochs=MAX_EPOCHS, train_steps_per_epoch=STEPS_PER_EPOCH, **extra)
+    model_dir = work / method
+    t0 = time.perf_counter()
+    res = train(train_dir, model_dir, cfg, overwrite=True, qc=False, progress=False, time_limit=minutes)
+    train_s = sum(h["time_s"] for h in res.history)
+    wall = time.perf_counter() - t0
+    pred = Predictor(model_dir)
+    y_pred = []
+    t0 = time.perf_counter()
+    for img, _ in test:
+        prob = pred.predict(read_image(img))
+        y_pred.append(postprocess(prob, pred.config).labels)
+    predict_s = time.perf_counter() - t0
+    y_true = [read_mask(mask) for _, mask in test]
+    return {"epochs": res.epochs_done, "best_epoch": res.best_epoch, "train_s": round(train_s, 1),
+            "wall_s": round(wall, 1), "patches_per_s": round(res.epochs_done * STEPS_PER_EPOCH * cfg.train_batch_size
+                                                             / train_s, 2),
+            "predict_s": round(predict_s, 1), "n_params": pred.config.n_params, "patch": cfg.train_patch_size,
+            **score(y_true, y_pred)}
+
+
+def _augment(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Random 90-degree rotations and flips of image and labels, random intensity scale/shift."""
+    rng = np.random.default_rng()
+    k = int(rng.integers(4))
+    x, y = np.rot90(x, k), np.rot90(y, k)
+    if rng.random() < 0.5:
+        x, y = x[:, ::-1], y[:, ::-1]
+    x = x * rng.uniform(0.6, 2.0) + rng.uniform(-0.2, 0.2)
+    return np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y)
+
+
+def run_stardist(split_json: Path, test: list[tuple[Path, Path]], minutes: float, work: Path) -> dict:
+    import tensorflow as tf
+    from csbdeep.utils import normalize
+    from stardist import fill_label_holes
+    from stardist.models import Config2D, StarDist2D
+
+    from ijseg.data.io import read_image, read_mask
+
+    split = json.loads(split_json.read_text())
+    root = Path(split["data"])
+
+    def load(samples):
+        xs = [normalize(read_image(root / s["image"]).data.astype(np.float32), 1, 99.8, axis=(0, 1)) for s in samples]
+        ys = [fill_label_holes(read_mask(root / s["mask"])) for s in samples]
+        return xs, ys
+
+    x_train, y_train = load(split["train"])
+    x_val, y_val = load(split["validation"])
+    conf = Config2D(n_rays=32, grid=(2, 2), n_channel_in=1, train_patch_size=(256, 256), train_tensorboard=False,
+                    train_epochs=MAX_EPOCHS, train_steps_per_epoch=STEPS_PER_EPOCH)
+    model = StarDist2D(conf, name="stardist", basedir=str(work))
+    model.prepare_for_training()
+    limit = minutes * 60
+
+    class TimeLimit(tf.keras.callbacks.Callback):
+        """The rule of ijseg's time limit: stop before an epoch that would end past it."""
+
+        def on_train_begin(self, logs=None):
+            self.start = time.perf_counter()
+            self.epochs = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs += 1
+            now = time.perf_counter()
+            self.elapsed = now - self.start
+            if self.elapsed + (now - self.t0) > limit:
+                self.model.stop_training = True
+
+    timer = TimeLimit()
+    model.callbacks.append(timer)
+    t0 = time.perf_counter()
+    model.train(x_train, y_train, validation_data=(x_val, y_val), augmenter=_augment, epochs=MAX_EPOCHS,
+                steps_per_epoch=STEPS_PER_EPOCH)
+    wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.optimize_thresholds(x_val, y_val)
+    optimise_s = time.perf_counter() - t0
+    y_pred = []
+    t0 = time.perf_counter()
+    for img, _ in test:
+        x = normalize(read_image(img).data.astype(np.float32), 1, 99.8, axis=(0, 1))
+        y_pred.append(model.predict_instances(x, show_tile_progress=False)[0])
+    predict_s = time.perf_counter() - t0
+    y_true = [read_mask(mask) for _, mask in test]
+    return {"epochs": timer.epochs, "train_s": round(timer.elapsed, 1), "wall_s": round(wall, 1),
+            "patches_per_s": round(timer.epochs * STEPS_PER_EPOCH * conf.train_batch_size / timer.elapsed, 2),
+            "optimise_thresholds_s": round(optimise_s, 1), "thresholds": dict(model.thresholds._asdict()),
+            "predict_s": round(predict_s, 1), "n_params": int(model.keras_model.count_params()),
+            **score(y_true, y_pred)}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def table(results: dict) -> str:
+    cols = [f"{k}@{t}" for t in THRESHOLDS for k in ("ap", "f1")]
+    lines = ["| method | " + " | ".join(c.replace("ap", "AP").replace("f1", "F1") for c in cols)
+             + " | epochs | training patches/s (patch) | test prediction s |",
+             "|---" * (len(cols) + 4) + "|"]
+    for name, r in results["methods"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in cols)
+                     + f" | {r['epochs']} | {r['patches_per_s']:.1f} ({r.get('patch', 256)}) | {r['predict_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--dataset", choices=("dsb2018", "sim3k-100"), default="dsb2018")
+    ap.add_argument("--data", type=Path, help="a folder of images/ + masks/ instead of --dataset")
+    ap.add_argument("--train-split", type=Path, help="with --data: file of training image names")
+    ap.add_argument("--test", type=Path, help="with --data: folder of test images/ + masks/")
+    ap.add_argument("--minutes", type=float, default=20.0, help="training time budget of each method (default 20)")
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    ap.add_argument("--work", type=Path, default=REPO / "bench" / "work", help="models and data (default bench/work)")
+    ap.add_argument("--out", type=Path, help="results JSON (default bench/results/accuracy-DATASET.json)")
+    args = ap.parse_args(argv)
+    if args.data is None and (args.train_split or args.test):
+        ap.error("--train-split and --test go with --data")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        ap.error(f"unknown method(s): {', '.join(sorted(unknown))}")
+
+    import tensorflow as tf
+
+    import ijseg
+
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    name, train_pairs, test_pairs = resolve_dataset(args, work)
+    run_dir = work / name
+    train_dir = training_folder(train_pairs, run_dir / "train")
+    print(f"{name}: {len(train_pairs)} training images, {len(test_pairs)} test images; {args.minutes:g} min each",
+          flush=True)
+    out = args.out or REPO / "bench" / "results" / f"accuracy-{name}.json"
+    results = {"dataset": name, "n_train": len(train_pairs), "n_test": len(test_pairs), "minutes": args.minutes,
+               "steps_per_epoch": STEPS_PER_EPOCH, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+               "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+                           "tensorflow": tf.__version__, "ijseg": ijseg.__version__,
+                           "stardist": _version("stardist")},
+               "methods": {}}
+    if out.is_file():  # methods run separately on the same data and budget go into one file
+        old = json.loads(out.read_text())
+        if (old.get("dataset"), old.get("minutes"), old.get("n_test")) == (name, args.minutes, len(test_pairs)):
+            results["methods"] = old["methods"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for m in methods:
+        print(f"--- {m}", flush=True)
+        if m == "stardist":
+            split = next((run_dir / d / "split.json" for d in ("ijseg-binary", "ijseg-3class")
+                          if (run_dir / d / "split.json").is_file()), None)
+            if split is None:
+                sys.exit(f"stardist uses the training/validation split of an ijseg run; none in {run_dir}: "
+                         f"run ijseg-binary or ijseg-3class first")
+            r = run_stardist(split, test_pairs, args.minutes, run_dir)
+        else:
+            r = run_ijseg(m, train_dir, test_pairs, args.minutes, run_dir)
+        results["methods"][m] = r
+        print(json.dumps(r), flush=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\n{name}, {args.minutes:g} min of training each, {len(test_pairs)} test images\n")
+    print(table(results))
+    print(f"\nresults in {out}")
+    return 0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(pkg: str) -> str:
+    from importlib.metadata import version
+
+    return version(pkg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

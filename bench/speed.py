@@ -1,0 +1,331 @@
+"""Speed: ijseg against StarDist on the same images in one run, the U-Net against the CPU's
+matmul peak, start-up time, training throughput and the ImageJ bridge overhead.
+
+    python bench/speed.py                       # models from bench/accuracy.py --dataset dsb2018
+    python bench/speed.py --ijseg-model M --stardist-model S --bridge-images 100
+
+1. Inference: simulated touching nuclei (sim3k density) of 512x512 and 2048x2048. ijseg is the
+   ``ijseg predict`` path (normalise, tiled U-Net, post-processing to labels, measurements);
+   StarDist is ``predict_instances`` on the percentile-normalised image (labels, no
+   measurements). Median of ``--repeat`` runs after one warm-up; megapixels per second.
+2. Roofline: the U-Net's forward FLOPs (2 x MACs of its convolutions) over the measured time
+   of the bare network, against a float32 matmul (TensorFlow and numpy) on this machine; the same
+   in bfloat16 where the CPU has it (mixed precision).
+3. Start-up: ``import ijseg``, ``ijseg --help`` and ``ijseg predict`` on one 256x256 image as
+   fresh processes, against the in-process time of that image.
+4. Training: one step of the default network in float32 and in the default policy (mixed
+   precision where the hardware has it); patches/s of ijseg and StarDist from the accuracy
+   results (whole training loop, validation included).
+5. Bridge: ``bench/bridge.py`` on ``--bridge-images`` simulated 256x256 images.
+
+Results go to ``--out`` (JSON) and are printed as Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+IJSEG = str(Path(sys.executable).with_name("ijseg"))
+sys.path.insert(0, str(REPO / "bench"))
+
+
+def _median_time(fn, repeat: int) -> float:
+    fn()  # warm-up: graph tracing, allocations
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def sim_image(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from ijseg.data.simulate import PRESETS, simulate_image
+
+    # the simulator scales the number of objects with the area: the density of sim3k-100
+    return simulate_image(dataclasses.replace(PRESETS["sim3k-100"].params, shape=(size, size)), rng=seed)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def inference(ijseg_model: Path, stardist_model: Path, sizes: list[int], repeat: int) -> list[dict]:
+    from csbdeep.utils import normalize
+    from stardist.models import StarDist2D
+
+    from ijseg.data.io import Image
+    from ijseg.measure import measure
+    from ijseg.postprocess import postprocess
+    from ijseg.predict import Predictor
+
+    pred = Predictor(ijseg_model)
+    sd = StarDist2D(None, name=stardist_model.name, basedir=str(stardist_model.parent))
+    rows = []
+    for size in sizes:
+        img, _ = sim_image(size, seed=size)
+        image = Image(img, "YX")
+        x = img.astype(np.float32)
+        parts = {}
+
+        def ijseg_run(image=image, x=x, parts=parts):
+            t0 = time.perf_counter()
+            prob = pred.predict(image)
+            t1 = time.perf_counter()
+            seg = postprocess(prob, pred.config)
+            t2 = time.perf_counter()
+            measure(seg.labels, x, pixel_size=image.pixel_size)
+            t3 = time.perf_counter()
+            parts.update(network=t1 - t0, postprocess=t2 - t1, measure=t3 - t2, n=int(seg.labels.max()))
+
+        def stardist_run(x=x, parts=parts):
+            labels, _ = sd.predict_instances(normalize(x, 1, 99.8, axis=(0, 1)), show_tile_progress=False)
+            parts["sd_n"] = int(labels.max())
+
+        t_ij = _median_time(ijseg_run, repeat)
+        t_sd = _median_time(stardist_run, repeat)
+        mp = size * size / 1e6
+        rows.append({"size": size, "ijseg_s": t_ij, "stardist_s": t_sd, "ijseg_mp_s": mp / t_ij,
+                     "stardist_mp_s": mp / t_sd, "ratio": t_sd / t_ij, "ijseg_network_s": parts["network"],
+                     "ijseg_postprocess_s": parts["postprocess"], "ijseg_measure_s": parts["measure"],
+                     "ijseg_objects": parts["n"], "stardist_objects": parts["sd_n"]})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def unet_flops(model) -> float:
+    """Forward FLOPs per input pixel: 2 x multiply-adds of every convolution, from the output size
+    of each convolution (probed on a 64x64 input). A transposed convolution of stride s adds
+    kh*kw/s**2 products per output pixel and input channel."""
+    import keras
+
+    convs = [lyr for lyr in model.layers if type(lyr).__name__ in ("Conv2D", "Conv2DTranspose")]
+    probe = keras.Model(model.inputs, [lyr.output for lyr in convs])
+    outs = probe(np.zeros((1, 64, 64, model.inputs[0].shape[-1]), np.float32))
+    flops = 0.0
+    for lyr, o in zip(convs, outs):
+        kh, kw = lyr.kernel.shape[:2]
+        if type(lyr).__name__ == "Conv2D":
+            cin, cout, per = lyr.kernel.shape[2], lyr.kernel.shape[3], kh * kw
+        else:  # kernel (kh, kw, out, in)
+            cout, cin = lyr.kernel.shape[2], lyr.kernel.shape[3]
+            per = kh * kw / (lyr.strides[0] * lyr.strides[1])
+        flops += 2.0 * per * cin * cout * (o.shape[1] * o.shape[2]) / (64 * 64)
+    return flops
+
+
+def roofline(ijseg_model: Path, repeat: int) -> dict:
+    import tensorflow as tf
+
+    from ijseg.models.unet import build_unet
+    from ijseg.predict import Predictor
+
+    pred = Predictor(ijseg_model)
+    per_px = unet_flops(pred.model)
+    x = np.random.default_rng(0).random((1, 1024, 1024, 1), dtype=np.float32)
+    f32 = tf.function(lambda v: pred.model(v, training=False), reduce_retracing=True)
+    t_net = _median_time(lambda: np.asarray(f32(x)), repeat)
+    achieved = per_px * x.shape[1] * x.shape[2] / t_net
+
+    n = 2048
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    t_tf = _median_time(lambda: tf.linalg.matmul(a, b).numpy(), repeat)
+    an, bn = a.numpy(), b.numpy()
+    t_np = _median_time(lambda: an @ bn, repeat)
+    peak_tf, peak_np = 2 * n**3 / t_tf, 2 * n**3 / t_np
+    out = {"unet_params": int(pred.model.count_params()), "unet_gflop_per_mpx": per_px * 1e6 / 1e9,
+           "unet_s_1024": t_net, "unet_gflops": achieved / 1e9, "matmul_tf_gflops": peak_tf / 1e9,
+           "matmul_numpy_gflops": peak_np / 1e9, "fraction_of_tf_matmul": achieved / peak_tf}
+    # bfloat16 (mixed precision): the same network in the mixed_bfloat16 policy, same weights
+    a16, b16 = tf.cast(a, tf.bfloat16), tf.cast(b, tf.bfloat16)
+    t_tf16 = _median_time(lambda: tf.linalg.matmul(a16, b16).numpy(), repeat)
+    cfg = pred.config.replace(train_mixed_precision=True)
+    m16 = build_unet(cfg)
+    m16.set_weights(pred.model.get_weights())
+    f16 = tf.function(lambda v: m16(v, training=False), reduce_retracing=True)
+    t_net16 = _median_time(lambda: np.asarray(f16(x)), repeat)
+    y32, y16 = np.asarray(f32(x)), np.asarray(f16(x)).astype(np.float32)
+    out.update(matmul_bf16_gflops=2 * n**3 / t_tf16 / 1e9, unet_bf16_s_1024=t_net16,
+               unet_bf16_gflops=per_px * x.shape[1] * x.shape[2] / t_net16 / 1e9,
+               bf16_max_abs_diff=float(np.abs(y32 - y16).max()))
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def training_step(repeat: int) -> dict:
+    """Training steps of the default network (batch 8 of 256x256), float32 against the default
+    policy (``train_mixed_precision="auto"``)."""
+    from ijseg._tf import import_tf, policy_name
+    from ijseg.config import Config
+    from ijseg.models.losses import make_loss
+    from ijseg.models.unet import build_unet
+    from ijseg.train import _make_optimizer
+
+    _, keras = import_tf()
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 256, 256, 1), dtype=np.float32)
+    y = (rng.random((8, 256, 256, 1)) > 0.5).astype(np.uint8)
+    out = {}
+    for label, mp in (("float32", False), ("default", "auto")):
+        cfg = Config(train_mixed_precision=mp)
+        model = build_unet(cfg)
+        model.compile(optimizer=_make_optimizer(cfg, keras, policy_name(mp)), loss=make_loss(cfg.loss, 1))
+        t = _median_time(lambda m=model: m.train_on_batch(x, y), repeat)
+        out[label] = {"policy": policy_name(mp), "step_s": t, "patches_per_s": 8 / t}
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def startup(ijseg_model: Path, repeat: int) -> dict:
+    from ijseg.data.io import Image
+    from ijseg.predict import Predictor, segment
+
+    img, _ = sim_image(256, seed=7)
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "one.tif"
+        import tifffile
+
+        tifffile.imwrite(f, img)
+
+        def timed(cmd):
+            return _median_time(lambda: subprocess.run(cmd, check=True, capture_output=True), repeat)
+
+        t_import = timed([sys.executable, "-c", "import ijseg"])
+        t_help = timed([IJSEG, "--help"])
+        t_cli = timed([IJSEG, "-q", "predict", "--model", str(ijseg_model), "--input", str(f), "--out",
+                       str(Path(tmp) / "out")])
+    pred = Predictor(ijseg_model)
+    t_in = _median_time(lambda: segment(pred, Image(img, "YX")), repeat)
+    out = {"import_ijseg_s": t_import, "ijseg_help_s": t_help, "ijseg_predict_one_image_s": t_cli,
+           "in_process_one_image_s": t_in, "startup_overhead_s": t_cli - t_in}
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def bridge(ijseg_model: Path, n: int) -> dict:
+    import tifffile
+
+    from bridge import compare
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        for i in range(n):
+            img, _ = sim_image(256, seed=1000 + i)
+            tifffile.imwrite(folder / f"{i:04d}.tif", img)
+        out = compare(str(ijseg_model), sorted(folder.glob("*.tif")))
+    print(json.dumps(out), flush=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def tables(r: dict) -> str:
+    lines = ["Inference (median of %d runs after a warm-up):" % r["repeat"], "",
+             "| image | ijseg s | ijseg MP/s | StarDist s | StarDist MP/s | StarDist time / ijseg time | "
+             "ijseg network / post-processing / measurements s | objects ijseg / StarDist |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in r["inference"]:
+        lines.append(f"| {row['size']}x{row['size']} | {row['ijseg_s']:.2f} | {row['ijseg_mp_s']:.2f} | "
+                     f"{row['stardist_s']:.2f} | {row['stardist_mp_s']:.2f} | {row['ratio']:.2f} | "
+                     f"{row['ijseg_network_s']:.2f} / {row['ijseg_postprocess_s']:.2f} / {row['ijseg_measure_s']:.2f}"
+                     f" | {row['ijseg_objects']} / {row['stardist_objects']} |")
+    f = r["roofline"]
+    lines += ["", "U-Net forward pass against the matmul peak (1024x1024 input, one pass):", "",
+              "| quantity | float32 | bfloat16 (mixed precision) |", "|---|---|---|",
+              f"| matmul 2048x2048, TensorFlow, GFLOP/s | {f['matmul_tf_gflops']:.1f} | {f['matmul_bf16_gflops']:.1f} |",
+              f"| matmul 2048x2048, numpy, GFLOP/s | {f['matmul_numpy_gflops']:.1f} | |",
+              f"| U-Net ({f['unet_params'] / 1e6:.2f} M parameters, {f['unet_gflop_per_mpx']:.1f} GFLOP/MP) s | "
+              f"{f['unet_s_1024']:.2f} | {f['unet_bf16_s_1024']:.2f} |",
+              f"| U-Net GFLOP/s | {f['unet_gflops']:.1f} | {f['unet_bf16_gflops']:.1f} |",
+              f"| U-Net / TensorFlow float32 matmul | {f['fraction_of_tf_matmul']:.2f} | "
+              f"{f['unet_bf16_gflops'] / f['matmul_tf_gflops']:.2f} |",
+              f"| max abs difference of the outputs | | {f['bf16_max_abs_diff']:.3g} |"]
+    t = r["training_step"]
+    lines += ["", "Training step of the default U-Net (batch 8 of 256x256, `train_on_batch`, median):", "",
+              "| policy | s/step | patches/s |", "|---|---|---|"]
+    for label in ("float32", "default"):
+        lines.append(f"| {t[label]['policy']} ({'before' if label == 'float32' else 'after: default auto'}) | "
+                     f"{t[label]['step_s']:.2f} | {t[label]['patches_per_s']:.2f} |")
+    s = r["startup"]
+    lines += ["", "Start-up (fresh processes, median):", "", "| what | s |", "|---|---|",
+              f"| `python -c 'import ijseg'` | {s['import_ijseg_s']:.2f} |",
+              f"| `ijseg --help` | {s['ijseg_help_s']:.2f} |",
+              f"| `ijseg predict` one 256x256 image, whole process | {s['ijseg_predict_one_image_s']:.2f} |",
+              f"| the same image in a running process | {s['in_process_one_image_s']:.3f} |"]
+    if r.get("training"):
+        lines += ["", "Training throughput (from the accuracy runs, whole loop with augmentation and validation):", "",
+                  "| dataset | method | patches/s | patch | batch |", "|---|---|---|---|---|"]
+        for t in r["training"]:
+            p = t.get("patch", 256)
+            lines.append(f"| {t['dataset']} | {t['method']} | {t['patches_per_s']:.2f} | {p}x{p} | {t['batch']} |")
+    if r.get("bridge"):
+        b = r["bridge"]
+        lines += ["", f"ImageJ bridge, {b['n']} images 256x256:", "", "| path | wall s | s/image |", "|---|---|---|",
+                  f"| `ijseg predict` | {b['predict_s']:.1f} | {b['predict_s'] / b['n']:.3f} |",
+                  f"| `ijseg macro run batch_segment.ijm` | {b['macro_s']:.1f} | {b['macro_s'] / b['n']:.3f} |",
+                  f"| JVM + ImageJ + Xvfb start (empty macro) | {b['start_s']:.1f} | |",
+                  f"| ratio macro / predict | {b['macro_s'] / b['predict_s']:.2f} | |"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    work = REPO / "bench" / "work" / "dsb2018_dev"
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ijseg-model", type=Path, default=work / "ijseg-3class")
+    ap.add_argument("--stardist-model", type=Path, default=work / "stardist")
+    ap.add_argument("--sizes", default="512,2048")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--bridge-images", type=int, default=100, help="0 skips the bridge benchmark")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "speed.json")
+    args = ap.parse_args(argv)
+    for m in (args.ijseg_model, args.stardist_model):
+        if not m.is_dir():
+            ap.error(f"{m}: no model; run bench/accuracy.py --dataset dsb2018 first or give --ijseg-model/--stardist-model")
+    import ijseg._tf as itf
+
+    itf.import_tf()
+    r = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "repeat": args.repeat,
+         "cpu": _cpu(), "cores": os.cpu_count()}
+    r["inference"] = inference(args.ijseg_model, args.stardist_model, [int(s) for s in args.sizes.split(",")],
+                               args.repeat)
+    r["roofline"] = roofline(args.ijseg_model, args.repeat)
+    r["training_step"] = training_step(args.repeat)
+    r["startup"] = startup(args.ijseg_model, args.repeat)
+    r["training"] = []
+    for f in sorted((REPO / "bench" / "results").glob("accuracy-*.json")):
+        acc = json.loads(f.read_text())
+        for m, v in acc["methods"].items():
+            r["training"].append({"dataset": acc["dataset"], "method": m, "patches_per_s": v["patches_per_s"],
+                                  "batch": 4 if m == "stardist" else 8, "patch": v.get("patch", 256)})
+    if args.bridge_images:
+        r["bridge"] = bridge(args.ijseg_model, args.bridge_images)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(r, indent=2) + "\n")
+    print()
+    print(tables(r))
+    print(f"\nresults in {args.out}")
+    return 0
+
+
+def _cpu() -> str:
+    from accuracy import _cpu_model
+
+    return _cpu_model()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The benchmark scripts' own logic: dataset splits and the U-Net FLOP count (no timing here)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pytest
+
+from conftest import DSB, REPO
+
+sys.path.insert(0, str(REPO / "bench"))
+accuracy = pytest.importorskip("accuracy")
+speed = pytest.importorskip("speed")
+
+
+def _args(**kw):
+    base = dict(data=None, train_split=None, test=None, dataset="dsb2018")
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_custom_split_and_test_folder(sim_dataset, tmp_path):
+    names = sorted(p.stem for p in (sim_dataset / "train" / "images").glob("*.tif"))
+    split = tmp_path / "split.txt"
+    split.write_text("\n".join(f"{n}.tif" for n in names[:8]) + "\n")
+    name, train, test = accuracy.resolve_dataset(_args(data=sim_dataset / "train", train_split=split), tmp_path)
+    assert name == "train" and [p[0].stem for p in train] == names[:8]
+    assert sorted(p[0].stem for p in test) == names[8:]  # the rest of the folder
+    _, train, test = accuracy.resolve_dataset(_args(data=sim_dataset / "train", test=sim_dataset / "test"), tmp_path)
+    assert len(train) == len(names) and len(test) == 3
+    folder = accuracy.training_folder(train[:2], tmp_path / "t")
+    assert sorted(p.name for p in (folder / "masks").iterdir()) == [p[0].name for p in train[:2]]
+    split.write_text("nope.tif\n")
+    with pytest.raises(SystemExit, match="nope.tif"):
+        accuracy.resolve_dataset(_args(data=sim_dataset / "train", train_split=split), tmp_path)
+
+
+@pytest.mark.skipif(not DSB.is_dir(), reason="../shared/data/dsb2018_dev not present")
+def test_dsb_split_is_fixed_and_disjoint(tmp_path):
+    name, train, test = accuracy.resolve_dataset(_args(), tmp_path)
+    assert name == "dsb2018_dev" and len(test) == len(set(accuracy.DSB_TEST)) == 40
+    assert not {p[0].stem for p in train} & set(accuracy.DSB_TEST) and len(train) + len(test) == 265
+
+
+def test_unet_flops_count_by_hand():
+    from ijseg.config import Config
+    from ijseg.models.unet import build_unet
+
+    model = build_unet(Config(unet_depth=1, unet_base_filters=4, train_mixed_precision=False))
+    # per input pixel: level 0 convs 1->4, 4->4 and decoder 8->4, 4->4, 1x1 logits 4->1 at full
+    # resolution; bottom 4->8, 8->8 at 1/4; the 2x2 stride-2 transposed conv 8->4 at full resolution
+    macs = 9 * (1 * 4 + 4 * 4 + 8 * 4 + 4 * 4) + 4 * 1 + (9 * (4 * 8 + 8 * 8)) / 4 + 8 * 4
+    assert speed.unet_flops(model) == pytest.approx(2 * macs)
