@@ -1,4 +1,4 @@
-"""Accuracy: ijseg (binary and 3-class U-Net) against StarDist 2D, trained from scratch on the
+"""Accuracy: ijseg (binary and 3-class U-Net) against StarDist 2D and Cellpose 3, trained from scratch on the
 same images with the same CPU time budget, evaluated on the same test images with the same
 matching code (``stardist.matching``: AP = TP / (TP + FP + FN) and F1 at IoU 0.5, 0.7, 0.9).
 
@@ -28,7 +28,12 @@ Methods
   (TensorBoard off). It gets exactly ijseg's training/validation split (from ijseg's
   ``split.json``).
 
-Each network trains with 25 steps per epoch until the next epoch would end past ``--minutes``
+* Cellpose 3 (``cellpose==3.1.1.3``, CPU torch, in its own environment made by
+  ``bash bench/setup_cellpose.sh``) from scratch, configured as its command line trains a new
+  model (SGD, learning rate 0.2, 224x224 patches, nuclei rescaled to a diameter of 17 px) on the
+  same training images; see ``bench/cellpose_run.py``.
+
+Each network (Cellpose aside, see its script) trains with 25 steps per epoch until the next epoch would end past ``--minutes``
 (the same rule for both, see ``ijseg.train``); the best weights by validation loss are used.
 Results go to ``--out`` (JSON) and are printed as a Markdown table.
 """
@@ -62,7 +67,9 @@ DSB_TEST = [
     "cfabf7379c5591d4", "d3ce382f190ee247", "d4d6c683f249d825", "dec1764c00e8b3c4", "df33b11184427e05",
     "e2d22d3d283915df", "e321cfa987e77c21", "e4fc936ba57a936a", "f6863b83d75e5927", "ff599c7301daa1f7",
 ]
-METHODS = ("ijseg-binary", "ijseg-3class", "ijseg-3class-small", "stardist")
+METHODS = ("ijseg-binary", "ijseg-3class", "ijseg-3class-small", "stardist", "cellpose")
+#: Cellpose 3 runs in its own environment (``bash bench/setup_cellpose.sh``)
+CELLPOSE_PYTHON = Path(os.environ.get("IJSEG_CELLPOSE_PYTHON", REPO / ".venv-cellpose" / "bin" / "python"))
 #: ijseg-3class-small: the configuration of ``make demo`` (16 filters, 128x128 patches), 4x cheaper per pixel
 SMALL = {"unet_base_filters": 16, "train_patch_size": 128}
 
@@ -124,6 +131,22 @@ def training_folder(pairs: list[tuple[Path, Path]], folder: Path) -> Path:
         (folder / "images" / img.name).symlink_to(img.resolve())
         (folder / "masks" / img.name).symlink_to(mask.resolve())
     return folder
+
+
+def ijseg_split(train_dir: Path, run_dir: Path) -> Path:
+    """``run_dir/split.json``: the training/validation split an ijseg run with the defaults makes of
+    ``train_dir`` (the same seed and fraction), for methods run without an ijseg run before them."""
+    from ijseg.config import Config
+    from ijseg.data.dataset import describe_samples, split_samples
+    from ijseg.data.io import find_samples
+
+    cfg = Config()
+    tr, va = split_samples(find_samples(train_dir, require_masks=True), cfg.data_val_fraction, seed=cfg.train_seed)
+    path = run_dir / "split.json"
+    path.write_text(json.dumps({"data": str(train_dir.resolve()), "seed": cfg.train_seed,
+                                "train": describe_samples(tr, train_dir),
+                                "validation": describe_samples(va, train_dir)}, indent=2) + "\n")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,17 +276,51 @@ def run_stardist(split_json: Path, test: list[tuple[Path, Path]], minutes: float
             **score(y_true, y_pred)}
 
 
+def run_cellpose(split_json: Path, test: list[tuple[Path, Path]], minutes: float, work: Path) -> dict:
+    """Cellpose 3 from scratch (``bench/cellpose_run.py`` in Cellpose's environment) on ijseg's split."""
+    import subprocess
+
+    from ijseg.data.io import read_mask
+
+    if not CELLPOSE_PYTHON.is_file():
+        sys.exit(f"cellpose: no Python at {CELLPOSE_PYTHON}; run 'bash bench/setup_cellpose.sh' first")
+    split = json.loads(split_json.read_text())
+    root = Path(split["data"])
+
+    def pairs(samples):
+        return [[str((root / s["image"]).resolve()), str((root / s["mask"]).resolve())] for s in samples]
+
+    folder = work / "cellpose"
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {"train": pairs(split["train"]), "test": [[str(i.resolve()), str(m.resolve())] for i, m in test],
+            "minutes": minutes, "work": str(folder)}
+    (folder / "spec.json").write_text(json.dumps(spec, indent=1))
+    result = folder / "result.json"
+    result.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    subprocess.run([str(CELLPOSE_PYTHON), str(REPO / "bench" / "cellpose_run.py"), str(folder / "spec.json"),
+                    str(result)], check=True)
+    wall = time.perf_counter() - t0
+    r = json.loads(result.read_text())
+    y_pred = [read_mask(Path(p)) for p in r.pop("predictions")]
+    y_true = [read_mask(mask) for _, mask in test]
+    return {**r, "wall_s": round(wall, 1), **score(y_true, y_pred)}
+
+
 # ---------------------------------------------------------------------------------------------
 
 
 def table(results: dict) -> str:
     cols = [f"{k}@{t}" for t in THRESHOLDS for k in ("ap", "f1")]
     lines = ["| method | " + " | ".join(c.replace("ap", "AP").replace("f1", "F1") for c in cols)
-             + " | epochs | training patches/s (patch) | test prediction s |",
-             "|---" * (len(cols) + 4) + "|"]
+             + " | training s | steps x batch | training patches/s (patch) | test prediction s |",
+             "|---" * (len(cols) + 5) + "|"]
     for name, r in results["methods"].items():
+        steps = r["epochs"] * r.get("steps_per_epoch", STEPS_PER_EPOCH)
+        batch = r.get("batch", 4 if name == "stardist" else 8)
         lines.append(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in cols)
-                     + f" | {r['epochs']} | {r['patches_per_s']:.1f} ({r.get('patch', 256)}) | {r['predict_s']:.1f} |")
+                     + f" | {r['train_s']:.0f} | {steps} x {batch} | {r['patches_per_s']:.1f} ({r.get('patch', 256)})"
+                     f" | {r['predict_s']:.1f} |")
     return "\n".join(lines)
 
 
@@ -310,13 +367,11 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     for m in methods:
         print(f"--- {m}", flush=True)
-        if m == "stardist":
+        if m in ("stardist", "cellpose"):
             split = next((run_dir / d / "split.json" for d in ("ijseg-binary", "ijseg-3class")
-                          if (run_dir / d / "split.json").is_file()), None)
-            if split is None:
-                sys.exit(f"stardist uses the training/validation split of an ijseg run; none in {run_dir}: "
-                         f"run ijseg-binary or ijseg-3class first")
-            r = run_stardist(split, test_pairs, args.minutes, run_dir)
+                          if (run_dir / d / "split.json").is_file()), None) or ijseg_split(train_dir, run_dir)
+            run = run_stardist if m == "stardist" else run_cellpose
+            r = run(split, test_pairs, args.minutes, run_dir)
         else:
             r = run_ijseg(m, train_dir, test_pairs, args.minutes, run_dir)
         results["methods"][m] = r

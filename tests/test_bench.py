@@ -51,3 +51,26 @@ def test_unet_flops_count_by_hand():
     # resolution; bottom 4->8, 8->8 at 1/4; the 2x2 stride-2 transposed conv 8->4 at full resolution
     macs = 9 * (1 * 4 + 4 * 4 + 8 * 4 + 4 * 4) + 4 * 1 + (9 * (4 * 8 + 8 * 8)) / 4 + 8 * 4
     assert speed.unet_flops(model) == pytest.approx(2 * macs)
+
+
+def test_split_for_methods_without_an_ijseg_run_is_ijsegs(sim_dataset, tiny_model, tmp_path):
+    import json
+
+    mine = json.loads(accuracy.ijseg_split(sim_dataset / "train", tmp_path).read_text())
+    theirs = json.loads((tiny_model / "split.json").read_text())
+    for part in ("train", "validation"):
+        assert [s["image"] for s in mine[part]] == [s["image"] for s in theirs[part]]
+    assert mine["validation"] and not {s["image"] for s in mine["train"]} & {s["image"] for s in mine["validation"]}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not accuracy.CELLPOSE_PYTHON.is_file(), reason="no Cellpose environment (bench/setup_cellpose.sh)")
+def test_cellpose_runs_on_ijsegs_split(sim_dataset, tmp_path):
+    """Cellpose 3 trains one short epoch in its own environment and segments the test images."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    split = accuracy.ijseg_split(sim_dataset / "train", run_dir)
+    test = list(accuracy._pairs(sim_dataset / "test").values())
+    r = accuracy.run_cellpose(split, test, 0.05, run_dir)
+    assert r["epochs"] == 1 and r["n_true"] > 0 and 0 <= r["ap@0.5"] <= 1
+    assert r["versions"]["cellpose"] == "3.1.1.3"
