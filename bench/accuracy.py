@@ -345,6 +345,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     import ijseg
+    from ijseg._fileio import atomic_write_text
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -376,7 +377,7 @@ def main(argv=None) -> int:
             r = run_ijseg(m, train_dir, test_pairs, args.minutes, run_dir)
         results["methods"][m] = r
         print(json.dumps(r), flush=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_text(out, json.dumps(results, indent=2) + "\n")  # a results file is never half-written
     print(f"\n{name}, {args.minutes:g} min of training each, {len(test_pairs)} test images\n")
     print(table(results))
     print(f"\nresults in {out}")

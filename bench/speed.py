@@ -268,10 +268,11 @@ def tables(r: dict) -> str:
               f"| the same image in a running process | {s['in_process_one_image_s']:.3f} |"]
     if r.get("training"):
         lines += ["", "Training throughput (from the accuracy runs, whole loop with augmentation and validation):", "",
-                  "| dataset | method | patches/s | patch | batch |", "|---|---|---|---|---|"]
+                  "| dataset | budget min | method | patches/s | patch | batch |", "|---|---|---|---|---|---|"]
         for t in r["training"]:
             p = t.get("patch", 256)
-            lines.append(f"| {t['dataset']} | {t['method']} | {t['patches_per_s']:.2f} | {p}x{p} | {t['batch']} |")
+            lines.append(f"| {t['dataset']} | {t.get('minutes', 8):g} | {t['method']} | {t['patches_per_s']:.2f} "
+                         f"| {p}x{p} | {t['batch']} |")
     if r.get("bridge"):
         b = r["bridge"]
         lines += ["", f"ImageJ bridge, {b['n']} images 256x256:", "", "| path | wall s | s/image |", "|---|---|---|",
@@ -296,6 +297,7 @@ def main(argv=None) -> int:
         if not m.is_dir():
             ap.error(f"{m}: no model; run bench/accuracy.py --dataset dsb2018 first or give --ijseg-model/--stardist-model")
     import ijseg._tf as itf
+    from ijseg._fileio import atomic_write_text
 
     itf.import_tf()
     r = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "repeat": args.repeat,
@@ -309,12 +311,13 @@ def main(argv=None) -> int:
     for f in sorted((REPO / "bench" / "results").glob("accuracy-*.json")):
         acc = json.loads(f.read_text())
         for m, v in acc["methods"].items():
-            r["training"].append({"dataset": acc["dataset"], "method": m, "patches_per_s": v["patches_per_s"],
-                                  "batch": 4 if m == "stardist" else 8, "patch": v.get("patch", 256)})
+            r["training"].append({"dataset": acc["dataset"], "minutes": acc["minutes"], "method": m,
+                                  "patches_per_s": v["patches_per_s"], "batch": v.get("batch", 4 if m == "stardist" else 8),
+                                  "patch": v.get("patch", 256)})
     if args.bridge_images:
         r["bridge"] = bridge(args.ijseg_model, args.bridge_images)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(r, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(r, indent=2) + "\n")
     print()
     print(tables(r))
     print(f"\nresults in {args.out}")
