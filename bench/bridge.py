@@ -4,10 +4,13 @@ Runs, side by side in one process tree on the same images and model:
   1. `ijseg predict --model M --input DIR --out O1` (labels, measurements, ROIs, summary);
   2. `ijseg macro run fiji_scripts/batch_segment.ijm --arg input=DIR --arg output=O2 --arg model=M`
      (ImageJ under a private Xvfb: IJSeg Predict + IJSeg Measure + saving per image);
-  3. the JVM + ImageJ start alone (`ijseg macro run` on an empty macro).
+  3. the JVM + ImageJ start alone (`ijseg macro run` on an empty macro);
+  4. with --standalone, ImageJ on its own (`java -jar ij.jar -batch`, as a Fiji without Python
+     runs the plugin) on the same images, its IJSeg Predict calling the ijseg command line: in one
+     `ijseg serve` process, and with -Dijseg.noserver=true in an `ijseg` process per image;
 and prints wall times, per-image times and their ratio.
 
-    python bench/bridge.py --model demo/model --images demo/data/test/images --n 20
+    python bench/bridge.py --model demo/model --images demo/data/test/images --n 20 [--standalone]
 """
 
 from __future__ import annotations
@@ -47,20 +50,63 @@ def compare(model: str, files: list[Path]) -> dict:
     return {"n": len(files), "start_s": start, "predict_s": t_predict, "macro_s": t_macro}
 
 
+def standalone(model: str, files: list[Path]) -> dict:
+    """Wall times of a stand-alone ImageJ (under a private Xvfb) segmenting ``files`` with IJSeg
+    Predict and saving the labels, with the ``ijseg serve`` process and with a process per image."""
+    import os
+
+    from ijseg.doctor import find_ij_jar
+    from ijseg.ij._xvfb import Xvfb
+    from ijseg.ij.plugin import plugin_home
+
+    jar = find_ij_jar()
+    home = plugin_home(jar)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        code = "".join(f'open("{f}");\nrun("IJSeg Predict", "model=[{model}] output=labels");\n'
+                       f'saveAs("Tiff", "{tmp / f.name}");\nclose("*");\n' for f in files)
+        macro = tmp / "standalone.ijm"
+        macro.write_text(code)
+        xvfb = Xvfb.start()
+        try:
+            env = dict(os.environ, DISPLAY=xvfb.display, IJSEG_EXECUTABLE=IJSEG)
+            for name, server in (("serve", True), ("process_per_image", False)):
+                t = time.perf_counter()
+                subprocess.run(["java", f"-Dplugins.dir={home}", f"-Dijseg.noserver={not server}", "-jar", str(jar),
+                                "-batch", str(macro)], env=env, check=True, capture_output=True, timeout=3600)
+                out[f"{name}_s"] = time.perf_counter() - t
+        finally:
+            xvfb.stop()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--images", required=True, type=Path)
     ap.add_argument("--n", type=int, default=20, help="number of images (default 20)")
+    ap.add_argument("--standalone", action="store_true",
+                    help="also ImageJ on its own (java -jar ij.jar), with and without the ijseg serve process")
     args = ap.parse_args()
-    r = compare(args.model, sorted(args.images.glob("*.tif"))[: args.n])
+    files = sorted(args.images.glob("*.tif"))[: args.n]
+    r = compare(args.model, files)
+    if args.standalone:
+        r.update(standalone(args.model, files))
     n, t_predict, t_macro = r["n"], r["predict_s"], r["macro_s"]
     print(f"| path | wall s ({n} images) | s/image |")
     print("|---|---|---|")
     print(f"| `ijseg predict` (CLI, one process) | {t_predict:.1f} | {t_predict / n:.3f} |")
     print(f"| `ijseg macro run batch_segment.ijm` (ImageJ + Xvfb) | {t_macro:.1f} | {t_macro / n:.3f} |")
     print(f"| JVM + ImageJ + Xvfb start, empty macro (whole process) | {r['start_s']:.1f} | |")
+    if args.standalone:
+        print(f"| stand-alone ImageJ, IJSeg Predict through `ijseg serve` | {r['serve_s']:.1f} "
+              f"| {r['serve_s'] / n:.3f} |")
+        print(f"| stand-alone ImageJ, an `ijseg` process per image | {r['process_per_image_s']:.1f} "
+              f"| {r['process_per_image_s'] / n:.3f} |")
     print(f"\nratio macro / predict, whole run: {t_macro / t_predict:.2f}")
+    if args.standalone:
+        print(f"ratio stand-alone process per image / serve: {r['process_per_image_s'] / r['serve_s']:.2f}")
     return 0
 
 

@@ -308,7 +308,9 @@ def _cmd_predict(args) -> int:
 
     options = _postprocess_options(args)
     files = _input_files(args.input)
-    predictor = load_predictor(args.model, which=args.weights)
+    cache = getattr(args, "predictors", None)  # set by ijseg serve: models stay loaded
+    predictor = cache.get(args.model, which=args.weights) if cache is not None else load_predictor(
+        args.model, which=args.weights)
     rows, failures = predict_files(predictor, files, args.out, output=args.output, options=options, tile=args.tile,
                                    progress=not args.quiet)
     n_obj = sum(int(r["Count"]) for r in rows)
@@ -540,6 +542,24 @@ def _cmd_imagej(args) -> int:
     return 0
 
 
+def _add_serve(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run predict/measure requests from standard input (for a stand-alone ImageJ)",
+        description=("Reads one JSON array of predict or measure arguments per line and answers each with what "
+                     "the command printed ('| ' lines) and its exit code ('= CODE'), keeping models loaded "
+                     "between requests; ends at the end of the input. The IJSeg plugin of an ImageJ or Fiji "
+                     "without Python starts one and keeps it for the session."),
+    )
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args) -> int:
+    from .serve import serve
+
+    return serve(sys.stdin, sys.stdout)
+
+
 def _add_fiji(sub) -> None:
     p = sub.add_parser("fiji", help="install ijseg into a Fiji.app")
     fsub = p.add_subparsers(dest="fiji_command", metavar="ACTION", required=True)
@@ -606,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_macro(sub)
     _add_imagej(sub)
     _add_fiji(sub)
+    _add_serve(sub)
     _add_doctor(sub)
     return parser
 

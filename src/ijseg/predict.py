@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ._tiling import halo_for, tile_layout
 from .config import Config
 from .data.io import Image, to_model_input
-from .errors import DataError, ModelError
+from .errors import DataError, IjsegError, ModelError
 from .models.folder import ModelFolder
 from .preprocess import normalizer_from_dict
 
 __all__ = [
     "Predictor", "DEFAULT_TILE", "OUTPUTS", "segment", "write_outputs", "predict_files", "output_names",
-    "load_predictor", "result_image",
+    "load_predictor", "result_image", "PredictorCache",
 ]
 
 log = logging.getLogger(__name__)
@@ -192,6 +194,43 @@ def load_predictor(model: str | os.PathLike, *, which: str = "best"):
     if is_bundle(model):
         return BundlePredictor(model)
     return Predictor(model, which=which)
+
+
+class PredictorCache:
+    """The predictors of the last ``size`` models used, each loaded once and loaded again when its
+    files change: for processes that segment image after image (the ImageJ engines).
+
+    Examples
+    --------
+    >>> cache = PredictorCache(size=2)
+    >>> cache.get("no/such/model")
+    Traceback (most recent call last):
+    ...
+    ijseg.errors.IjsegError: model not found: no/such/model
+    """
+
+    def __init__(self, size: int = 2):
+        self.size = size
+        self._predictors: OrderedDict[tuple[str, str, float], Any] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._predictors)
+
+    def get(self, model: str | os.PathLike, *, which: str = "best"):
+        """The predictor of ``model`` (see :func:`load_predictor`)."""
+        p = Path(model).expanduser()
+        if not p.exists():
+            raise IjsegError(f"model not found: {model}")
+        stamp = max((f.stat().st_mtime for f in ([p] if p.is_file() else p.iterdir())), default=0.0)
+        key = (str(p.resolve()), which, stamp)
+        if key in self._predictors:
+            self._predictors.move_to_end(key)
+            return self._predictors[key]
+        predictor = load_predictor(p, which=which)
+        self._predictors[key] = predictor
+        while len(self._predictors) > self.size:
+            self._predictors.popitem(last=False)
+        return predictor
 
 
 def output_names(stem: str, output: str) -> dict[str, str]:

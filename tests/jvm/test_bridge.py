@@ -63,9 +63,9 @@ def test_model_is_loaded_once(tiny_model, images):
     engine = install_engine()
     img = read_image(images[1]).data
     run(_predict_macro(tiny_model), img)
-    loaded = dict(engine._models)
+    loaded = engine.model(str(tiny_model))
     run(_predict_macro(tiny_model, "size=5-Infinity"), img)
-    assert len(engine._models) == len(loaded) and all(engine._models[k] is v for k, v in loaded.items())
+    assert engine.model(str(tiny_model)) is loaded
 
 
 def test_probabilities_from_macro_equal_ijseg_predict(tiny_model, images, tmp_path):
@@ -101,26 +101,35 @@ def test_results_dataframe_and_log():
     assert len(r.results) > 0 and r.log.rstrip().splitlines()[-1] == f"found {len(r.results)}"
 
 
-def test_standalone_imagej_runs_the_command_line(tiny_model, images, tmp_path):
-    """ImageJ on its own (java -jar ij.jar) with the plugin: IJSeg Predict calls `ijseg predict`."""
+@pytest.mark.parametrize("server", [True, False], ids=["serve", "process-per-call"])
+def test_standalone_imagej_runs_the_command_line(tiny_model, images, tmp_path, server):
+    """ImageJ on its own (java -jar ij.jar) with the plugin: IJSeg Predict calls the ijseg command
+    line, in one `ijseg serve` process for the session or (-Dijseg.noserver=true, or an ijseg
+    without serve) in a process per call; both give the labels of Python."""
     state = start_jvm(display=True)
-    out = tmp_path / "labels.tif"
+    out = [tmp_path / f"labels{i}.tif" for i in range(2)]
     macro = tmp_path / "standalone.ijm"
-    macro.write_text(f'open("{images[0]}");\n' + _predict_macro(tiny_model)
-                     + f'print("engine: " + call("ijseg.Bridge.engine"));\nsaveAs("Tiff", "{out}");\n'
-                     f'run("IJSeg Measure", "labels=[labels.tif] intensity=[{images[0].name}]");\n'
+    code = ""
+    for i in range(2):  # two images: the second one reuses the server and its loaded model
+        code += (f'open("{images[i]}");\n' + _predict_macro(tiny_model) + f'saveAs("Tiff", "{out[i]}");\n')
+    macro.write_text(code + f'print("engine: " + call("ijseg.Bridge.engine"));\n'
+                     f'run("IJSeg Measure", "labels=[labels1.tif] intensity=[{images[1].name}]");\n'
                      'print("objects: " + nResults);\n')
     xvfb = Xvfb.start()
     try:
         env = dict(os.environ, DISPLAY=xvfb.display, IJSEG_EXECUTABLE=IJSEG)
-        proc = subprocess.run(["java", f"-Dplugins.dir={state['plugins'].parent}", "-jar", str(state["jar"]),
-                               "-batch", str(macro)], env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(["java", f"-Dplugins.dir={state['plugins'].parent}", f"-Dijseg.noserver={not server}",
+                               "-jar", str(state["jar"]), "-batch", str(macro)],
+                              env=env, capture_output=True, text=True, timeout=300)
     finally:
         xvfb.stop()
     assert proc.returncode == 0, proc.stderr
-    assert "engine: ijseg command line" in proc.stdout
-    _, seg, _ = segment(load_predictor(tiny_model), read_image(images[0]), PostprocessOptions())
-    np.testing.assert_array_equal(tifffile.imread(out), seg.labels)
+    engine = next(line for line in proc.stdout.splitlines() if line.startswith("engine: "))
+    assert engine.startswith("engine: ijseg command line (") and ("server pid" in engine) == server, engine
+    predictor = load_predictor(tiny_model)
+    for i in range(2):
+        _, seg, _ = segment(predictor, read_image(images[i]), PostprocessOptions())
+        np.testing.assert_array_equal(tifffile.imread(out[i]), seg.labels)
     assert f"objects: {seg.n_objects}" in proc.stdout
 
 

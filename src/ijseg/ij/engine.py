@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 
@@ -47,29 +45,16 @@ class PythonEngine:
     """Implements the Java interface ``ijseg.Engine``; keeps the last ``cache_size`` models."""
 
     def __init__(self, cache_size: int = 2):
-        self.cache_size = cache_size
-        self._models: OrderedDict[tuple[str, float], object] = OrderedDict()
+        from ..predict import PredictorCache
+
+        self._models = PredictorCache(size=cache_size)
 
     def describe(self) -> str:
         return f"ijseg in Python (pid {os.getpid()}, models loaded: {len(self._models)})"
 
     def model(self, path: str):
         """The predictor of ``path``, loaded once (reloaded if the files changed)."""
-        from ..predict import load_predictor
-
-        p = Path(path).expanduser()
-        if not p.exists():
-            raise IjsegError(f"model not found: {path}")
-        stamp = max((f.stat().st_mtime for f in ([p] if p.is_file() else p.iterdir())), default=0.0)
-        key = (str(p.resolve()), stamp)
-        if key in self._models:
-            self._models.move_to_end(key)
-            return self._models[key]
-        predictor = load_predictor(p)
-        self._models[key] = predictor
-        while len(self._models) > self.cache_size:
-            self._models.popitem(last=False)
-        return predictor
+        return self._models.get(path)
 
     def predict(self, imp, options, results):
         try:

@@ -24,6 +24,10 @@ import java.util.stream.Stream;
  * The engine of an ImageJ that runs on its own: each call runs the {@code ijseg} command line
  * on temporary TIFF files (written and read by ImageJ, calibration included) and deletes them.
  *
+ * <p>The commands run in one {@code ijseg serve} process kept for the ImageJ session ({@link Server}),
+ * so TensorFlow and the models load once; where that cannot start, in an {@code ijseg} process
+ * per call.
+ *
  * <p>The executable is, in this order: the Java property {@code ijseg.executable}, the
  * environment variable {@code IJSEG_EXECUTABLE}, the one set with IJSeg Models, the
  * {@code executable=} line of {@code ijseg.properties} in the plugins folder (written by
@@ -34,7 +38,8 @@ public class CommandLineEngine implements Engine {
 	@Override
 	public String describe() {
 		String exe = executable();
-		return "ijseg command line (" + (exe == null ? "not found" : exe) + ")";
+		String server = Server.describe();
+		return "ijseg command line (" + (exe == null ? "not found" : exe) + (server == null ? "" : ", " + server) + ")";
 	}
 
 	@Override
@@ -150,22 +155,34 @@ public class CommandLineEngine implements Engine {
 		cmd.add(value);
 	}
 
-	/** Runs the command; null on success, else the error it printed (or its exit code). */
+	/** Runs the command, in the session's {@code ijseg serve} process if one can run, else as a
+	 * process of its own; null on success, else the error it printed (or its exit code). */
 	private static String execute(List<String> cmd) throws IOException {
+		Server.Reply reply = Server.call(cmd.get(0), cmd.subList(1, cmd.size()));
+		if (reply == null)
+			reply = runOnce(cmd);
+		if (reply == null)
+			return "interrupted";
+		return reply.code == 0 ? null : message(reply.text, reply.code);
+	}
+
+	/** The command as a process of its own (TensorFlow and the model loaded for this call only). */
+	private static Server.Reply runOnce(List<String> cmd) throws IOException {
 		ProcessBuilder pb = new ProcessBuilder(cmd);
 		pb.redirectErrorStream(true);
 		Process p = pb.start();
 		String text = read(p.getInputStream());
-		int code;
 		try {
-			code = p.waitFor();
+			return new Server.Reply(p.waitFor(), text);
 		} catch (InterruptedException e) {
 			p.destroy();
 			Thread.currentThread().interrupt();
-			return "interrupted";
-		}
-		if (code == 0)
 			return null;
+		}
+	}
+
+	/** The error line of a failed command's output: after "error:", else its last line. */
+	private static String message(String text, int code) {
 		String last = null;
 		for (String line : text.split("\n")) {
 			line = line.trim();

@@ -1,0 +1,63 @@
+"""`ijseg serve`: the predict/measure requests of a stand-alone ImageJ, one process for many images."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from ijseg.predict import PredictorCache, load_predictor, segment
+from ijseg.data.io import read_image
+from ijseg.postprocess import PostprocessOptions
+
+IJSEG = str(Path(sys.executable).with_name("ijseg"))
+
+
+def _replies(stdout: str) -> list[tuple[int, list[str]]]:
+    replies, text = [], []
+    for line in stdout.splitlines()[1:]:
+        if line.startswith("= "):
+            replies.append((int(line[2:]), text))
+            text = []
+        else:
+            text.append(line[2:])
+    return replies
+
+
+def test_serve_answers_requests_until_its_input_ends(tiny_model, sim_dataset, tmp_path):
+    images = sorted((sim_dataset / "test" / "images").glob("*.tif"))[:2]
+    requests = [["-q", "predict", "--model", str(tiny_model), "--input", str(f), "--out", str(tmp_path / f.stem)]
+                for f in images]
+    requests.append(["-q", "measure", "--labels", str(tmp_path / images[0].stem / f"{images[0].stem}_labels.tif"),
+                     "--out", str(tmp_path / "table.csv")])
+    requests.append(["predict", "--model", str(tmp_path / "nope"), "--input", str(images[0]), "--out", str(tmp_path)])
+    lines = "".join(json.dumps(r) + "\n" for r in requests) + "[1, 2]\n"
+    proc = subprocess.run([IJSEG, "serve"], input=lines, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0 and proc.stdout.startswith("ijseg serve ")
+    replies = _replies(proc.stdout)
+    assert [code for code, _ in replies] == [0, 0, 0, 1, 2]
+    predictor = load_predictor(tiny_model)
+    for f in images:
+        _, seg, _ = segment(predictor, read_image(f), PostprocessOptions())
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / f.stem / f"{f.stem}_labels.tif"), seg.labels)
+    assert (tmp_path / "table.csv").is_file()
+    assert replies[3][1] == [f"ijseg predict: error: model not found: {tmp_path / 'nope'}"]
+    assert "a JSON array of strings" in replies[4][1][0]
+
+
+def test_predictor_cache_loads_once_and_reloads_changed_models(tiny_model, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    cache = PredictorCache(size=1)
+    first = cache.get(model)
+    assert cache.get(str(model)) is first and len(cache) == 1
+    config = model / "config.json"
+    os.utime(config, (config.stat().st_atime, config.stat().st_mtime + 10))
+    assert cache.get(model) is not first and len(cache) == 1
