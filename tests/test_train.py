@@ -152,12 +152,32 @@ def test_ctrl_c_then_resume_on_the_command_line(sim_dataset, tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "--resume" in err
+    assert "--resume" in err and "Traceback" not in err
     done = len(_history(m))
+    assert [int(h["epoch"]) for h in _history(m)] == list(range(1, done + 1))
     assert 1 <= done < 200
     subprocess.run(cmd[:5] + ["--data", str(sim_dataset / "train"), "--model", str(m), "--resume",
                               "--epochs", str(done + 1)], check=True, capture_output=True, timeout=300)
     assert len(_history(m)) == done + 1
+
+
+def test_stop_event_drops_the_epoch_in_progress_and_resume_goes_on(sim_dataset, tmp_path, tiny_config):
+    """A stop request (what Ctrl-C sets) ends training at the next step with a normal return."""
+    import threading
+
+    stop = threading.Event()
+    cfg = tiny_config.replace(train_epochs=5)
+    res = train(sim_dataset / "train", tmp_path / "m", cfg, progress=False, qc=True, stop=stop,
+                callback=lambda e: stop.set() if e["epoch"] == 2 else None)
+    assert res.interrupted and res.epochs_done == 2 and res.qc is None
+    assert [int(h["epoch"]) for h in _history(tmp_path / "m")] == [1, 2]
+    res = train(sim_dataset / "train", tmp_path / "m", resume=True, progress=False, qc=False)
+    assert not res.interrupted and res.epochs_done == 5
+    # set before training starts: nothing is trained, nothing is lost
+    stop2 = threading.Event()
+    stop2.set()
+    res = train(sim_dataset / "train", tmp_path / "m2", cfg, progress=False, stop=stop2)
+    assert res.interrupted and res.epochs_done == 0 and not (tmp_path / "m2" / "history.csv").exists()
 
 
 def test_time_limit_stops_before_an_epoch_would_end_past_it(sim_dataset, tmp_path, tiny_config):

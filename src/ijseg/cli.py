@@ -9,10 +9,13 @@ traceback; the exit code is 1 for those, 2 for bad usage and 130 after Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -206,6 +209,34 @@ def _train_config(args):
         raise ConfigError(f"{where}{err}") from err
 
 
+@contextlib.contextmanager
+def _stop_on_ctrl_c():
+    """The first Ctrl-C (SIGINT) sets the yielded event; a second one interrupts at once.
+
+    Training polls the event after each step and returns normally, so an interrupted run
+    unwinds TensorFlow's input pipeline the way a finished one does (a KeyboardInterrupt raised
+    in the middle of ``model.fit`` could leave the process hanging at exit). The previous handler
+    is restored afterwards. Outside the main thread signals cannot be caught: the event is then
+    never set and Ctrl-C behaves as before.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nijseg: stopping after the current step (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _cmd_train(args) -> int:
     from .train import train
 
@@ -218,13 +249,19 @@ def _cmd_train(args) -> int:
         cfg = None
     else:
         cfg = _train_config(args)
-    try:
-        result = train(args.data, args.model, cfg, resume=args.resume, overwrite=args.overwrite,
-                       epochs=args.epochs if args.resume else None, qc=args.qc, progress=not args.quiet,
-                       time_limit=args.time_limit)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; the last completed epoch is saved. Continue with:\n"
-              f"  ijseg train --data {args.data} --model {args.model} --resume", file=sys.stderr)
+    resume_hint = f"  ijseg train --data {args.data} --model {args.model} --resume"
+    with _stop_on_ctrl_c() as stop:
+        try:
+            result = train(args.data, args.model, cfg, resume=args.resume, overwrite=args.overwrite,
+                           epochs=args.epochs if args.resume else None, qc=args.qc, progress=not args.quiet,
+                           time_limit=args.time_limit, stop=stop)
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+            print(f"\ninterrupted; the last completed epoch is saved. Continue with:\n{resume_hint}", file=sys.stderr)
+            return 130
+    if result.interrupted:
+        done = (f"{result.epochs_done} epoch(s) are saved" if result.epochs_done
+                else "no epoch was completed")
+        print(f"\ninterrupted; {done}. Continue with:\n{resume_hint}", file=sys.stderr)
         return 130
     last = result.last
     why = " (stopped early)" if result.stopped_early else " (time limit)" if result.time_limit_reached else ""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ class TrainResult:
     stopped_early: bool = False
     qc: dict[str, Any] | None = None
     time_limit_reached: bool = False
+    #: stopped on request (``stop`` set, e.g. by Ctrl-C) before ``epochs``; the epoch in
+    #: progress was dropped and the folder holds the last completed one
+    interrupted: bool = False
 
     @property
     def last(self) -> dict[str, float]:
@@ -133,7 +137,8 @@ def _load_checkpoint(model, path: Path) -> dict[str, Any]:
 
 def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str, Any],
                     history: list[dict[str, float]], progress: bool,
-                    callback: Callable[[dict[str, Any]], None] | None, time_limit: float | None = None):
+                    callback: Callable[[dict[str, Any]], None] | None, time_limit: float | None = None,
+                    stop: threading.Event | None = None):
     from tqdm.auto import tqdm
 
     class EpochEnd(keras.callbacks.Callback):
@@ -148,13 +153,30 @@ def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str,
             self.bar = tqdm(total=cfg.train_steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.train_epochs}",
                             unit="step", disable=not progress, leave=True, dynamic_ncols=True)
 
+        def _stop_requested(self) -> bool:
+            if stop is not None and stop.is_set():
+                state["interrupted"] = True
+                self.model.stop_training = True
+                self.model.stop_evaluating = True
+            return state.get("interrupted", False)
+
+        def on_test_batch_end(self, batch, logs=None):
+            self._stop_requested()
+
         def on_train_batch_end(self, batch, logs=None):
+            if self._stop_requested():
+                return
             if self.bar is not None:
                 self.bar.update(1)
                 if logs and "loss" in logs:
                     self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
 
         def on_epoch_end(self, epoch, logs=None):
+            if self._stop_requested():  # the epoch in progress is incomplete: keep the last one
+                if self.bar is not None:
+                    self.bar.close()
+                log.info("stopped during epoch %d; the folder keeps epoch %d", epoch + 1, state["epoch"])
+                return
             logs = {k: float(v) for k, v in (logs or {}).items()}
             lr = float(np.asarray(self.model.optimizer.learning_rate))
             metrics = sorted((k for k in logs if k not in ("loss", "val_loss", "learning_rate")),
@@ -219,6 +241,7 @@ def train(
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
     time_limit: float | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainResult:
     """Train a U-Net on a dataset folder and write the model folder.
 
@@ -248,6 +271,11 @@ def train(
     time_limit
         Minutes: training stops after the last epoch that ends within this time (measured from
         the first epoch; data loading not counted). Resume continues with the remaining epochs.
+    stop
+        An event that another thread or a signal handler sets to stop training cleanly: the
+        current step finishes, the epoch in progress is dropped, and :func:`train` returns with
+        ``interrupted=True`` (no quality control). The command line sets it on Ctrl-C, so that
+        an interrupted run leaves TensorFlow the way a finished one does.
 
     Returns
     -------
@@ -321,7 +349,7 @@ def train(
     history: list[dict[str, float]] = []
     if resume:
         state = _load_checkpoint(model, folder / ModelFolder.CHECKPOINT)
-        state["stopped_early"] = state["time_limit_reached"] = False
+        state["stopped_early"] = state["time_limit_reached"] = state["interrupted"] = False
         history = [h for h in folder.history() if h["epoch"] <= state["epoch"]]
         log.info("resuming after epoch %d (best epoch %d, validation loss %.4g)",
                  state["epoch"], state["best_epoch"], state["best_val_loss"])
@@ -346,7 +374,9 @@ def train(
              p, cfg.train_batch_size, cfg.train_steps_per_epoch, cfg.train_epochs,
              policy_name(cfg.train_mixed_precision), len(vx))
 
-    if state["epoch"] >= cfg.train_epochs:
+    if stop is not None and stop.is_set():
+        log.info("stopped before the first step")
+    elif state["epoch"] >= cfg.train_epochs:
         log.info("nothing to do: %d of %d epochs already done", state["epoch"], cfg.train_epochs)
     else:
         model.fit(
@@ -357,11 +387,13 @@ def train(
             validation_data=val_ds,
             shuffle=False,  # the patch sampler is random already
             callbacks=[_epoch_callback(keras, folder=folder, cfg=cfg, state=state, history=history,
-                                       progress=progress, callback=callback, time_limit=time_limit)],
+                                       progress=progress, callback=callback, time_limit=time_limit,
+                                       stop=stop)],
             verbose=0,
         )
     summary = None
-    if qc and state["epoch"] > 0:
+    interrupted = bool(state.get("interrupted")) or (stop is not None and stop.is_set())
+    if qc and state["epoch"] > 0 and not interrupted:
         from .predict import Predictor
         from .qc import evaluate
 
@@ -376,4 +408,5 @@ def train(
         history=history,
         stopped_early=state.get("stopped_early", False),
         time_limit_reached=state.get("time_limit_reached", False),
+        interrupted=interrupted,
     )
