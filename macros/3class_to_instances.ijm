@@ -13,7 +13,7 @@
 // Result: a new image "instances" (16-bit labels; 32-bit if there are more than 65535).
 
 // macro functions see only variables declared with var
-var seed = 0.8;
+var seed = 0.8;  // ijseg: default
 var w = 0;
 var h = 0;
 var fg;

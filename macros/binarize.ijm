@@ -5,7 +5,7 @@
 // Argument (optional): "threshold=0.5"
 // Result: the current image becomes an 8-bit mask, 0 / 255.
 
-threshold = 0.5;
+threshold = 0.5;  // ijseg: default
 args = split(getArgument(), " ");
 for (k = 0; k < args.length; k++) {
     kv = split(args[k], "=");

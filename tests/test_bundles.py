@@ -152,11 +152,11 @@ def _unpacked(bundle: Path, tmp: Path) -> Path:
 
 def test_missing_weights_wrong_sha256_unknown_version_and_unsafe_yaml(tiny_bundle, tmp_path):
     d = _unpacked(tiny_bundle, tmp_path)
-    (d / "tf_saved_model.zip").unlink()
-    with pytest.raises(ModelError, match="weights file 'tf_saved_model.zip' .* is missing from the bundle"):
+    (d / "tensorflow_saved_model_bundle.zip").unlink()
+    with pytest.raises(ModelError, match="weights file 'tensorflow_saved_model_bundle.zip' .* is missing from the bundle"):
         BundlePredictor(d)
     with zipfile.ZipFile(tiny_bundle) as z:
-        z.extract("tf_saved_model.zip", d)
+        z.extract("tensorflow_saved_model_bundle.zip", d)
     with open(d / "model.onnx", "ab") as f:
         f.write(b"tampered")
     with pytest.raises(ModelError, match="(?i)sha256"):

@@ -464,6 +464,42 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _add_check(sub) -> None:
+    from .export.check import DEFAULT_TOLERANCE, RUNTIMES
+
+    p = sub.add_parser(
+        "check", help="run a bundle in the runtimes deepImageJ uses and check deepImageJ's rules",
+        description=("Check a bioimage.io bundle as deepImageJ sees it: its rdf.yaml against the rules of "
+                     "deepImageJ 3.1 (JDLL) and 3.0.3, each weight format in " + ", ".join(r.name for r in RUNTIMES)
+                     + " on the bundle's test input after its own pre-processing (old runtimes in Python 3.9 "
+                     "environments built once under ~/.cache/ijseg/runtimes), bioimageio.core's test, and for "
+                     "0.4 bundles the ImageJ pre-processing macro. Exit code 0 when every check passes."),
+    )
+    p.add_argument("bundle", type=Path, help="the bundle (.zip or unpacked folder)")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                   help=f"largest accepted difference to the test output (default {DEFAULT_TOLERANCE:g})")
+    p.add_argument("--runtime", action="append", choices=[r.slug for r in RUNTIMES], metavar="NAME",
+                   help="check only these runtimes (repeat; " + ", ".join(r.slug for r in RUNTIMES) + ")")
+    p.add_argument("--no-bioimageio", dest="bioimageio", action="store_false", help="skip bioimageio.core's test")
+    p.add_argument("--no-imagej", dest="imagej", action="store_false", help="skip the ImageJ macro check")
+    p.set_defaults(func=_cmd_check)
+
+
+def _cmd_check(args) -> int:
+    from .export.check import RUNTIMES, check_bundle, format_table
+
+    if not args.tolerance > 0:
+        raise ConfigError(f"--tolerance must be > 0, got {args.tolerance}")
+    runtimes = tuple(r for r in RUNTIMES if not args.runtime or r.slug in args.runtime)
+    rows = check_bundle(args.bundle, runtimes=runtimes, tolerance=args.tolerance, bioimageio=args.bioimageio,
+                        imagej=args.imagej, progress=None if args.quiet else log.info)
+    print(f"{args.bundle}:")
+    print(format_table(rows, args.tolerance))
+    bad = [r for r in rows if not r.ok]
+    print(f"{len(rows) - len(bad)} passed, {len(bad)} failed" if bad else f"all {len(rows)} checks passed")
+    return 1 if bad else 0
+
+
 # ---------------------------------------------------------------------------------------------
 # macro
 
@@ -664,6 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_imagej(sub)
     _add_fiji(sub)
     _add_serve(sub)
+    _add_check(sub)
     _add_doctor(sub)
     return parser
 

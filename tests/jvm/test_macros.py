@@ -33,7 +33,7 @@ def test_percentile_normalisation_macro_equals_python(kind, dsb_dir):
         img, _ = simulate_image(SimParams(shape=(200, 180), dynamic_range=4000), rng=2)
     else:
         img = np.random.default_rng(1).gamma(2, 30, (150, 170)).astype(np.float32)
-    out = run_macro(_macro("percentile_normalization.ijm"), img)
+    out = run_macro(_macro("scale_range.ijm"), img)
     expected = PercentileNormalizer(1, 99.8)(img)
     assert out.dtype == np.float32 and out.shape == img.shape
     assert np.abs(out - expected).max() < 1e-5
@@ -41,9 +41,9 @@ def test_percentile_normalisation_macro_equals_python(kind, dsb_dir):
 
 def test_percentile_arguments_and_errors():
     img = np.random.default_rng(2).random((40, 50)).astype(np.float32) * 1000
-    out = run_macro(_macro("percentile_normalization.ijm").replace('getArgument()', '"pmin=2 pmax=99"'), img)
+    out = run_macro(_macro("scale_range.ijm").replace('getArgument()', '"pmin=2 pmax=99"'), img)
     assert np.abs(out - PercentileNormalizer(2, 99)(img)).max() < 1e-5
-    bad = _macro("percentile_normalization.ijm").replace('getArgument()', '"pmin=50 pmax=10"')
+    bad = _macro("scale_range.ijm").replace('getArgument()', '"pmin=50 pmax=10"')
     with pytest.raises(MacroError, match="stopped"):
         run_macro(bad, img)
 

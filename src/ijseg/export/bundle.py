@@ -35,6 +35,8 @@ import numpy as np
 from .._fileio import atomic_path
 from ..errors import ConfigError, DataError, ModelError
 from ..models.folder import ModelFolder
+from ..postprocess import PostprocessOptions
+from . import deepimagej
 
 __all__ = ["export_bundle", "WEIGHT_FORMATS", "INPUT_ID", "OUTPUT_ID"]
 
@@ -44,6 +46,11 @@ INPUT_ID = "input0"
 OUTPUT_ID = "output0"
 WEIGHT_FORMATS = ("keras_v3", "tensorflow_saved_model_bundle", "onnx")
 ONNX_OPSET = 17
+#: the 0.5 patch version written: the newest whose documentation and covers are plain file names,
+#: the types deepImageJ 3.1's reader (JDLL) casts them to
+JDLL_FORMAT_VERSION = "0.5.10"
+#: the SavedModel zip: deepImageJ 3.0.3 looks for this name when the folder also holds an ONNX file
+TF_ZIP = "tensorflow_saved_model_bundle.zip"
 #: side of the test tensor (cropped from the sample image, a multiple of 2**depth)
 TEST_SIZE = 256
 
@@ -106,20 +113,43 @@ def _save_keras(model, path: Path) -> None:
 
 
 def _save_savedmodel(model, path: Path, n_channels: int) -> None:
-    """SavedModel with endpoints that take ``input0`` and return ``{"output0": ...}``."""
+    """A frozen SavedModel that TensorFlow 2.7 to the current version load.
+
+    SavedModels that Keras 3 writes read their variables through ``DisableCopyOnRead``, an op
+    that TensorFlow 2.7 (deepImageJ 3.0.3's and the deepImageJ 3.1 GUI's default engine) does not
+    know. Here the variables are folded into constants and the graph is written as a TF1-style
+    SavedModel without resource variables (default attributes stripped): tag ``serve``,
+    signature ``serving_default`` with input key ``input0`` and output key ``output0``, an empty
+    ``variables/`` folder, as Java's ``SavedModelBundle.load`` and bioimageio.core read it.
+    """
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
     from .._tf import import_tf
 
-    tf, keras = import_tf()
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    spec = [tf.TensorSpec([None, None, None, n_channels], tf.float32, name=INPUT_ID)]
-
-    def serve(input0):
-        return {OUTPUT_ID: model(input0, training=False)}
-
-    for endpoint in ("serve", "serving_default"):
-        archive.add_endpoint(name=endpoint, fn=serve, input_signature=spec)
-    archive.write_out(str(path), verbose=False)
+    tf, _ = import_tf()
+    fn = tf.function(lambda x: model(x, training=False))
+    concrete = fn.get_concrete_function(tf.TensorSpec([None, None, None, n_channels], tf.float32))
+    frozen = convert_variables_to_constants_v2(concrete)
+    graph_def = frozen.graph.as_graph_def()
+    graph = tf.Graph()
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")  # the TF1 builder's deprecation notices
+    try:
+        with graph.as_default():
+            x = tf.compat.v1.placeholder(tf.float32, [None, None, None, n_channels], name=INPUT_ID)
+            (y,) = tf.graph_util.import_graph_def(graph_def, input_map={frozen.inputs[0].name: x},
+                                                  return_elements=[frozen.outputs[0].name], name="frozen")
+            y = tf.identity(y, name=OUTPUT_ID)
+            with tf.compat.v1.Session(graph=graph) as sess:
+                builder = tf.compat.v1.saved_model.Builder(str(path))
+                sig = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def({INPUT_ID: x}, {OUTPUT_ID: y})
+                builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"serving_default": sig},
+                                                     strip_default_attrs=True)
+                builder.save()
+    finally:
+        logger.setLevel(level)
+    (path / "variables").mkdir(exist_ok=True)
 
 
 def _save_onnx(model, path: Path, n_channels: int) -> None:
@@ -140,9 +170,13 @@ def _save_onnx(model, path: Path, n_channels: int) -> None:
 
 
 def _zip_dir(src: Path, dst: Path) -> None:
+    """Zip a folder's content at the archive root, folders as entries of their own (deepImageJ
+    checks that ``variables/`` exists after unzipping, even when it is empty)."""
     with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as z:
         for p in sorted(src.rglob("*")):
-            if p.is_file():
+            if p.is_dir():
+                z.writestr(p.relative_to(src).as_posix() + "/", b"")
+            else:
                 z.write(p, p.relative_to(src).as_posix())
 
 
@@ -216,6 +250,7 @@ def export_bundle(
     license: str = "CC-BY-4.0",
     weights: tuple[str, ...] = WEIGHT_FORMATS,
     format_version: str = "0.5",
+    postprocess: PostprocessOptions | None = None,
 ) -> Path:
     """Write a bioimage.io model bundle (zip) for a trained model folder.
 
@@ -235,6 +270,10 @@ def export_bundle(
     format_version
         ``"0.5"`` (bioimage.io, deepImageJ 3.1+) or ``"0.4"`` (with the ``config.deepimagej``
         block and ImageJ macros that deepImageJ up to 3.0.3 reads).
+    postprocess
+        Thresholds of the model's post-processing, written into ``config.ijseg.postprocessing``
+        and into the bundle's ImageJ macros (default: those of the model's quality control in
+        ``MODEL/qc/summary.json``, else ijseg's defaults).
 
     Returns
     -------
@@ -281,6 +320,11 @@ def export_bundle(
     qc_summary = folder / ModelFolder.QC / "summary.json"
     if qc_summary.is_file():
         qc = json.loads(qc_summary.read_text(encoding="utf-8"))
+    if postprocess is None:
+        known = set(PostprocessOptions.__dataclass_fields__)
+        postprocess = PostprocessOptions(**{k: v for k, v in ((qc or {}).get("postprocessing") or {}).items()
+                                            if k in known})
+    pp = dict(postprocess.__dict__)
     if name is None:
         name = _NAME_BAD.sub("-", f"ijseg {cfg.data_target} U-Net {folder.path.name}")
     elif _NAME_BAD.search(name) or not name.strip():
@@ -302,7 +346,7 @@ def export_bundle(
         tifffile.imwrite(tmp / "sample_input.tif", test_raw[None].astype(np.float32), photometric="minisblack")
         tifffile.imwrite(tmp / "sample_output.tif", prob[None].astype(np.float32), photometric="minisblack")
         _cover(test_raw, prob, tmp / "cover.png")
-        (tmp / "README.md").write_text(_readme(cfg, name, description, qc, history, halo), encoding="utf-8")
+        readme = _readme(cfg, name, description, qc, history, halo)
         _save_keras(model, tmp / "model.keras")
         if format_version == "0.4":
             model.save(tmp / "model.h5")  # format 0.4 knows Keras weights only as HDF5
@@ -314,11 +358,12 @@ def export_bundle(
         }
         if "tensorflow_saved_model_bundle" in weights:
             _save_savedmodel(model, tmp / "tf_saved_model", cfg.data_n_channels)
-            _zip_dir(tmp / "tf_saved_model", tmp / "tf_saved_model.zip")
+            _zip_dir(tmp / "tf_saved_model", tmp / TF_ZIP)
             shutil.rmtree(tmp / "tf_saved_model")
             entries["tensorflow_saved_model_bundle"] = m.TensorflowSavedModelBundleWeightsDescr(
-                source=tmp / "tf_saved_model.zip", tensorflow_version=m.Version(tf.__version__), parent="keras_v3",
-                comment="SavedModel with endpoints serve and serving_default: input0 -> {output0}",
+                source=tmp / TF_ZIP, tensorflow_version=m.Version(tf.__version__), parent="keras_v3",
+                comment="frozen SavedModel (no variables), tag serve, signature serving_default: input0 -> output0; "
+                        "loads in TensorFlow 2.7 and later",
             )
         if "onnx" in weights:
             _save_onnx(model, tmp / "model.onnx", cfg.data_n_channels)
@@ -337,11 +382,17 @@ def export_bundle(
         if format_version == "0.4":
             descr = _descr_v04(tmp, cfg, name=name, description=description, authors=authors, license=license,
                                weights=tuple(entries), halo=halo, test_shape=test_raw.shape, qc=qc,
-                               extra={"sample": str(sample_path), "halo": halo, "receptive_field": receptive_field(cfg)})
+                               postprocess=pp, readme=readme, out=out,
+                               extra={"sample": str(sample_path), "halo": halo, "receptive_field": receptive_field(cfg),
+                                      "postprocessing": pp})
             with atomic_path(out) as tmp_zip:
                 spec.save_bioimageio_package(descr, output_path=tmp_zip)
+                _rdf_for_jdll(tmp_zip)
+                _check_for_deepimagej(tmp_zip, out)
             log.info("wrote %s (format 0.4 with deepImageJ configuration)", out)
             return out
+        _write_readme(tmp / "README.md", readme, {"name": name, "id": _nickname(name),
+                                                  "config": {"ijseg": {"postprocessing": pp}}}, out)
         channel_names = [m.Identifier(f"channel{c}") for c in range(cfg.data_n_channels)]
         # the smallest tile must leave a core inside the halo on both sides
         size = m.ParameterizedSize(min=2 * halo + cfg.divisor, step=cfg.divisor)
@@ -391,42 +442,100 @@ def export_bundle(
             weights=m.WeightsDescr(**entries),
             timestamp=m.Datetime(datetime.datetime.now(datetime.timezone.utc)),
             config=m.Config(ijseg={"config": cfg.to_dict(), "qc": qc, "sample": str(sample_path),
-                                   "halo": halo, "receptive_field": receptive_field(cfg)}),
+                                   "halo": halo, "receptive_field": receptive_field(cfg), "postprocessing": pp}),
         )
         with atomic_path(out) as tmp_zip:
             spec.save_bioimageio_package(descr, output_path=tmp_zip)
+            _rdf_for_jdll(tmp_zip)
+            _check_for_deepimagej(tmp_zip, out)
     log.info("wrote %s (%s)", out, ", ".join(entries))
     return out
 
 
-MACROS = Path(__file__).resolve().parents[3] / "macros"
+def _render_macros(tmp: Path, cfg, pp: dict) -> tuple[list[Path], str, str | None]:
+    """The pre/post-processing macros with this model's parameters as their defaults."""
+    from .._resources import macro_file
+
+    norm = cfg.data_normalizer
+    pre = macro_file("scale_range.ijm")
+    (tmp / pre.name).write_text(deepimagej.render_macro(
+        pre.read_text(encoding="utf-8"), pmin=norm.get("pmin", 1.0), pmax=norm.get("pmax", 99.8),
+        eps=norm.get("eps", 1e-6)), encoding="utf-8")
+    macros = [tmp / pre.name]
+    post_name = {"binary": "binarize.ijm", "3class": "3class_to_instances.ijm"}.get(cfg.data_target)
+    if post_name is None or (cfg.data_target == "binary" and cfg.final_activation != "sigmoid"):
+        return macros, pre.name, None
+    values = {"threshold": pp["threshold"]} if cfg.data_target == "binary" else {"seed": pp["seed_threshold"]}
+    post = macro_file(post_name)
+    (tmp / post.name).write_text(deepimagej.render_macro(post.read_text(encoding="utf-8"), **values), encoding="utf-8")
+    macros.append(tmp / post.name)
+    return macros, pre.name, post.name
 
 
-def _macro_file(name: str) -> Path:
-    """An ImageJ macro from ``macros/`` (source checkout) or installed beside the package."""
-    for cand in (MACROS / name, Path(__file__).resolve().parent / "macros" / name):
-        if cand.is_file():
-            return cand
-    raise ModelError(f"ImageJ macro {name} not found (expected in {MACROS})")
+def _write_readme(path: Path, readme: str, rdf: dict, out: Path) -> None:
+    """README with the macro lines that run the bundle."""
+    lines = deepimagej.macro_lines(rdf, bundle_path=str(out.resolve()))
+    text = readme + "\n## Macro lines\n\n" + "".join(
+        f"{who}:\n\n```\n{line}\n```\n\n" for who, line in lines.items())
+    if "deepImageJ 3.0.3" in lines:
+        text += ("deepImageJ 3.0.3 runs the bundle's macros without arguments: they carry this model's own "
+                 "normalisation percentiles and thresholds as their defaults. The tile satisfies its rules "
+                 "(tile = min + k * step, larger than twice the halo).\n")
+    path.write_text(text, encoding="utf-8")
 
 
-def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, halo, test_shape, qc, extra):
+def _rdf_for_jdll(bundle: Path) -> None:
+    """Rewrite ``rdf.yaml`` in the zip with the types deepImageJ 3.1 (JDLL) casts to.
+
+    bioimageio.spec writes ``documentation`` and ``covers`` as ``{source, sha256}`` maps; JDLL
+    casts ``documentation`` to a String and the covers to Strings (ClassCastException). Both are
+    valid bioimage.io as plain file names. The file is written with YAML 1.1 scalars (PyYAML), so
+    that SnakeYAML reads numbers as numbers (``1e-06`` would be a string in YAML 1.1).
+    """
+    import ruyaml
+    import yaml
+
+    with zipfile.ZipFile(bundle) as z:
+        entries = [(i, z.read(i.filename)) for i in z.infolist()]
+    (rdf_bytes,) = [data for info, data in entries if info.filename == "rdf.yaml"]
+    rdf = ruyaml.YAML(typ="safe", pure=True).load(rdf_bytes.decode("utf-8"))
+    if isinstance(rdf.get("documentation"), dict):
+        rdf["documentation"] = rdf["documentation"]["source"]
+    rdf["covers"] = [c["source"] if isinstance(c, dict) else c for c in rdf.get("covers") or []]
+    if str(rdf.get("format_version", "")).startswith("0.5"):
+        # 0.5.11 made documentation and covers {source, sha256} maps; bioimageio.spec still reads
+        # plain file names from a 0.5.10 description (and validates it as its current 0.5 patch)
+        rdf["format_version"] = JDLL_FORMAT_VERSION
+    text = "# bioimage.io model description, written for bioimageio.spec and deepImageJ (JDLL)\n" + yaml.safe_dump(
+        rdf, sort_keys=False, allow_unicode=True, width=110)
+    tmp = bundle.with_name(bundle.name + ".rdf")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for info, data in entries:
+            z.writestr(info, text.encode("utf-8") if info.filename == "rdf.yaml" else data)
+    os.replace(tmp, bundle)
+
+
+def _check_for_deepimagej(bundle: Path, out: Path) -> None:
+    found = deepimagej.problems(bundle)
+    if found:
+        raise ModelError(f"{out}: the bundle would not load in deepImageJ: " + "; ".join(found))
+
+
+def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, halo, test_shape, qc, extra,
+               postprocess, readme, out):
     """Format 0.4 description with deepImageJ's configuration block and .ijm macros."""
     from bioimageio.spec.model import v0_4 as m4
 
     from .._tf import import_tf
 
     tf, _ = import_tf()
-    pre = _macro_file("percentile_normalization.ijm")
-    shutil.copy(pre, tmp / pre.name)
-    macros = [tmp / pre.name]
-    post_entries = None
-    post_macro = {"binary": "binarize.ijm", "3class": "3class_to_instances.ijm"}.get(cfg.data_target)
-    if post_macro is not None and (cfg.data_target != "binary" or cfg.final_activation == "sigmoid"):
-        post = _macro_file(post_macro)
-        shutil.copy(post, tmp / post.name)
-        macros.append(tmp / post.name)
-        post_entries = [{"spec": "ij.IJ::runMacroFile", "kwargs": post.name}]
+    bad = [k for k in deepimagej.MACRO_KEYS_303 if k in name]
+    if bad:
+        raise ConfigError(f"model name {name!r}: deepImageJ 3.0.3 cannot run a model whose name contains "
+                          f"{', '.join(repr(k) for k in bad)} (it cuts its macro options at these words); choose another "
+                          f"with --name")
+    macros, pre_name, post_name = _render_macros(tmp, cfg, postprocess)
+    post_entries = [{"spec": "ij.IJ::runMacroFile", "kwargs": post_name}] if post_name else None
     h, w, c = test_shape
     n_out = cfg.n_outputs
     wmap: dict[str, Any] = {
@@ -434,10 +543,10 @@ def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, 
     }
     if "tensorflow_saved_model_bundle" in weights:
         wmap["tensorflow_saved_model_bundle"] = m4.TensorflowSavedModelBundleWeightsDescr(
-            source=tmp / "tf_saved_model.zip", tensorflow_version=m4.Version(tf.__version__), parent="keras_hdf5")
+            source=tmp / TF_ZIP, tensorflow_version=m4.Version(tf.__version__), parent="keras_hdf5")
     if "onnx" in weights:
         wmap["onnx"] = m4.OnnxWeightsDescr(source=tmp / "model.onnx", opset_version=ONNX_OPSET, parent="keras_hdf5")
-    deepimagej = {
+    dij_block = {
         "pyramidal_model": False,
         "allow_tiling": True,
         "model_keys": {
@@ -449,16 +558,19 @@ def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, 
             "inputs": [{"name": "test_input.npy", "size": f"{w} x {h} x 1 x {c}",
                         "pixel_size": {"x": "1 pixel", "y": "1 pixel", "z": "1 pixel"}}],
             "outputs": [{"name": "test_output.npy", "type": "image", "size": f"{w} x {h} x 1 x {n_out}"}],
-            "memory_peak": None,
-            "runtime": None,
         },
         "prediction": {
-            "preprocess": [{"spec": "ij.IJ::runMacroFile", "kwargs": pre.name}],
+            "preprocess": [{"spec": "ij.IJ::runMacroFile", "kwargs": pre_name}],
             "postprocess": post_entries or [{"spec": None}],
         },
     }
     step = cfg.divisor
     mn = 2 * halo + step
+    _write_readme(tmp / "README.md", readme, {
+        "name": name, "config": {"deepimagej": dij_block, "bioimageio": {"nickname": _nickname(name)},
+                                 "ijseg": {"postprocessing": postprocess}},
+        "inputs": [{"axes": "byxc", "shape": {"min": [1, mn, mn, c], "step": [0, step, step, 0]}}],
+        "outputs": [{"halo": [0, halo, halo, 0]}], "weights": dict.fromkeys(weights)}, out)
     return _validated(m4.ModelDescr,
         name=name,
         description=description,
@@ -488,7 +600,7 @@ def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, 
         )],
         weights=m4.WeightsDescr(**wmap),
         timestamp=m4.Datetime(datetime.datetime.now(datetime.timezone.utc)),
-        config={"deepimagej": deepimagej, "bioimageio": {"nickname": _nickname(name)},
+        config={"deepimagej": dij_block, "bioimageio": {"nickname": _nickname(name)},
                 "ijseg": {"config": cfg.to_dict(), "qc": qc, **extra}},
     )
 

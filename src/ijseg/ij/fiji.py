@@ -99,8 +99,9 @@ def _drop_pyimagej_hooks() -> None:
 
 def repo_assets() -> dict[str, Path]:
     """The ``macros/`` and ``fiji_scripts/`` folders shipped with ijseg (those that exist)."""
-    root = Path(__file__).resolve().parents[3]
-    return {name: root / name for name in ("macros", "fiji_scripts") if (root / name).is_dir()}
+    from .._resources import asset_dir
+
+    return {name: asset_dir(name) for name in ("macros", "fiji_scripts")}
 
 
 def install(path: str | os.PathLike, *, executable: str | None = None) -> dict[str, Path]:
