@@ -5,7 +5,7 @@ IJSEG  := $(VENV)/bin/ijseg
 DEMO   ?= demo
 PYTEST := $(PY) -m pytest
 
-.PHONY: setup demo test test-slow lock clean
+.PHONY: setup demo test test-slow compat lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -34,8 +34,13 @@ demo: setup
 ## Default test run: everything but tests marked slow. Tests that need a JVM with ImageJ run in a
 ## second pytest process (the JVM starts once per process; -p no:faulthandler, see STYLE).
 test: setup
-	$(PYTEST) -m "not slow and not jvm" -q
+	$(PYTEST) -m "not slow and not jvm and not compat" -q
 	$(PYTEST) -m "jvm and not slow" -p no:faulthandler -q tests/jvm
+	$(PYTEST) -m "compat" -p no:faulthandler -q tests/test_compat.py
+
+## deepImageJ's runtimes on the demo bundle (after make demo): TF 2.7.0, 2.10.1, onnxruntime 1.12.1, ...
+compat: setup
+	$(IJSEG) check $(DEMO)/bundle.zip
 
 test-slow: setup
 	$(PYTEST) -m "slow and not jvm" -q

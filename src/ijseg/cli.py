@@ -451,16 +451,38 @@ def _add_export(sub) -> None:
                         "ImageJ macros for deepImageJ up to 3.0.3")
     p.add_argument("--weights", nargs="+", choices=("keras_v3", "tensorflow_saved_model_bundle", "onnx"),
                    default=["keras_v3", "tensorflow_saved_model_bundle", "onnx"], help="weight formats (default all)")
+    p.add_argument("--threshold", type=float,
+                   help="the model's foreground threshold, written into the bundle and its macros (default: the one "
+                        "of the model's QC, else 0.5)")
+    p.add_argument("--seed-threshold", type=float,
+                   help="3-class models: the interior probability that seeds an object (default: the model's QC "
+                        "setting, else 0.8)")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args) -> int:
     from .export import export_bundle
 
+    from .export.deepimagej import macro_lines, read_rdf
+    from .postprocess import PostprocessOptions
+
+    pp = None
+    if args.threshold is not None or args.seed_threshold is not None:
+        given = {k: v for k, v in (("threshold", args.threshold), ("seed_threshold", args.seed_threshold))
+                 if v is not None}
+        try:
+            pp = PostprocessOptions(**given)
+        except ValueError as err:
+            raise ConfigError(f"--{str(err).split()[0].replace('_', '-')}: {err}") from err
     out = export_bundle(args.model, args.out, sample=args.sample, name=args.name, description=args.description,
                         authors=args.authors, license=args.license, weights=tuple(args.weights),
-                        format_version=args.format)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); check it with: bioimageio test {out}")
+                        format_version=args.format, postprocess=pp)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); check it with: ijseg check {out}")
+    import zipfile
+
+    rdf = read_rdf(zipfile.ZipFile(out).read("rdf.yaml"))
+    for who, line in macro_lines(rdf, bundle_path=str(out.resolve())).items():
+        print(f"{who}:  {line}")
     return 0
 
 

@@ -48,6 +48,48 @@ def test_percentile_arguments_and_errors():
         run_macro(bad, img)
 
 
+def test_bundle_macros_with_the_models_own_parameters_equal_python(tiny_model, tmp_path):
+    """What deepImageJ 3.0.3 runs: the bundle's macros without arguments, with non-default values
+    written in by the export; multi-channel normalisation per channel."""
+    import zipfile
+
+    from stardist.matching import matching
+
+    from ijseg.config import Config
+    from ijseg.export import export_bundle
+    from ijseg.export.deepimagej import render_macro
+    from ijseg.postprocess import PostprocessOptions, postprocess
+
+    # normalisation with other percentiles and eps, on a 2-channel image (channels as slices)
+    img = np.random.default_rng(5).gamma(2, 30, (2, 70, 90)).astype(np.float32)
+    img[1] *= 9
+    code = render_macro(_macro("scale_range.ijm"), pmin=3, pmax=97.5, eps=0.01)
+    out = run_macro(code, img)
+    expected = PercentileNormalizer(3, 97.5, eps=0.01)(np.moveaxis(img, 0, -1))
+    assert out.shape == img.shape
+    assert np.abs(np.moveaxis(out, 0, -1) - expected).max() < 1e-5
+    # the bundle's own post-processing macro with a non-default seed threshold
+    bundle = export_bundle(tiny_model, tmp_path / "b.zip", format_version="0.4",
+                           postprocess=PostprocessOptions(seed_threshold=0.6))
+    post = zipfile.ZipFile(bundle).read("3class_to_instances.ijm").decode()
+    from ijseg.data.simulate import PRESETS
+    from ijseg.data.targets import labels_to_3class
+
+    _, lab = simulate_image(PRESETS["sim3k-100"].params, rng=8)
+    cls = labels_to_3class(lab, 2)
+    prob = np.full((*cls.shape, 3), 0.05, np.float32)
+    np.put_along_axis(prob, cls[..., None].astype(int), 0.9, axis=-1)
+    prob /= prob.sum(-1, keepdims=True)
+    weak = (lab % 2 == 1) & (cls == 1)  # every other nucleus: interior probability 0.7, a seed only below 0.7
+    prob[weak] = [0.15, 0.7, 0.15]
+    cfg = Config(data_target="3class", data_n_classes=3)
+    py = postprocess(prob, cfg, PostprocessOptions(seed_threshold=0.6)).labels
+    default = postprocess(prob, cfg).labels
+    got = run_macro(post, np.moveaxis(prob, -1, 0))
+    assert matching(py, got.astype(np.int64), thresh=0.5).f1 > 0.99
+    assert int(got.max()) == int(py.max()) > int(default.max())  # the threshold matters on these maps
+
+
 def test_binarize_macro_equals_python_threshold():
     prob = np.random.default_rng(3).random((64, 80)).astype(np.float32)
     prob[0, :4] = [0.5, np.nextafter(np.float32(0.5), np.float32(1)), 0.4999999, 1.0]

@@ -1,11 +1,17 @@
-"""bioimage.io model bundles (format 0.5) that deepImageJ 3.1 and bioimageio.core run.
+"""bioimage.io model bundles (format 0.5, and 0.4 for deepImageJ 3.0.3) that deepImageJ and
+bioimageio.core run.
+
+``rdf.yaml`` is rewritten after bioimageio.spec's packager with the types deepImageJ's reader
+expects, and every bundle is checked against :mod:`ijseg.export.deepimagej`'s rules before it is
+renamed into place.
 
 The bundle is built with bioimageio.spec's own classes and packed with its packager. It holds:
 
-* weights in three formats: the Keras 3 file (``keras_v3``, the source), a TensorFlow
-  SavedModel (zipped; tags ``serve``, signatures ``serve`` and ``serving_default`` taking
-  ``input0`` and returning ``{"output0": ...}``, the keys being the tensor ids) and ONNX
-  (opset 17, converted with tf2onnx; input ``input0``, output ``output0``);
+* weights in three formats: the Keras 3 file (``keras_v3``, the source), a frozen TensorFlow
+  SavedModel (``tensorflow_saved_model_bundle.zip``: no variables, tag ``serve``, signature
+  ``serving_default`` taking ``input0`` and returning ``output0``; loads in TensorFlow 2.7, the
+  oldest runtime deepImageJ uses) and ONNX (opset 17, converted with tf2onnx; input ``input0``,
+  output ``output0``);
 * the network with its sigmoid/softmax inside, axes ``b y x c``; pre-processing as spec
   operations (``ensure_dtype`` float32, ``scale_range`` per sample over y/x with ijseg's
   percentiles: the same definition as :class:`ijseg.preprocess.PercentileNormalizer`);

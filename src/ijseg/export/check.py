@@ -152,7 +152,7 @@ def preprocess(x: np.ndarray, tensor: dict, *, v04: bool) -> np.ndarray:
 
     >>> t = {"axes": "byxc", "preprocessing": [{"name": "scale_range", "kwargs": {"axes": "xy",
     ...      "min_percentile": 0, "max_percentile": 100}}]}
-    >>> preprocess(np.arange(4.0).reshape(1, 2, 2, 1), t, v04=True).ravel().round(3).tolist()
+    >>> [round(float(v), 3) for v in preprocess(np.arange(4.0).reshape(1, 2, 2, 1), t, v04=True).ravel()]
     [0.0, 0.333, 0.667, 1.0]
     """
     names = _axis_names(tensor, v04)
@@ -304,6 +304,10 @@ def check_bundle(bundle: str | os.PathLike, *, runtimes: tuple[Runtime, ...] = R
         If the bundle cannot be read.
     """
     bundle = Path(bundle)
+    if not bundle.exists():
+        raise DataError(f"{bundle}: no such bundle")
+    if not bundle.is_dir() and not zipfile.is_zipfile(bundle):
+        raise DataError(f"{bundle}: not a bioimage.io bundle (not a zip file)")
     rows: list[CheckRow] = []
     found = deepimagej.problems(bundle)
     rows.append(CheckRow("deepImageJ rules", f"{len(deepimagej.RULES)} rules", not found,
