@@ -461,8 +461,9 @@ def _add_export(sub) -> None:
 
 
 def _cmd_export(args) -> int:
-    from .export import export_bundle
+    import zipfile
 
+    from .export import export_bundle
     from .export.deepimagej import macro_lines, read_rdf
     from .postprocess import PostprocessOptions
 
@@ -473,13 +474,11 @@ def _cmd_export(args) -> int:
         try:
             pp = PostprocessOptions(**given)
         except ValueError as err:
-            raise ConfigError(f"--{str(err).split()[0].replace('_', '-')}: {err}") from err
+            raise ConfigError(str(err)) from err
     out = export_bundle(args.model, args.out, sample=args.sample, name=args.name, description=args.description,
                         authors=args.authors, license=args.license, weights=tuple(args.weights),
                         format_version=args.format, postprocess=pp)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); check it with: ijseg check {out}")
-    import zipfile
-
     rdf = read_rdf(zipfile.ZipFile(out).read("rdf.yaml"))
     for who, line in macro_lines(rdf, bundle_path=str(out.resolve())).items():
         print(f"{who}:  {line}")

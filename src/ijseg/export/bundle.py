@@ -42,6 +42,7 @@ from .._fileio import atomic_path
 from ..errors import ConfigError, DataError, ModelError
 from ..models.folder import ModelFolder
 from ..postprocess import PostprocessOptions
+from ..preprocess import normalizer_from_dict
 from . import deepimagej
 
 __all__ = ["export_bundle", "WEIGHT_FORMATS", "INPUT_ID", "OUTPUT_ID"]
@@ -203,7 +204,7 @@ def _cover(x: np.ndarray, prob: np.ndarray, path: Path) -> None:
     iio.imwrite(path, img, extension=".png")
 
 
-def _readme(cfg, name: str, description: str, qc: dict | None, history: list[dict], halo: int) -> str:
+def _readme(cfg, norm, name: str, description: str, qc: dict | None, history: list[dict], halo: int) -> str:
     target = {
         "binary": "a foreground probability (sigmoid, one channel); threshold at 0.5 and label connected components",
         "3class": "background / interior / boundary probabilities (softmax, three channels); instances are the "
@@ -218,7 +219,7 @@ def _readme(cfg, name: str, description: str, qc: dict | None, history: list[dic
         f"parameters) trained with ijseg. Input: one image with {cfg.data_n_channels} channel(s), any size that is "
         f"a multiple of {cfg.divisor} pixels (halo {halo} pixels for tiling). Output: {target}.", "",
         "Pre-processing (inside the bundle): percentile normalisation per image "
-        f"({cfg.data_normalizer.get('pmin', 1)} / {cfg.data_normalizer.get('pmax', 99.8)}, bioimage.io "
+        f"({norm.pmin:g} / {norm.pmax:g}, bioimage.io "
         "`scale_range`).", "",
         "## Training", "",
         f"- loss {cfg.loss}, optimiser {cfg.train_optimizer} (learning rate {cfg.train_learning_rate}), "
@@ -314,6 +315,7 @@ def export_bundle(
             f"{folder.path}: only models trained with percentile normalisation can be exported (bioimage.io "
             f"scale_range); this one uses {cfg.data_normalizer.get('name')!r}"
         )
+    norm = normalizer_from_dict(cfg.data_normalizer)
     predictor = Predictor(folder)
     tf, keras = import_tf()
     model = predictor.model
@@ -337,6 +339,11 @@ def export_bundle(
         raise ConfigError(
             f"model name {name!r}: bioimage.io names may only contain letters, digits, spaces and _+-()"
         )
+    clashes = deepimagej.macro_keys_in(name)
+    if format_version == "0.4" and clashes:
+        raise ConfigError(f"model name {name!r}: deepImageJ 3.0.3 cannot run a model whose name contains "
+                          f"{', '.join(repr(k) for k in clashes)} (it cuts its macro options at these words); choose "
+                          f"another with --name")
     description = description or (
         f"U-Net for {'instance' if cfg.data_target in ('3class', 'distance', 'binary') else 'semantic'} "
         f"segmentation of 2-D fluorescence microscopy images ({cfg.data_target} target), trained with ijseg."
@@ -352,7 +359,7 @@ def export_bundle(
         tifffile.imwrite(tmp / "sample_input.tif", test_raw[None].astype(np.float32), photometric="minisblack")
         tifffile.imwrite(tmp / "sample_output.tif", prob[None].astype(np.float32), photometric="minisblack")
         _cover(test_raw, prob, tmp / "cover.png")
-        readme = _readme(cfg, name, description, qc, history, halo)
+        (tmp / "README.md").write_text(_readme(cfg, norm, name, description, qc, history, halo), encoding="utf-8")
         _save_keras(model, tmp / "model.keras")
         if format_version == "0.4":
             model.save(tmp / "model.h5")  # format 0.4 knows Keras weights only as HDF5
@@ -388,17 +395,15 @@ def export_bundle(
         if format_version == "0.4":
             descr = _descr_v04(tmp, cfg, name=name, description=description, authors=authors, license=license,
                                weights=tuple(entries), halo=halo, test_shape=test_raw.shape, qc=qc,
-                               postprocess=pp, readme=readme, out=out,
+                               norm=norm, postprocess=pp,
                                extra={"sample": str(sample_path), "halo": halo, "receptive_field": receptive_field(cfg),
                                       "postprocessing": pp})
             with atomic_path(out) as tmp_zip:
                 spec.save_bioimageio_package(descr, output_path=tmp_zip)
-                _rdf_for_jdll(tmp_zip)
+                _finish_for_deepimagej(tmp_zip, out)
                 _check_for_deepimagej(tmp_zip, out)
             log.info("wrote %s (format 0.4 with deepImageJ configuration)", out)
             return out
-        _write_readme(tmp / "README.md", readme, {"name": name, "id": _nickname(name),
-                                                  "config": {"ijseg": {"postprocessing": pp}}}, out)
         channel_names = [m.Identifier(f"channel{c}") for c in range(cfg.data_n_channels)]
         # the smallest tile must leave a core inside the halo on both sides
         size = m.ParameterizedSize(min=2 * halo + cfg.divisor, step=cfg.divisor)
@@ -413,9 +418,7 @@ def export_bundle(
                 m.EnsureDtypeDescr(kwargs=m.EnsureDtypeKwargs(dtype="float32")),
                 m.ScaleRangeDescr(kwargs=m.ScaleRangeKwargs(
                     axes=[m.AxisId("y"), m.AxisId("x")],
-                    min_percentile=float(cfg.data_normalizer.get("pmin", 1.0)),
-                    max_percentile=float(cfg.data_normalizer.get("pmax", 99.8)),
-                    eps=float(cfg.data_normalizer.get("eps", 1e-6)),
+                    min_percentile=float(norm.pmin), max_percentile=float(norm.pmax), eps=float(norm.eps),
                 )),
             ],
         )
@@ -452,21 +455,19 @@ def export_bundle(
         )
         with atomic_path(out) as tmp_zip:
             spec.save_bioimageio_package(descr, output_path=tmp_zip)
-            _rdf_for_jdll(tmp_zip)
+            _finish_for_deepimagej(tmp_zip, out)
             _check_for_deepimagej(tmp_zip, out)
     log.info("wrote %s (%s)", out, ", ".join(entries))
     return out
 
 
-def _render_macros(tmp: Path, cfg, pp: dict) -> tuple[list[Path], str, str | None]:
+def _render_macros(tmp: Path, cfg, norm, pp: dict) -> tuple[list[Path], str, str | None]:
     """The pre/post-processing macros with this model's parameters as their defaults."""
     from .._resources import macro_file
 
-    norm = cfg.data_normalizer
     pre = macro_file("scale_range.ijm")
     (tmp / pre.name).write_text(deepimagej.render_macro(
-        pre.read_text(encoding="utf-8"), pmin=norm.get("pmin", 1.0), pmax=norm.get("pmax", 99.8),
-        eps=norm.get("eps", 1e-6)), encoding="utf-8")
+        pre.read_text(encoding="utf-8"), pmin=norm.pmin, pmax=norm.pmax, eps=norm.eps), encoding="utf-8")
     macros = [tmp / pre.name]
     post_name = {"binary": "binarize.ijm", "3class": "3class_to_instances.ijm"}.get(cfg.data_target)
     if post_name is None or (cfg.data_target == "binary" and cfg.final_activation != "sigmoid"):
@@ -478,25 +479,26 @@ def _render_macros(tmp: Path, cfg, pp: dict) -> tuple[list[Path], str, str | Non
     return macros, pre.name, post.name
 
 
-def _write_readme(path: Path, readme: str, rdf: dict, out: Path) -> None:
-    """README with the macro lines that run the bundle."""
+def _readme_macro_lines(rdf: dict, out: Path) -> str:
+    """The README section with the macro lines that run the bundle (from its final rdf)."""
     lines = deepimagej.macro_lines(rdf, bundle_path=str(out.resolve()))
-    text = readme + "\n## Macro lines\n\n" + "".join(
-        f"{who}:\n\n```\n{line}\n```\n\n" for who, line in lines.items())
+    text = "\n## Macro lines\n\n" + "".join(f"{who}:\n\n```\n{line}\n```\n\n" for who, line in lines.items())
     if "deepImageJ 3.0.3" in lines:
         text += ("deepImageJ 3.0.3 runs the bundle's macros without arguments: they carry this model's own "
                  "normalisation percentiles and thresholds as their defaults. The tile satisfies its rules "
                  "(tile = min + k * step, larger than twice the halo).\n")
-    path.write_text(text, encoding="utf-8")
+    return text
 
 
-def _rdf_for_jdll(bundle: Path) -> None:
-    """Rewrite ``rdf.yaml`` in the zip with the types deepImageJ 3.1 (JDLL) casts to.
+def _finish_for_deepimagej(bundle: Path, out: Path) -> None:
+    """Rewrite ``rdf.yaml`` in the zip with the types deepImageJ 3.1 (JDLL) casts to, and add the
+    macro lines (read from that final description) to the README.
 
     bioimageio.spec writes ``documentation`` and ``covers`` as ``{source, sha256}`` maps; JDLL
     casts ``documentation`` to a String and the covers to Strings (ClassCastException). Both are
-    valid bioimage.io as plain file names. The file is written with YAML 1.1 scalars (PyYAML), so
-    that SnakeYAML reads numbers as numbers (``1e-06`` would be a string in YAML 1.1).
+    valid bioimage.io as plain file names (so the README carries no checksum and can be completed
+    here). The file is written with YAML 1.1 scalars (PyYAML), so that SnakeYAML reads numbers as
+    numbers (``1e-06`` would be a string in YAML 1.1).
     """
     import ruyaml
     import yaml
@@ -514,10 +516,14 @@ def _rdf_for_jdll(bundle: Path) -> None:
         rdf["format_version"] = JDLL_FORMAT_VERSION
     text = "# bioimage.io model description, written for bioimageio.spec and deepImageJ (JDLL)\n" + yaml.safe_dump(
         rdf, sort_keys=False, allow_unicode=True, width=110)
+    replaced = {"rdf.yaml": text.encode("utf-8")}
+    readme = next((data for info, data in entries if info.filename == rdf.get("documentation")), None)
+    if readme is not None:
+        replaced[rdf["documentation"]] = readme + _readme_macro_lines(deepimagej.read_rdf(text), out).encode("utf-8")
     tmp = bundle.with_name(bundle.name + ".rdf")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         for info, data in entries:
-            z.writestr(info, text.encode("utf-8") if info.filename == "rdf.yaml" else data)
+            z.writestr(info, replaced.get(info.filename, data))
     os.replace(tmp, bundle)
 
 
@@ -528,19 +534,14 @@ def _check_for_deepimagej(bundle: Path, out: Path) -> None:
 
 
 def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, halo, test_shape, qc, extra,
-               postprocess, readme, out):
+               norm, postprocess):
     """Format 0.4 description with deepImageJ's configuration block and .ijm macros."""
     from bioimageio.spec.model import v0_4 as m4
 
     from .._tf import import_tf
 
     tf, _ = import_tf()
-    bad = [k for k in deepimagej.MACRO_KEYS_303 if k in name]
-    if bad:
-        raise ConfigError(f"model name {name!r}: deepImageJ 3.0.3 cannot run a model whose name contains "
-                          f"{', '.join(repr(k) for k in bad)} (it cuts its macro options at these words); choose another "
-                          f"with --name")
-    macros, pre_name, post_name = _render_macros(tmp, cfg, postprocess)
+    macros, pre_name, post_name = _render_macros(tmp, cfg, norm, postprocess)
     post_entries = [{"spec": "ij.IJ::runMacroFile", "kwargs": post_name}] if post_name else None
     h, w, c = test_shape
     n_out = cfg.n_outputs
@@ -572,11 +573,6 @@ def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, 
     }
     step = cfg.divisor
     mn = 2 * halo + step
-    _write_readme(tmp / "README.md", readme, {
-        "name": name, "config": {"deepimagej": dij_block, "bioimageio": {"nickname": _nickname(name)},
-                                 "ijseg": {"postprocessing": postprocess}},
-        "inputs": [{"axes": "byxc", "shape": {"min": [1, mn, mn, c], "step": [0, step, step, 0]}}],
-        "outputs": [{"halo": [0, halo, halo, 0]}], "weights": dict.fromkeys(weights)}, out)
     return _validated(m4.ModelDescr,
         name=name,
         description=description,
@@ -594,9 +590,7 @@ def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, 
             shape=m4.ParameterizedInputShape(min=[1, mn, mn, cfg.data_n_channels], step=[0, step, step, 0]),
             preprocessing=[m4.ScaleRangeDescr(kwargs=m4.ScaleRangeKwargs(
                 mode="per_sample", axes="xy",
-                min_percentile=float(cfg.data_normalizer.get("pmin", 1.0)),
-                max_percentile=float(cfg.data_normalizer.get("pmax", 99.8)),
-                eps=float(cfg.data_normalizer.get("eps", 1e-6))))],
+                min_percentile=float(norm.pmin), max_percentile=float(norm.pmax), eps=float(norm.eps)))],
         )],
         outputs=[m4.OutputTensorDescr(
             name=m4.TensorName(OUTPUT_ID), axes="byxc", data_type="float32",

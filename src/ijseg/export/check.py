@@ -198,14 +198,7 @@ class _Bundle:
 def _open(bundle: Path, work: Path) -> _Bundle:
     from .run import safe_extract
 
-    if not bundle.exists():
-        raise DataError(f"{bundle}: no such bundle")
-    if bundle.is_dir():
-        root = bundle
-    else:
-        if not zipfile.is_zipfile(bundle):
-            raise DataError(f"{bundle}: not a bioimage.io bundle (not a zip file)")
-        root = safe_extract(bundle, work / "bundle")
+    root = bundle if bundle.is_dir() else safe_extract(bundle, work / "bundle")
     if not (root / "rdf.yaml").is_file():
         raise DataError(f"{bundle}: no rdf.yaml at the bundle root")
     rdf = deepimagej.read_rdf((root / "rdf.yaml").read_bytes())

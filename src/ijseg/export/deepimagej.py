@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Rule", "RULES", "problems", "read_rdf", "rules_markdown", "render_macro", "macro_lines",
-           "tile_for_303", "MACRO_KEYS_303"]
+           "tile_for_303", "macro_keys_in", "MACRO_KEYS_303"]
 
 J = "JDLL `src/main/java/io/bioimage/modelrunner/"
 P3 = "deepimagej-plugin@3.0.3 `src/main/java/"
@@ -338,11 +338,21 @@ def _only_04(fn):
     return check
 
 
+def macro_keys_in(text: str) -> list[str]:
+    """The deepImageJ 3.0.3 macro keys inside ``text`` (a model or macro file name), which would
+    cut its options in the wrong place.
+
+    >>> macro_keys_in("percentile_normalization.ijm")
+    ['tile']
+    """
+    return [k for k in MACRO_KEYS_303 if k in text]
+
+
 @_only_04
 def _name_303(rdf, b):
     name = rdf.get("name")
     if isinstance(name, str):
-        bad = [k for k in MACRO_KEYS_303 if k in name]
+        bad = macro_keys_in(name)
         if bad:
             yield f"name {name!r} contains {', '.join(bad)}: deepImageJ 3.0.3 cuts its macro options at these words"
         if '"' in name:
@@ -440,7 +450,7 @@ def _deepimagej_303(rdf, b):
                 continue
             if not (isinstance(f, str) and b.has(f)):
                 yield f"config.deepimagej.prediction.{key}: {f!r} is not a file in the bundle"
-            elif any(k in f for k in MACRO_KEYS_303):
+            elif macro_keys_in(f):
                 yield f"macro file name {f!r} contains one of {', '.join(MACRO_KEYS_303)}"
 
 
