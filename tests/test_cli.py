@@ -84,10 +84,18 @@ def test_simulate_bad_values(tmp_path, capsys):
 
 
 def test_doctor(capsys):
+    import numpy
+    import tifffile
+
+    import ijseg
+
     assert main(["doctor", "--no-tensorflow"]) == 0
-    out = capsys.readouterr().out
-    for key in ("ijseg", "numpy", "java", "imagej", "display"):
-        assert key in out
+    rows = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines() if line.strip())
+    assert rows["ijseg"] == ijseg.__version__
+    assert rows["numpy"] == numpy.__version__ and rows["tifffile"] == tifffile.__version__
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    assert rows["java"].startswith(java)
+    assert rows["imagej"].startswith("ImageJ 1.") and rows["imagej"].rstrip(")").endswith(".jar")
 
 
 def test_subprocess_smoke():

@@ -12,6 +12,7 @@ import tifffile
 from ijseg.data.io import (
     Image,
     check_axes,
+    check_tiff,
     find_samples,
     read_image,
     read_mask,
@@ -92,17 +93,36 @@ def test_missing_empty_truncated_and_garbage_files(tmp_path):
     with pytest.raises(DataError, match="empty.tif: file is empty"):
         read_image(tmp_path / "empty.tif")
     (tmp_path / "garbage.tif").write_bytes(b"this is not a tiff at all" * 10)
-    with pytest.raises(DataError, match="garbage.tif: cannot read image"):
+    with pytest.raises(DataError, match="garbage.tif: not a readable TIFF file"):
         read_image(tmp_path / "garbage.tif")
     good = tmp_path / "good.tif"
     tifffile.imwrite(good, np.random.default_rng(0).integers(0, 255, (256, 256), dtype=np.uint8))
     raw = good.read_bytes()
     (tmp_path / "truncated.tif").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(DataError, match="truncated.tif: cannot read image, the file is corrupt or truncated"):
+    with pytest.raises(DataError, match="truncated.tif: the file is truncated: its pixel data end at byte"):
         read_image(tmp_path / "truncated.tif")
+    with pytest.raises(DataError, match="truncated.tif: the file is truncated"):
+        check_tiff(tmp_path / "truncated.tif")  # without reading the pixels
     (tmp_path / "x.bmp").write_bytes(b"BM....")
     with pytest.raises(DataError, match="unsupported file type"):
         read_image(tmp_path / "x.bmp")
+
+
+def test_header_claiming_too_many_pixels_is_refused_before_reading(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "huge.tif"
+    tifffile.imwrite(path, np.zeros((10, 10), np.uint8))
+    with tifffile.TiffFile(path, mode="r+") as tif:
+        tif.pages[0].tags["ImageWidth"].overwrite(200000)
+        tif.pages[0].tags["ImageLength"].overwrite(200000)
+    with pytest.raises(DataError, match=r"huge.tif: the header claims 200000 x 200000 uint8 pixels \(37.3 GiB\)"):
+        read_image(path)
+    monkeypatch.setenv("IJSEG_MAX_IMAGE_GB", "0.000001")  # about 1 kB
+    tifffile.imwrite(tmp_path / "ok.tif", np.zeros((40, 40), np.uint8))
+    with pytest.raises(DataError, match="more than the 0.0 GiB allowed"):
+        read_image(tmp_path / "ok.tif")
+    monkeypatch.setenv("IJSEG_MAX_IMAGE_GB", "lots")
+    with pytest.raises(DataError, match="IJSEG_MAX_IMAGE_GB must be a number"):
+        read_image(tmp_path / "ok.tif")
 
 
 def test_nan_and_inf_pixels_are_rejected(tmp_path):

@@ -128,7 +128,7 @@ def test_cli_predict_exit_code_and_messages(tiny_model, sim_dataset, tmp_path, c
     cap = capsys.readouterr()
     assert "segmented 3 of 4" in cap.out and "nan.tif: image contains" in cap.err
     assert main(["predict", "--model", str(tmp_path / "none"), "--input", str(src), "--out", str(tmp_path / "o")]) == 1
-    assert "model folder not found" in capsys.readouterr().err
+    assert "none: model not found" in capsys.readouterr().err
     assert main(["predict", "--model", str(tiny_model), "--input", str(src), "--out", str(tmp_path / "o"),
                  "--threshold", "1.5"]) == 1
     assert "threshold must be between 0 and 1" in capsys.readouterr().err

@@ -48,7 +48,8 @@ def test_serve_answers_requests_until_its_input_ends(tiny_model, sim_dataset, tm
         _, seg, _ = segment(predictor, read_image(f), PostprocessOptions())
         np.testing.assert_array_equal(tifffile.imread(tmp_path / f.stem / f"{f.stem}_labels.tif"), seg.labels)
     assert (tmp_path / "table.csv").is_file()
-    assert replies[3][1] == [f"ijseg predict: error: model not found: {tmp_path / 'nope'}"]
+    assert replies[3][1] == [f"ijseg predict: error: {tmp_path / 'nope'}: model not found (a model folder written by "
+                             f"'ijseg train', or a bundle .zip)"]
     assert "a JSON array of strings" in replies[4][1][0]
 
 

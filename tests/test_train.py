@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from ijseg.config import Config
 from ijseg.data.targets import labels_to_3class
 from ijseg.errors import ConfigError, DataError, ModelError
 from ijseg.models.folder import ModelFolder
+from ijseg.predict import Predictor
 from ijseg.train import train
 
 
@@ -110,7 +112,15 @@ def test_class_masks_and_mixed_precision(dataset_copy, tmp_path):
                  unet_base_filters=4, train_patch_size=32, train_batch_size=2, train_epochs=1,
                  train_steps_per_epoch=2, train_mixed_precision=True, train_loss="focal", train_optimizer="sgd")
     res = train(dataset_copy, tmp_path / "m", cfg, progress=False)
-    assert np.isfinite(res.last["loss"])
+    assert np.isfinite(res.last["loss"]) and np.isfinite(res.last["val_loss"])
+    # the network trained in mixed precision: bfloat16 (CPU) or float16 (GPU) convolutions, float32 output
+    from ijseg.models.unet import build_unet
+
+    model = build_unet(ModelFolder(tmp_path / "m").config())
+    compute = {layer.compute_dtype for layer in model.layers if "conv" in layer.name}
+    assert compute in ({"bfloat16"}, {"float16"}) and model.output.dtype == "float32"
+    prob = Predictor(tmp_path / "m").predict(tifffile.imread(next((dataset_copy / "images").iterdir())))
+    assert prob.dtype == np.float32 and np.allclose(prob.sum(-1), 1, atol=1e-3)
 
 
 def test_distance_target(sim_dataset, tmp_path):
@@ -137,28 +147,110 @@ def test_learns_on_real_nuclei(dsb_dir, tmp_path):
     assert res.history[-1]["fg_iou"] > 0.3
 
 
-def test_ctrl_c_then_resume_on_the_command_line(sim_dataset, tmp_path):
-    """SIGINT during `ijseg train` exits 130 with a resume hint; --resume finishes the run."""
-    m = tmp_path / "m"
-    cmd = [sys.executable, "-m", "ijseg", "-q", "train", "--data", str(sim_dataset / "train"), "--model", str(m),
-           "--classes", "3", "--depth", "2", "--base-filters", "4", "--patch-size", "32", "--batch-size", "2",
-           "--epochs", "200", "--steps-per-epoch", "3"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def _train_cmd(data: Path, model: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "ijseg", "train", "--data", str(data), "--model", str(model), "--classes", "3",
+            "--depth", "2", "--base-filters", "4", "--patch-size", "32", "--batch-size", "2", *extra]
+
+
+def _start(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.time() + 120
-    while time.time() < deadline and not (m / "history.csv").is_file():
-        time.sleep(0.2)
-    assert (m / "history.csv").is_file(), proc.communicate(timeout=30)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+
+
+def _wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 120) -> list[str]:
+    """Read stderr until a line holds ``text`` (the process's own log marks each phase)."""
+    import selectors
+
+    seen: list[str] = []
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not sel.select(timeout=1):
+            continue
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return seen
+    proc.kill()
+    raise AssertionError(f"no line with {text!r} in:\n{''.join(seen)}")
+
+
+def _stop_and_time(proc: subprocess.Popen, sig: int) -> tuple[int, str, float]:
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_before_training_ends_at_once(sim_dataset, tmp_path, sig, code):
+    """While data are read and the network is built nothing polls the stop request: the signal
+    interrupts at once, and nothing is left that --resume would take for a run."""
+    proc = _start(_train_cmd(sim_dataset / "train", tmp_path / "m", "--epochs", "5"))
+    _wait_for_line(proc, "images:")  # listing done; reading data / importing TensorFlow next
+    rc, err, took = _stop_and_time(proc, sig)
+    assert rc == code and took < 10, (rc, took, err)
+    assert "Traceback" not in err and "no epoch was completed" in err
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_during_an_epoch_keeps_the_last_one_and_resume_goes_on(sim_dataset, tmp_path, sig, code):
+    """Ctrl-C or SIGTERM in the middle of training: exit within 10 s with the completed epochs kept
+    and a resume hint; --resume continues after them."""
+    m = tmp_path / "m"
+    cmd = _train_cmd(sim_dataset / "train", m, "--epochs", "200", "--steps-per-epoch", "3", "--no-qc")
+    proc = _start(cmd)
+    _wait_for_line(proc, "training on")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_history(m) if (m / "history.csv").is_file() else []) < 2:
+        time.sleep(0.05)
+    rc, err, took = _stop_and_time(proc, sig)
+    assert rc == code and took < 10, (rc, took, err)
     assert "--resume" in err and "Traceback" not in err
     done = len(_history(m))
-    assert [int(h["epoch"]) for h in _history(m)] == list(range(1, done + 1))
-    assert 1 <= done < 200
-    subprocess.run(cmd[:5] + ["--data", str(sim_dataset / "train"), "--model", str(m), "--resume",
-                              "--epochs", str(done + 1)], check=True, capture_output=True, timeout=300)
+    assert [int(h["epoch"]) for h in _history(m)] == list(range(1, done + 1)) and 2 <= done < 200
+    subprocess.run([*cmd[:4], "--data", str(sim_dataset / "train"), "--model", str(m), "--resume", "--epochs",
+                    str(done + 1)], check=True, capture_output=True, timeout=300)
     assert len(_history(m)) == done + 1
+
+
+def test_signal_during_quality_control_keeps_the_trained_model(tmp_path):
+    """QC runs after the last epoch, outside the training steps: SIGTERM interrupts it at once."""
+    from ijseg.data.simulate import simulate_dataset
+
+    data = simulate_dataset(tmp_path / "d", "sim3k-100", seed=1, n_train=24, n_test=0,
+                            overrides={"shape": (256, 256)}, progress=False) / "train"
+    m = tmp_path / "m"
+    proc = _start(_train_cmd(data, m, "--epochs", "1", "--steps-per-epoch", "1", "--val-fraction", "0.3"))
+    _wait_for_line(proc, "quality control on")
+    rc, err, took = _stop_and_time(proc, signal.SIGTERM)
+    assert rc == 143 and took < 10, (rc, took, err)
+    assert "1 epoch(s) are saved" in err and "Traceback" not in err
+    assert (m / "weights_best.weights.h5").is_file() and len(_history(m)) == 1
+    assert not [p for p in m.rglob("*") if ".tmp" in p.name]
+
+
+def test_sigkill_mid_epoch_loses_at_most_that_epoch(sim_dataset, tmp_path):
+    """Killed without a chance to clean up: --resume goes on after the last completed epoch and
+    removes the temporary files the killed run left."""
+    m = tmp_path / "m"
+    cmd = _train_cmd(sim_dataset / "train", m, "--epochs", "200", "--steps-per-epoch", "3", "--no-qc")
+    proc = _start(cmd)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_history(m) if (m / "history.csv").is_file() else []) < 2:
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate(timeout=30)
+    (m / f".weights_last.ijseg{proc.pid}.abcd.tmp.weights.h5").write_bytes(b"")  # as if killed while saving
+    done = len(_history(m))
+    assert done >= 2
+    subprocess.run([*cmd[:4], "--data", str(sim_dataset / "train"), "--model", str(m), "--resume", "--epochs",
+                    str(done + 1)], check=True, capture_output=True, timeout=300)
+    assert [int(h["epoch"]) for h in _history(m)] == list(range(1, done + 2))
+    assert not [p for p in m.iterdir() if ".tmp" in p.name]
 
 
 def test_stop_event_drops_the_epoch_in_progress_and_resume_goes_on(sim_dataset, tmp_path, tiny_config):

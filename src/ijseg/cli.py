@@ -3,7 +3,12 @@ fiji | doctor``.
 
 Heavy libraries (TensorFlow) are imported only after the arguments are parsed, and only by
 the commands that need them. Errors a user can fix are printed as one line, without a
-traceback; the exit code is 1 for those, 2 for bad usage and 130 after Ctrl-C.
+traceback; the exit code is 1 for those, 2 for bad usage, 130 after Ctrl-C and 143 after
+SIGTERM. Outputs are checked for writability and options validated before any work starts.
+
+This module owns the process state of a run: logging handlers, and the SIGINT/SIGTERM handlers
+(Ctrl-C and SIGTERM unwind the work like an exception, so partial results such as
+``summary.csv`` are written and temporary files removed).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .errors import ConfigError, DataError, IjsegError
+from ._fileio import check_output_dir, check_output_file
+from .errors import ConfigError, DataError, IjsegError, Interrupted
 
 __all__ = ["main"]
 
@@ -62,6 +68,7 @@ def _cmd_simulate(args) -> int:
     for key in ("noise", "dynamic_range", "scale", "touching"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    check_output_dir(args.out)
     try:
         out = simulate_dataset(args.out, args.preset, seed=args.seed, overrides=overrides,
                                n_train=args.n_train, n_test=args.n_test, progress=not args.quiet)
@@ -211,30 +218,33 @@ def _train_config(args):
 
 @contextlib.contextmanager
 def _stop_on_ctrl_c():
-    """The first Ctrl-C (SIGINT) sets the yielded event; a second one interrupts at once.
-
-    Training polls the event after each step and returns normally, so an interrupted run
-    unwinds TensorFlow's input pipeline the way a finished one does (a KeyboardInterrupt raised
-    in the middle of ``model.fit`` could leave the process hanging at exit). The previous handler
-    is restored afterwards. Outside the main thread signals cannot be caught: the event is then
-    never set and Ctrl-C behaves as before.
+    """Ctrl-C (SIGINT) or SIGTERM asks training to stop: the yielded :class:`ijseg.train.StopRequest`
+    is set, and training polls it after each step and returns normally (a KeyboardInterrupt raised
+    in the middle of ``model.fit`` can leave TensorFlow's input pipeline hanging at exit). Outside
+    ``model.fit`` (reading data, building the model, QC), where nothing polls it, the signal raises
+    KeyboardInterrupt at once; so does a second signal. The previous handlers are restored
+    afterwards. Outside the main thread signals cannot be caught: the request is then never set.
     """
-    stop = threading.Event()
+    from .train import StopRequest
+
+    stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
 
     def handler(signum, frame):
-        if stop.is_set():
+        _note_signal(signum)
+        if stop.is_set() or not stop.polled:
             raise KeyboardInterrupt
         stop.set()
         print("\nijseg: stopping after the current step (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, h in previous.items():
+            signal.signal(sig, h)
 
 
 def _cmd_train(args) -> int:
@@ -249,20 +259,25 @@ def _cmd_train(args) -> int:
         cfg = None
     else:
         cfg = _train_config(args)
+        check_output_dir(args.model, "the model folder")
     resume_hint = f"  ijseg train --data {args.data} --model {args.model} --resume"
     with _stop_on_ctrl_c() as stop:
         try:
             result = train(args.data, args.model, cfg, resume=args.resume, overwrite=args.overwrite,
                            epochs=args.epochs if args.resume else None, qc=args.qc, progress=not args.quiet,
                            time_limit=args.time_limit, stop=stop)
-        except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
-            print(f"\ninterrupted; the last completed epoch is saved. Continue with:\n{resume_hint}", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training steps
+            from .models.folder import ModelFolder
+
+            n = len(ModelFolder(args.model).history()) if (args.model / ModelFolder.CHECKPOINT).is_file() else 0
+            done = f"{n} epoch(s) are saved. Continue with:\n{resume_hint}" if n else "no epoch was completed"
+            print(f"\ninterrupted; {done}", file=sys.stderr)
+            return _interrupt_code()
     if result.interrupted:
         done = (f"{result.epochs_done} epoch(s) are saved" if result.epochs_done
                 else "no epoch was completed")
         print(f"\ninterrupted; {done}. Continue with:\n{resume_hint}", file=sys.stderr)
-        return 130
+        return _interrupt_code()
     last = result.last
     why = " (stopped early)" if result.stopped_early else " (time limit)" if result.time_limit_reached else ""
     print(f"trained {result.epochs_done} epoch(s){why}; "
@@ -290,7 +305,24 @@ def _add_postprocess_args(p) -> None:
     g.add_argument("--clear-border", action="store_true", help="remove objects touching the image border")
     g.add_argument("--watershed", action="store_true",
                    help="split touching objects of a binary model (distance-transform watershed)")
-    g.add_argument("--tile", type=int, help="largest tile side in pixels, halo included (default 1024; 0: no tiling)")
+    g.add_argument("--tile", type=_tile_size, help="largest tile side in pixels, halo included (default 1024; 0: no tiling)")
+
+
+def _tile_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no tiling) or a positive number of pixels, got {value}")
+    return value
+
+
+def _checked_tile(predictor, tile: int | None) -> None:
+    try:
+        predictor.check_tile(tile)
+    except ConfigError as err:
+        raise ConfigError(f"--tile: {err}") from err
 
 
 def _postprocess_options(args):
@@ -332,12 +364,23 @@ def _input_files(path: Path) -> list[Path]:
         return [path]
     if not path.exists():
         raise DataError(f"{path}: input not found")
+    from .data.io import IMAGE_SUFFIXES
+
     files = list_images(path)
     if not files:
-        files = [s.image for s in find_samples(path, require_masks=False)]
+        try:
+            files = [s.image for s in find_samples(path, require_masks=False)]
+        except DataError:
+            files = []
     if not files:
-        raise DataError(f"{path}: no images found")
+        raise DataError(f"{path}: no images found ({', '.join(IMAGE_SUFFIXES)} files, or a dataset folder with "
+                        f"images/)")
     return files
+
+
+def _check_model_path(path: Path) -> None:
+    if not path.exists():
+        raise IjsegError(f"{path}: model not found (a model folder written by 'ijseg train', or a bundle .zip)")
 
 
 def _cmd_predict(args) -> int:
@@ -345,11 +388,16 @@ def _cmd_predict(args) -> int:
 
     options = _postprocess_options(args)
     files = _input_files(args.input)
+    check_output_dir(args.out)
+    _check_model_path(args.model)
     cache = getattr(args, "predictors", None)  # set by ijseg serve: models stay loaded
     predictor = cache.get(args.model, which=args.weights) if cache is not None else load_predictor(
         args.model, which=args.weights)
+    _checked_tile(predictor, args.tile)
     rows, failures = predict_files(predictor, files, args.out, output=args.output, options=options, tile=args.tile,
-                                   progress=not args.quiet)
+                                   progress=not args.quiet and len(files) > 1)
+    if len(files) == 1 and failures:
+        raise DataError(failures[0][1])
     n_obj = sum(int(r["Count"]) for r in rows)
     print(f"segmented {len(rows)} of {len(files)} image(s), {n_obj} object(s); results in {args.out}")
     if failures:
@@ -378,6 +426,7 @@ def _cmd_measure(args) -> int:
     from .data.io import read_image, read_mask
     from .measure import measure, table_to_csv
 
+    check_output_file(args.out, "the measurement table")
     labels = read_mask(args.labels)
     cal = read_image(args.labels)
     intensity = None
@@ -417,7 +466,12 @@ def _cmd_qc(args) -> int:
     from .qc import evaluate
 
     options = _postprocess_options(args)
+    check_output_dir(args.out, "the QC folder")
+    _check_model_path(args.model)
+    if not args.data.exists():
+        raise DataError(f"{args.data}: test dataset not found")
     predictor = load_predictor(args.model, which=args.weights)
+    _checked_tile(predictor, args.tile)
     summary = evaluate(predictor, args.data, args.out, options=options, tile=args.tile,
                        history=ModelFolder(args.model) / ModelFolder.HISTORY, progress=not args.quiet)
     iou = summary["pixels"]["iou"]
@@ -475,6 +529,7 @@ def _cmd_export(args) -> int:
             pp = PostprocessOptions(**given)
         except ValueError as err:
             raise ConfigError(str(err)) from err
+    check_output_file(args.out, "the bundle")
     out = export_bundle(args.model, args.out, sample=args.sample, name=args.name, description=args.description,
                         authors=args.authors, license=args.license, weights=tuple(args.weights),
                         format_version=args.format, postprocess=pp)
@@ -526,6 +581,8 @@ def _cmd_check(args) -> int:
 
 
 def _add_macro(sub) -> None:
+    from .ij.batch import DEFAULT_IMAGE_TIMEOUT
+
     p = sub.add_parser("macro", help="run ImageJ macros with the embedded ImageJ")
     msub = p.add_subparsers(dest="macro_command", metavar="ACTION", required=True)
     r = msub.add_parser(
@@ -538,6 +595,7 @@ def _add_macro(sub) -> None:
     )
     r.add_argument("file", type=Path, help="the .ijm macro")
     r.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="a parameter value (repeat)")
+    r.add_argument("--timeout", type=float, metavar="SECONDS", help="abort the macro after this long (default: none)")
     r.add_argument("--gui", action="store_true",
                    help="run in a visible ImageJ (not in batch mode) and keep it open until it is closed")
     r.set_defaults(func=_cmd_macro_run)
@@ -548,13 +606,17 @@ def _add_macro(sub) -> None:
                      "Macro Recorder writes it) in batch mode, and save the image in front at the end as OUT/NAME.tif "
                      "and ImageJ's Results table as OUT/NAME_results.csv; OUT/summary.csv lists them. Images already "
                      "done are skipped (interrupt and run again to resume; --overwrite redoes them). The first macro "
-                     "error stops the job with the image, the macro line and exit code 1."),
+                     "error stops the job with the image and the macro line; images that cannot be opened or "
+                     "time out are reported and skipped. summary.csv lists what was done, also after a failure "
+                     "or Ctrl-C; the exit code is 1 if any image failed."),
     )
     b.add_argument("file", type=Path, help="the .ijm macro")
     b.add_argument("--input", required=True, type=Path, help="folder of images (or one image)")
     b.add_argument("--out", required=True, type=Path, help="output folder")
     b.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="a #@ parameter value (repeat)")
     b.add_argument("--overwrite", action="store_true", help="process images whose output exists too")
+    b.add_argument("--timeout", type=float, default=DEFAULT_IMAGE_TIMEOUT, metavar="SECONDS",
+                   help=f"give up on an image after this long (default {DEFAULT_IMAGE_TIMEOUT:g} s)")
     b.set_defaults(func=_cmd_macro_batch)
 
 
@@ -570,35 +632,62 @@ def _macro_args(pairs: list[str]) -> dict[str, str]:
 
 def _cmd_macro_batch(args) -> int:
     from .ij.batch import run_batch
-    from .ij.scripts import fill_parameters
+    from .ij.scripts import fill_parameters, read_macro
 
-    if not args.file.is_file():
-        raise IjsegError(f"{args.file}: macro file not found")
     try:
-        code = fill_parameters(args.file.read_text(encoding="utf-8"), _macro_args(args.arg))
+        code = fill_parameters(read_macro(args.file), _macro_args(args.arg))
     except ConfigError as err:
         raise ConfigError(f"{args.file}: {err}") from err
     files = _input_files(args.input)
+    check_output_dir(args.out)
+    if not args.timeout > 0:
+        raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
     report = run_batch(code, files, args.out, macro_name=args.file.name, overwrite=args.overwrite,
-                       progress=not args.quiet)
+                       progress=not args.quiet, timeout=args.timeout)
     done = f", {len(report.skipped)} already done (skipped)" if report.skipped else ""
     print(f"ran {args.file.name} on {len(report.processed)} image(s){done}; summary in {report.summary}")
+    if report.failed:
+        print(f"{len(report.failed)} image(s) failed:", file=sys.stderr)
+        for _, msg in report.failed:
+            print(f"  {msg}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _check_file_parameters(macro: Path, values: dict[str, str]) -> None:
+    """Check the TIFF files given to #@ File parameters before ImageJ opens them (ImageJ 1.53t
+    loops for ever on some truncated TIFFs)."""
+    from .data.io import check_tiff
+    from .ij.scripts import parse_parameters, read_macro
+
+    try:
+        params = parse_parameters(read_macro(macro))
+    except ConfigError:
+        return  # reported with the file name when the parameters are filled
+    for p in params:
+        value = values.get(p.name, p.default)
+        if p.type.lower() == "file" and value and Path(value).suffix.lower() in (".tif", ".tiff") \
+                and Path(value).exists():
+            try:
+                check_tiff(value)
+            except DataError as err:
+                raise DataError(f"--arg {p.name}: {err}") from err
 
 
 def _cmd_macro_run(args) -> int:
     from .ij.macro import MacroError, run_macro_file
-    from .ij.scripts import fill_parameters
+    from .ij.scripts import fill_parameters, read_macro
 
     values = _macro_args(args.arg)
+    _check_file_parameters(args.file, values)
+    if args.timeout is not None and not args.timeout > 0:
+        raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
     if not args.gui:
-        run_macro_file(args.file, values)  # print() output goes straight to stdout in batch mode
+        run_macro_file(args.file, values, timeout=args.timeout)  # print() output goes straight to stdout
         return 0
     from .ij.session import run_macro_gui, wait_until_closed
 
-    if not args.file.is_file():
-        raise IjsegError(f"{args.file}: macro file not found")
-    code = fill_parameters(args.file.read_text(encoding="utf-8"), values)
+    code = fill_parameters(read_macro(args.file), values)
     try:
         ij = run_macro_gui(code)
     except MacroError as err:
@@ -625,12 +714,14 @@ def _add_imagej(sub) -> None:
 def _cmd_imagej(args) -> int:
     from .ij.session import open_imagej, run_macro_gui, wait_until_closed
 
+    if args.macro is not None and not args.macro.is_file():
+        raise IjsegError(f"{args.macro}: macro file not found")
     fiji = args.fiji or (Path(os.environ["FIJI_HOME"]) if os.environ.get("FIJI_HOME") else None)
     ij = open_imagej(fiji=fiji)
     if args.macro is not None:
-        if not args.macro.is_file():
-            raise IjsegError(f"{args.macro}: macro file not found")
-        run_macro_gui(args.macro.read_text(encoding="utf-8"))
+        from .ij.scripts import read_macro
+
+        run_macro_gui(read_macro(args.macro))
     print("ImageJ is open (IJSeg commands in Plugins > IJSeg); close it to end", file=sys.stderr)
     wait_until_closed(ij)
     return 0
@@ -708,8 +799,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep-learning segmentation for microscopy: train U-Nets in Python, run them from ImageJ.",
     )
     parser.add_argument("--version", action="version", version=f"ijseg {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug messages")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    _add_common(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_simulate(sub)
     _add_train(sub)
@@ -723,7 +813,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_check(sub)
     _add_doctor(sub)
+    _add_common_everywhere(sub)
     return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="warnings only, no progress bars")
+
+
+def _add_common_everywhere(subparsers) -> None:
+    """-v/-q after the command name too (``ijseg train ... -q``): every sub-command accepts them,
+    with a default that does not overwrite the value given before the command name."""
+    for p in subparsers.choices.values():
+        _add_common(p, argparse.SUPPRESS)
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_common_everywhere(action)
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
@@ -736,19 +842,70 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     root.propagate = False
 
 
+_signals: list[int] = []
+
+
+def _note_signal(signum: int) -> None:
+    _signals.append(signum)
+
+
+def _interrupt_code() -> int:
+    """130 after Ctrl-C, 143 after SIGTERM (128 + the signal number, as a shell reports it)."""
+    return 128 + (_signals[-1] if _signals else signal.SIGINT)
+
+
+def _terminate(signum, frame):
+    _note_signal(signum)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """SIGTERM unwinds like Ctrl-C (KeyboardInterrupt), so that a killed job still writes its
+    summary and removes its temporary files; the previous handlers are restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+def _os_error_message(err: OSError) -> str:
+    where = err.filename if err.filename is not None else ""
+    reason = err.strerror or str(err)
+    return f"{where}: {reason}" if where else reason
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
+    _signals.clear()
     try:
-        return int(args.func(args) or 0)
+        with _interruptible():
+            return int(args.func(args) or 0)
     except IjsegError as err:
         print(f"ijseg {args.command}: error: {err}", file=sys.stderr)
+        if getattr(err, "stuck", False):  # ImageJ cannot be stopped: do not wait for its thread at exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         return 1
+    except Interrupted as err:
+        print(f"\nijseg {args.command}: {err}", file=sys.stderr)
+        return _interrupt_code()
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
-        return 130
+        return _interrupt_code()
+    except OSError as err:  # a file system problem nothing above foresaw: still one line
+        log.debug("OS error", exc_info=True)
+        print(f"ijseg {args.command}: error: {_os_error_message(err)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

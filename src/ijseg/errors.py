@@ -7,7 +7,7 @@ expected. The command line prints these messages without a traceback.
 
 from __future__ import annotations
 
-__all__ = ["IjsegError", "DataError", "ConfigError", "ModelError"]
+__all__ = ["IjsegError", "DataError", "ConfigError", "ModelError", "Interrupted"]
 
 
 class IjsegError(Exception):
@@ -24,3 +24,8 @@ class ConfigError(IjsegError, ValueError):
 
 class ModelError(IjsegError):
     """A model folder or bundle is missing, incomplete or incompatible with the input."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Work stopped by Ctrl-C or SIGTERM after its partial results were saved; the message says
+    what was kept (the command line prints it and exits with 130, or 143 after SIGTERM)."""

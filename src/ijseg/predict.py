@@ -21,7 +21,7 @@ import numpy as np
 from ._tiling import halo_for, tile_layout
 from .config import Config
 from .data.io import Image, to_model_input
-from .errors import DataError, IjsegError, ModelError
+from .errors import ConfigError, DataError, IjsegError, ModelError
 from .models.folder import ModelFolder
 from .preprocess import normalizer_from_dict
 
@@ -89,6 +89,16 @@ class Predictor:
     @property
     def n_outputs(self) -> int:
         return self.config.n_outputs
+
+    def check_tile(self, tile: int | None) -> None:
+        """Raise :class:`ConfigError` unless ``tile`` is ``None``, ``0`` or a window that leaves a
+        core inside the halo (checked once, before any image is read)."""
+        if tile is None or tile == 0:
+            return
+        smallest = 2 * self.halo + self.divisor
+        if tile < 0 or tile // self.divisor * self.divisor < smallest:
+            raise ConfigError(f"tile size {tile}: use 0 (no tiling) or at least {smallest} pixels (this model needs "
+                              f"a halo of {self.halo} pixels on each side and sizes in multiples of {self.divisor})")
 
     def prepare(self, image: Image | np.ndarray) -> np.ndarray:
         """Model input (``YXC`` float32, normalised) from an :class:`Image` or array.
@@ -212,6 +222,8 @@ class PredictorCache:
     def __init__(self, size: int = 2):
         self.size = size
         self._predictors: OrderedDict[tuple[str, str, float], Any] = OrderedDict()
+        #: models loaded so far (a model served from the cache does not count)
+        self.loads = 0
 
     def __len__(self) -> int:
         return len(self._predictors)
@@ -227,6 +239,7 @@ class PredictorCache:
             self._predictors.move_to_end(key)
             return self._predictors[key]
         predictor = load_predictor(p, which=which)
+        self.loads += 1
         self._predictors[key] = predictor
         while len(self._predictors) > self.size:
             self._predictors.popitem(last=False)
@@ -268,17 +281,24 @@ def result_image(prob: np.ndarray, seg, output: str) -> tuple[np.ndarray, str]:
 
 
 def write_outputs(out: Path, stem: str, image: Image, prob: np.ndarray, seg, table: dict, output: str) -> dict[str, Path]:
-    """Write the files of :func:`output_names` (each atomically) and return their paths."""
+    """Write the files of :func:`output_names` and return their paths. All are written to
+    temporary files first and renamed together at the end, so an image has all its outputs or
+    none, even when the process is killed."""
+    import contextlib
+
+    from ._fileio import atomic_path
     from .data.io import write_tiff
     from .measure import table_to_csv, write_roi_zip
 
     names = output_names(stem, output)
     cal = dict(pixel_size=image.pixel_size, unit=image.unit)
     paths = {k: out / v for k, v in names.items()}
-    write_tiff(paths["image"], *result_image(prob, seg, output), **cal)
-    if output != "probabilities":
-        table_to_csv(table, paths["measurements"])
-        write_roi_zip(paths["rois"], seg.labels)
+    with contextlib.ExitStack() as files:
+        tmp = {k: files.enter_context(atomic_path(p)) for k, p in paths.items()}
+        write_tiff(tmp["image"], *result_image(prob, seg, output), **cal)
+        if output != "probabilities":
+            table_to_csv(table, tmp["measurements"])
+            write_roi_zip(tmp["rois"], seg.labels)
     return paths
 
 
@@ -317,25 +337,36 @@ def predict_files(
     """
     from tqdm.auto import tqdm
 
-    from ._fileio import atomic_write_csv
+    from ._fileio import atomic_write_csv, remove_stale_temporaries
     from .data.io import read_image
-    from .errors import IjsegError
+    from .errors import IjsegError, Interrupted
 
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    for p in remove_stale_temporaries(out):
+        log.info("removed %s (left by a run that was killed)", p.name)
     rows, failures = [], []
-    for path in tqdm(inputs, desc="predict", unit="img", disable=not progress):
-        try:
-            image = read_image(path)
-            prob, seg, table = segment(predictor, image, options, tile=tile)
-            write_outputs(out, path.stem, image, prob, seg, table, output)
-            rows.append(summary_row(path.name, seg, table, image))
-        except IjsegError as err:
-            msg = str(err) if str(path) in str(err) else f"{path}: {err}"
-            log.error("skipped: %s", msg)
-            failures.append((path, msg))
-    if rows:
-        atomic_write_csv(out / "summary.csv", rows)
+    try:
+        for path in tqdm(inputs, desc="predict", unit="img", disable=not progress):
+            try:
+                image = read_image(path)
+                prob, seg, table = segment(predictor, image, options, tile=tile)
+                write_outputs(out, path.stem, image, prob, seg, table, output)
+                rows.append(summary_row(path.name, seg, table, image))
+            except IjsegError as err:
+                msg = str(err) if str(path) in str(err) else f"{path}: {err}"
+                if len(inputs) > 1:
+                    log.error("skipped: %s", msg)
+                failures.append((path, msg))
+    except KeyboardInterrupt as err:
+        kept = f"{out / 'summary.csv'} lists them" if rows else "nothing was written"
+        raise Interrupted(f"interrupted after {len(rows)} of {len(inputs)} image(s); {kept}") from err
+    finally:
+        if rows:
+            atomic_write_csv(out / "summary.csv", rows)
+        elif created and not any(out.iterdir()):
+            out.rmdir()  # a run that wrote nothing leaves no empty folder behind
     return rows, failures

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ._fileio import atomic_path, atomic_write_csv, atomic_write_text
+from ._fileio import atomic_path, atomic_write_csv, atomic_write_text, remove_stale_temporaries
 from .config import Config
 from .data.augment import Augmenter
 from .data.dataset import PatchSampler, describe_samples, grid_patches, load_pairs, split_samples
@@ -31,7 +31,7 @@ from .data.io import find_samples
 from .errors import ConfigError, ModelError
 from .models.folder import ModelFolder
 
-__all__ = ["train", "TrainResult"]
+__all__ = ["StopRequest", "train", "TrainResult"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,14 @@ class TrainResult:
     @property
     def last(self) -> dict[str, float]:
         return self.history[-1] if self.history else {}
+
+
+class StopRequest(threading.Event):
+    """An event that asks :func:`train` to stop after the current step, keeping the last
+    completed epoch. ``polled`` is true while the training steps run and poll it; a signal
+    handler that finds it false (data loading, model building, QC) should interrupt at once."""
+
+    polled: bool = False
 
 
 def _augmenter(cfg: Config) -> Augmenter | None:
@@ -309,6 +317,9 @@ def train(
                 )
             folder.clean()
 
+    for p in remove_stale_temporaries(folder.path):
+        log.info("removed %s (left by a run that was killed)", p.name)
+
     # ---- data --------------------------------------------------------------------------------
     samples = find_samples(data, require_masks=True)
     train_s, val_s = split_samples(samples, cfg.data_val_fraction, seed=cfg.train_seed)
@@ -323,7 +334,8 @@ def train(
             )
     log.info("%d images: %d for training, %d for validation", len(samples), len(train_s), len(val_s))
     kw = dict(target=cfg.data_target, n_classes=cfg.data_n_classes, n_channels=cfg.data_n_channels,
-              normalizer=cfg.data_normalizer, boundary_width=cfg.data_boundary_width, progress=progress)
+              normalizer=cfg.data_normalizer, boundary_width=cfg.data_boundary_width, mask_type=cfg.data_mask_type,
+              progress=progress)
     train_pairs = load_pairs(train_s, **kw)
     val_pairs = load_pairs(val_s, **kw)
 
@@ -379,24 +391,31 @@ def train(
     elif state["epoch"] >= cfg.train_epochs:
         log.info("nothing to do: %d of %d epochs already done", state["epoch"], cfg.train_epochs)
     else:
-        model.fit(
-            train_ds,
-            steps_per_epoch=cfg.train_steps_per_epoch,
-            epochs=cfg.train_epochs,
-            initial_epoch=state["epoch"],
-            validation_data=val_ds,
-            shuffle=False,  # the patch sampler is random already
-            callbacks=[_epoch_callback(keras, folder=folder, cfg=cfg, state=state, history=history,
-                                       progress=progress, callback=callback, time_limit=time_limit,
-                                       stop=stop)],
-            verbose=0,
-        )
+        if stop is not None:
+            stop.polled = True
+        try:
+            model.fit(
+                train_ds,
+                steps_per_epoch=cfg.train_steps_per_epoch,
+                epochs=cfg.train_epochs,
+                initial_epoch=state["epoch"],
+                validation_data=val_ds,
+                shuffle=False,  # the patch sampler is random already
+                callbacks=[_epoch_callback(keras, folder=folder, cfg=cfg, state=state, history=history,
+                                           progress=progress, callback=callback, time_limit=time_limit,
+                                           stop=stop)],
+                verbose=0,
+            )
+        finally:
+            if stop is not None:
+                stop.polled = False
     summary = None
     interrupted = bool(state.get("interrupted")) or (stop is not None and stop.is_set())
     if qc and state["epoch"] > 0 and not interrupted:
         from .predict import Predictor
         from .qc import evaluate
 
+        log.info("quality control on the %d validation image(s)", len(val_s))
         summary = evaluate(Predictor(folder), val_s, folder / ModelFolder.QC, history=folder / ModelFolder.HISTORY,
                            title=f"{folder.path.name}: quality control on the validation images", progress=progress)
     return TrainResult(

@@ -59,13 +59,23 @@ def test_predict_and_measure_in_process_equal_python(tiny_model, images):
         np.testing.assert_allclose(r.results[col].to_numpy(), table[col], rtol=1e-5, err_msg=col)
 
 
-def test_model_is_loaded_once(tiny_model, images):
+def test_model_is_loaded_once(tiny_model, images, tmp_path):
+    """Two macro runs load the model once; changed files load it again."""
+    import shutil
+
+    model = tmp_path / "model"  # a path no other test has loaded
+    shutil.copytree(tiny_model, model)
     engine = install_engine()
     img = read_image(images[1]).data
-    run(_predict_macro(tiny_model), img)
-    loaded = engine.model(str(tiny_model))
-    run(_predict_macro(tiny_model, "size=5-Infinity"), img)
-    assert engine.model(str(tiny_model)) is loaded
+    before = engine._models.loads
+    first = run(_predict_macro(model), img).image
+    run(_predict_macro(model, "size=5-Infinity"), img)
+    assert engine._models.loads == before + 1
+    weights = model / "weights_best.weights.h5"
+    os.utime(weights, (weights.stat().st_atime, weights.stat().st_mtime + 10))
+    again = run(_predict_macro(model), img).image
+    assert engine._models.loads == before + 2
+    np.testing.assert_array_equal(again, first)
 
 
 def test_probabilities_from_macro_equal_ijseg_predict(tiny_model, images, tmp_path):

@@ -131,4 +131,6 @@ def test_batch_resumes_and_stops_at_the_first_error(sim_dataset, tmp_path):
 
     with pytest.raises(MacroError, match=rf"{files[0]}: bad.ijm: .*line 2: Undefined variable"):
         run_batch('run("Invert");\nx = y + 1;\n', files, tmp_path / "bad", macro_name="bad.ijm", progress=False)
-    assert not any((tmp_path / "bad").iterdir())  # nothing half-written
+    # nothing half-written; the summary lists what was done (nothing)
+    assert [p.name for p in (tmp_path / "bad").iterdir()] == ["summary.csv"]
+    assert pd.read_csv(tmp_path / "bad" / "summary.csv").empty

@@ -18,7 +18,7 @@ from ..errors import DataError
 from ..preprocess import normalizer_from_dict
 from .augment import Augmenter
 from .io import Sample, read_image, read_mask, to_model_input
-from .targets import make_target
+from .targets import check_class_mask, make_target
 
 __all__ = ["Pair", "load_pairs", "split_samples", "PatchSampler", "grid_patches", "describe_samples"]
 
@@ -85,6 +85,7 @@ def load_pairs(
     n_channels: int,
     normalizer: dict,
     boundary_width: int = 1,
+    mask_type: str = "instance",
     progress: bool = True,
 ) -> list[Pair]:
     """Read, check, normalise and convert samples to (image, target) pairs.
@@ -112,6 +113,8 @@ def load_pairs(
                 f"{s.mask}: mask shape {mask.shape} does not match its image {s.image.name} "
                 f"(shape {x.shape[:2]})"
             )
+        if mask_type == "class":  # class numbers, whatever the target made of them
+            check_class_mask(mask, n_classes, source=s.mask)
         y = make_target(mask, target, n_classes=n_classes, boundary_width=boundary_width, source=s.mask)
         pairs.append(Pair(s.name, norm(x), y))
     return pairs

@@ -35,6 +35,8 @@ __all__ = [
     "check_axes",
     "read_image",
     "read_mask",
+    "check_tiff",
+    "image_memory_limit",
     "write_tiff",
     "find_samples",
     "list_images",
@@ -194,6 +196,108 @@ def _tiff_calibration(tif) -> tuple[tuple[float, float], str]:
     return (float(py), float(px)), unit
 
 
+def image_memory_limit() -> int:
+    """The largest image, in bytes, that :func:`read_image` reads: ``IJSEG_MAX_IMAGE_GB`` if set,
+    else half of the memory available now. A file whose header claims more is refused before
+    any pixel is read."""
+    value = os.environ.get("IJSEG_MAX_IMAGE_GB")
+    if value:
+        try:
+            return int(float(value) * 2**30)
+        except ValueError:
+            raise DataError(f"IJSEG_MAX_IMAGE_GB must be a number of GiB, got {value!r}") from None
+    import psutil
+
+    return int(psutil.virtual_memory().available // 2)
+
+
+class _tifffile_messages:
+    """Collect what tifffile logs (it logs, not raises, on many corrupt files) instead of
+    letting it reach the terminal."""
+
+    def __enter__(self) -> _tifffile_messages:
+        self.logged: list[str] = []
+        self.logger = logging.getLogger("tifffile")
+        self.handler = logging.Handler(logging.WARNING)
+        self.handler.emit = lambda record: self.logged.append(record.getMessage().strip())
+        self.saved = self.logger.propagate
+        self.logger.addHandler(self.handler)
+        self.logger.propagate = False
+        self.warnings = warnings.catch_warnings(record=True)
+        self.caught = self.warnings.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    @property
+    def warned(self) -> list[str]:
+        """Python warnings so far (tifffile warns on truncated data)."""
+        return [str(w.message) for w in self.caught]
+
+    def __exit__(self, *exc) -> None:
+        self.warnings.__exit__(*exc)
+        self.logger.removeHandler(self.handler)
+        self.logger.propagate = self.saved
+        for m in self.logged:
+            log.debug("tifffile: %s", m)
+
+
+def _open_tiff(path: Path):
+    import tifffile
+
+    try:
+        return tifffile.TiffFile(path)
+    except Exception as err:  # tifffile raises TiffFileError, ValueError, struct.error...
+        raise DataError(f"{path}: not a readable TIFF file ({err})") from err
+
+
+def _checked_series(path: Path, tif):
+    """The first series of an open TIFF, after checking its size against
+    :func:`image_memory_limit` and that its pixel data lie inside the file (a truncated file
+    is reported here, not by a decoder that may loop or crash on it)."""
+    try:
+        series = tif.series[0]
+        shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+    except Exception as err:
+        raise DataError(f"{path}: cannot read the TIFF structure, the file is corrupt ({err})") from err
+    nbytes = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+    limit = image_memory_limit()
+    if nbytes > limit:
+        dims = " x ".join(str(n) for n in shape)
+        raise DataError(f"{path}: the header claims {dims} {dtype} pixels ({nbytes / 2**30:.1f} GiB), more than the "
+                        f"{limit / 2**30:.1f} GiB allowed (half the free memory; set IJSEG_MAX_IMAGE_GB to change)")
+    size = os.fstat(tif.filehandle.fileno()).st_size if hasattr(tif.filehandle, "fileno") else None
+    if size is not None:
+        for page in series.pages:
+            if page is None:
+                continue
+            offsets = getattr(page, "dataoffsets", ()) or ()
+            counts = getattr(page, "databytecounts", ()) or ()
+            end = max((o + c for o, c in zip(offsets, counts)), default=0)
+            if end > size:
+                raise DataError(f"{path}: the file is truncated: its pixel data end at byte {end}, but the file has "
+                                f"{size} bytes")
+    return series
+
+
+def check_tiff(path: str | os.PathLike) -> None:
+    """Check a TIFF file without reading its pixels: readable structure, size within
+    :func:`image_memory_limit`, pixel data inside the file. Used before ImageJ opens a file
+    (ImageJ 1.53t's reader loops for ever on some truncated compressed files).
+
+    Raises
+    ------
+    DataError
+        Naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty (0 bytes)")
+    with _tifffile_messages(), _open_tiff(path) as tif:
+        _checked_series(path, tif)
+
+
 def read_image(path: str | os.PathLike) -> Image:
     """Read a TIFF (tifffile) or PNG/JPEG (imageio) file.
 
@@ -222,15 +326,17 @@ def read_image(path: str | os.PathLike) -> Image:
     pixel_size, unit = (1.0, 1.0), "pixel"
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")  # tifffile warns (not raises) on truncated data
-                with tifffile.TiffFile(path) as tif:
-                    series = tif.series[0]
+            with _tifffile_messages() as messages, _open_tiff(path) as tif:
+                series = _checked_series(path, tif)
+                try:
                     data = series.asarray()
-                    axes = series.axes
-                    pixel_size, unit = _tiff_calibration(tif)
+                except Exception as err:
+                    detail = "; ".join(messages.warned + messages.logged) or str(err)
+                    raise DataError(f"{path}: cannot read the pixels, the file is corrupt ({detail})") from err
+                if messages.warned:
+                    raise DataError(f"{path}: the file is corrupt or truncated ({messages.warned[0]})")
+                axes = series.axes
+                pixel_size, unit = _tiff_calibration(tif)
         elif suffix in (".png", ".jpg", ".jpeg"):
             import imageio.v3 as iio
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..config import Config
 from ..data.io import Image, to_model_input
-from ..errors import DataError, ModelError
+from ..errors import ConfigError, DataError, ModelError
 
 __all__ = ["BundlePredictor", "safe_extract", "is_bundle", "SUPPORTED_WEIGHTS", "MAX_UNPACKED", "MAX_FILES"]
 
@@ -333,6 +333,12 @@ class BundlePredictor:
             raise ModelError(f"{self.source}: output size {y.shape[:2]} differs from input size {x.shape[:2]}; "
                              f"ijseg runs models whose output has the input's size")
         return y
+
+    def check_tile(self, tile: int | None) -> None:
+        """Raise :class:`ConfigError` for a negative ``tile`` (smaller windows are enlarged to
+        the bundle's minimum input size)."""
+        if tile is not None and tile < 0:
+            raise ConfigError(f"tile size {tile}: use 0 (no tiling) or a positive number of pixels")
 
     def predict(self, image: Image | np.ndarray, *, tile: int | None = None, progress=None) -> np.ndarray:
         """``(Y, X, C)`` output of the bundle for one image.

@@ -8,6 +8,7 @@ process; its mode (with a display, or headless) cannot change afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -85,6 +86,10 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
     scyjava.config.add_classpath(str(home / "plugins" / JAR_NAME))
     scyjava.config.add_option(f"-Dplugins.dir={home}")
     scyjava.config.add_kwargs(interrupt=False)  # Ctrl-C raises KeyboardInterrupt in Python
+    # -Xrs: the JVM leaves SIGTERM/SIGINT to Python (its own SIGTERM handler ran Java's shutdown
+    # under running Python threads and crashed); the security manager is Bridge.guardExit's
+    scyjava.config.add_option("-Xrs")
+    scyjava.config.add_option("-Djava.security.manager=allow")
     if heap:
         scyjava.config.set_heap_max(heap)
     if not display:
@@ -96,6 +101,8 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
     _state.update(jar=Path(jar), display=os.environ.get("DISPLAY") if display else None, headless=not display,
                   xvfb=xvfb, plugins=home / "plugins")
     _install_exit_hook()
+    with _quiet_stderr():  # Java 17-23 warn that a security manager is deprecated, on file descriptor 2
+        jclass("ijseg.Bridge").guardExit()
     from .engine import install_engine
 
     install_engine()
@@ -140,6 +147,24 @@ def jclass(name: str):
 
 def ij_version() -> str:
     return str(jclass("ij.IJ").getVersion())
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """File descriptor 2 to /dev/null for a moment (the JVM writes there directly). Part of
+    starting the bridge, which owns the process state it changes; restored at once."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _install_exit_hook() -> None:

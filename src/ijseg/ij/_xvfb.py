@@ -3,7 +3,9 @@
 ImageJ 1.x cannot run menu commands in a headless JVM (``run(...)`` builds menus and throws
 HeadlessException), so macros run against a virtual display that ijseg starts and stops itself.
 The display number is read from ``-displayfd`` (the pipe is read up to its newline, otherwise
-Xvfb dies of SIGPIPE).
+Xvfb dies of SIGPIPE). On Linux the kernel ends Xvfb when the thread that started it ends
+(``PR_SET_PDEATHSIG``), so it never outlives ijseg, even when ijseg is killed; start it from
+the main thread.
 """
 
 from __future__ import annotations
@@ -14,12 +16,24 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 
 from ..errors import IjsegError
 
 __all__ = ["Xvfb"]
 
 log = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the parent ends."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # not glibc Linux: atexit still stops it on normal exits
+        pass
 
 
 class Xvfb:
@@ -38,6 +52,7 @@ class Xvfb:
         proc = subprocess.Popen(
             [exe, "-displayfd", str(w), "-screen", "0", size, "-nolisten", "tcp", "-noreset"],
             pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         os.close(w)
         buf = b""

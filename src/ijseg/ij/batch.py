@@ -11,8 +11,12 @@ batch mode and saves
 * ``OUT/summary.csv``: per image, the number of Results rows and the files written.
 
 Each file is written to a temporary name and renamed, so an interrupted run leaves no
-half-written output; a second run skips the images whose ``NAME.tif`` exists (resume). The
-first macro error stops the job (as in ImageJ) with the image's path and the macro's line.
+half-written output (and temporary files of a run that was killed are removed by the next); a
+second run skips the images whose ``NAME.tif`` exists (resume). An image that cannot be opened
+(checked before ImageJ reads it: ImageJ 1.53t loops for ever on some truncated TIFFs) or whose
+macro run exceeds the timeout is reported and skipped; the first macro error stops the job (as
+in ImageJ) with the image's path and the macro's line. ``summary.csv`` is written in every
+case, also after Ctrl-C, for the images done.
 """
 
 from __future__ import annotations
@@ -22,10 +26,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError, IjsegError
-from .macro import MacroError, run
+from ..errors import DataError, IjsegError, Interrupted
+from .macro import MacroError, MacroTimeout, run
 
-__all__ = ["BatchReport", "run_batch"]
+__all__ = ["BatchReport", "run_batch", "DEFAULT_IMAGE_TIMEOUT"]
+
+#: seconds after which the macro run of one image is given up
+DEFAULT_IMAGE_TIMEOUT = 600.0
+_OPEN_FAILED = "ijseg: ImageJ could not open the image"
+_SUMMARY_COLUMNS = ["Image", "Results rows", "Saved image", "Results"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +46,7 @@ class BatchReport:
     processed: list[Path]
     skipped: list[Path]
     summary: Path
+    failed: list[tuple[Path, str]]
 
 
 def _macro_string(text: str) -> str:
@@ -44,7 +54,8 @@ def _macro_string(text: str) -> str:
 
 
 def run_batch(code: str, inputs: list[Path], out: str | os.PathLike, *, macro_name: str = "macro",
-              overwrite: bool = False, progress: bool = True) -> BatchReport:
+              overwrite: bool = False, progress: bool = True, timeout: float | None = DEFAULT_IMAGE_TIMEOUT
+              ) -> BatchReport:
     """Run macro ``code`` on each of ``inputs``; see the module docstring for the outputs.
 
     Parameters
@@ -59,48 +70,98 @@ def run_batch(code: str, inputs: list[Path], out: str | os.PathLike, *, macro_na
         Named in error messages (the macro file).
     overwrite
         Process images whose output exists too (default: skip them, to resume a run).
+    timeout
+        Seconds allowed per image (None: no limit).
 
     Raises
     ------
     MacroError
         On the first image where the macro fails: names the image, the macro and the line.
-    DataError
-        When a macro leaves no image to save.
+    MacroTimeout
+        With ``stuck`` set, when ImageJ could not be stopped after a timeout (the caller must
+        end the process).
+    Interrupted
+        After Ctrl-C or SIGTERM, once the summary of the images done is written.
     """
     from tqdm.auto import tqdm
 
-    from .._fileio import atomic_path, atomic_write_csv
+    from .._fileio import atomic_write_csv, remove_stale_temporaries
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     stems: dict[str, Path] = {}
     for path in inputs:
         if path.stem in stems:
             raise DataError(f"{path}: same name as {stems[path.stem]}; both would be saved as {out / path.stem}.tif")
         stems[path.stem] = path
-    processed, skipped = [], []
-    for path in tqdm(inputs, desc="macro batch", unit="img", disable=not progress):
-        target = out / f"{path.stem}.tif"
-        if target.exists() and not overwrite:
-            skipped.append(path)
-            continue
-        with atomic_path(target) as tmp:
-            # on the macro's first line, so that error line numbers stay those of the macro file
-            prefix = f'run("Clear Results"); open({_macro_string(str(path.resolve()))}); '
-            suffix = f'\nif (nImages > 0) saveAs("Tiff", {_macro_string(str(tmp))});\n'
+    out.mkdir(parents=True, exist_ok=True)
+    for p in remove_stale_temporaries(out):
+        log.info("removed %s (left by a run that was killed)", p.name)
+    processed, skipped, failed = [], [], []
+    try:
+        for path in tqdm(inputs, desc="macro batch", unit="img", disable=not progress):
+            if (out / f"{path.stem}.tif").exists() and not overwrite:
+                skipped.append(path)
+                continue
             try:
-                result = run(prefix + code + suffix)
-            except MacroError as err:
-                raise MacroError(f"{path}: {macro_name}: {err}") from err
-            if result.image is None:
-                raise DataError(f"{path}: {macro_name} left no image open to save")
-            results = out / f"{path.stem}_results.csv"
-            if len(result.results):
-                with atomic_path(results) as tmp_csv:
-                    result.results.to_csv(tmp_csv, index=False)
-            elif results.exists():  # from an earlier run with another macro
-                results.unlink()
-        processed.append(path)
+                _run_one(code, path, out, macro_name, timeout)
+            except (DataError, MacroTimeout) as err:
+                if getattr(err, "stuck", False):
+                    raise
+                log.error("skipped: %s", err)
+                failed.append((path, str(err)))
+                continue
+            processed.append(path)
+    except KeyboardInterrupt as err:
+        raise Interrupted(f"interrupted after {len(processed)} of {len(inputs)} image(s); "
+                          f"{out / 'summary.csv'} lists the images done") from err
+    finally:
+        atomic_write_csv(out / "summary.csv", _summary_rows(inputs, out), columns=_SUMMARY_COLUMNS)
+    return BatchReport(processed, skipped, out / "summary.csv", failed)
+
+
+def _run_one(code: str, path: Path, out: Path, macro_name: str, timeout: float | None) -> None:
+    """Open ``path``, run the macro, save the image in front and the Results of one image."""
+    from .._fileio import atomic_path
+
+    _check_openable(path)
+    target = out / f"{path.stem}.tif"
+    with atomic_path(target) as tmp:
+        # on the macro's first line, so that error line numbers stay those of the macro file
+        prefix = (f'run("Clear Results"); open({_macro_string(str(path.resolve()))}); '
+                  f'if (nImages == 0) exit({_macro_string(_OPEN_FAILED)}); ')
+        suffix = f'\nif (nImages > 0) saveAs("Tiff", {_macro_string(str(tmp))});\n'
+        try:
+            result = run(prefix + code + suffix, timeout=timeout, source=code)
+        except MacroTimeout as err:
+            raise MacroTimeout(f"{path}: {macro_name}: {err}", stuck=err.stuck) from err
+        except MacroError as err:
+            if _OPEN_FAILED in str(err):
+                raise DataError(f"{path}: ImageJ cannot open this file") from err
+            raise MacroError(f"{path}: {macro_name}: {err}") from err
+        if result.image is None:
+            raise MacroError(f"{path}: {macro_name} left no image open to save")
+        results = out / f"{path.stem}_results.csv"
+        if len(result.results):
+            with atomic_path(results) as tmp_csv:
+                result.results.to_csv(tmp_csv, index=False)
+        elif results.exists():  # from an earlier run with another macro
+            results.unlink()
+
+
+def _check_openable(path: Path) -> None:
+    """Refuse, before ImageJ reads it, a file that is missing, empty, or a TIFF that is corrupt,
+    truncated or too large (see :func:`ijseg.data.io.check_tiff`)."""
+    from ..data.io import check_tiff
+
+    if path.suffix.lower() in (".tif", ".tiff"):
+        check_tiff(path)
+    elif not path.is_file():
+        raise DataError(f"{path}: file not found")
+    elif path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty (0 bytes)")
+
+
+def _summary_rows(inputs: list[Path], out: Path) -> list[dict]:
     rows = []
     for path in inputs:
         target, results = out / f"{path.stem}.tif", out / f"{path.stem}_results.csv"
@@ -109,9 +170,7 @@ def run_batch(code: str, inputs: list[Path], out: str | os.PathLike, *, macro_na
         n = _count_rows(results) if results.exists() else 0
         rows.append({"Image": path.name, "Results rows": n, "Saved image": target.name,
                      "Results": results.name if results.exists() else ""})
-    summary = out / "summary.csv"
-    atomic_write_csv(summary, rows)
-    return BatchReport(processed, skipped, summary)
+    return rows
 
 
 def _count_rows(csv: Path) -> int:

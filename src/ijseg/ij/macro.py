@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import IjsegError
+from ..errors import ConfigError, IjsegError
 from ._java import jclass, start_jvm
 
-__all__ = ["MacroError", "MacroResult", "to_imageplus", "from_imageplus", "run", "run_macro", "run_macro_file",
+__all__ = ["MacroError", "MacroTimeout", "MacroResult", "to_imageplus", "from_imageplus", "run", "run_macro", "run_macro_file",
            "results_table"]
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,28 @@ def results_table(table=None) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+#: how often a waiting run looks for modal dialogs (seconds)
+_POLL_S = 0.25
+
+
+class MacroTimeout(MacroError):
+    """A macro did not finish in time. ``stuck`` is true when ImageJ could not be stopped (a
+    Java loop that ignores aborts): the process must then end without waiting for it."""
+
+    def __init__(self, message: str, *, stuck: bool = False):
+        super().__init__(message)
+        self.stuck = stuck
+
+
 def run(code: str, image: np.ndarray | None = None, *, title: str = "image",
-        pixel_size: tuple[float, float] | None = None, unit: str = "micron") -> MacroResult:
+        pixel_size: tuple[float, float] | None = None, unit: str = "micron",
+        timeout: float | None = None, source: str | None = None) -> MacroResult:
     """Run macro code in batch mode, on ``image`` if given; return images, Results and Log.
+
+    The macro runs in a worker thread while this one waits: Ctrl-C and SIGTERM are handled
+    (the macro is aborted), a modal dialog that nobody could answer in a batch run (a command
+    called without its options) is closed and reported as a macro error, and ``timeout`` is
+    enforced.
 
     Parameters
     ----------
@@ -138,11 +157,18 @@ def run(code: str, image: np.ndarray | None = None, *, title: str = "image",
     image
         2-D image (or CYX stack) that is the current image when the macro starts, titled
         ``title``, with ``pixel_size`` (height, width) in ``unit`` if given.
+    timeout
+        Seconds after which the macro is aborted (default: no limit).
+    source
+        The text to quote in error messages, line for line (default ``code``): the user's macro
+        when ``code`` has been wrapped on its first and last lines.
 
     Raises
     ------
     MacroError
         With ImageJ's message and the line of the error.
+    MacroTimeout
+        When ``timeout`` passed.
 
     Examples
     --------
@@ -159,29 +185,110 @@ def run(code: str, image: np.ndarray | None = None, *, title: str = "image",
     imp = to_imageplus(image, title, pixel_size=pixel_size, unit=unit) if image is not None else None
     bridge.takeCollected()
     bridge.startCapture()  # print() in batch mode goes to System.out when there is no Log window
-    failure = None
+    bridge.macroStarted()
+    outcome: dict = {}
     try:
-        result = interp.runBatchMacro(code + '\n_ijseg_collected = call("ijseg.Bridge.collect");\n', imp)
-    except Exception as err:  # RuntimeException("Macro canceled") etc.
-        failure = err
+        _run_in_worker(interp, code + '\n_ijseg_collected = call("ijseg.Bridge.collect");\n', imp, outcome, timeout)
     finally:
         jclass("ij.macro.Interpreter").batchMode = False
         printed = str(bridge.stopCapture())
-    msg = interp.getErrorMessage()
-    msg = str(msg) if msg is not None and str(msg) else None
-    if failure is not None or msg is not None:
+        blocked = bridge.macroEnded()
+    lines = (source if source is not None else code).splitlines()
+    failed = _failure(outcome, blocked, interp, lines, printed, timeout)
+    if failed is not None:
         bridge.takeCollected()
-        raise MacroError(_message(interp, msg or str(failure), code, printed)) from failure
+        raise failed from outcome.get("error")
     images = {}
     for im in bridge.takeCollected():
         images[str(im.getTitle())] = from_imageplus(im)
     log_after = str(ij.getLog() or "")
+    result = outcome.get("result")
     return MacroResult(
         image=from_imageplus(result) if result is not None else None,
         images=images,
         results=results_table(),
         log=printed + (log_after[len(log_before):] if log_after.startswith(log_before) else log_after),
     )
+
+
+def _failure(outcome: dict, blocked, interp, lines: list[str], printed: str, timeout: float | None):
+    """The MacroError of a run that failed (None if it did not): a dialog nobody could answer,
+    the timeout, ImageJ trying to quit (see ``Bridge.guardExit``), or a macro error."""
+    if "dialog" in outcome:
+        return MacroError(_at_line(outcome["line"], lines, f"ImageJ opened the dialog {outcome['dialog']}, which "
+                                   "nobody can answer in a batch run; give the command its options in the macro "
+                                   "(as the Macro Recorder writes them)"))
+    if "timeout" in outcome:
+        return MacroTimeout(_at_line(outcome["line"], lines, f"the macro did not finish within {timeout:g} s"),
+                            stuck=outcome["timeout"] == "stuck")
+    if blocked is not None:
+        return MacroError(_at_line(int(interp.getLineNumber()), lines, str(blocked)))
+    failure = outcome.get("error")
+    msg = interp.getErrorMessage()
+    msg = str(msg) if msg is not None and str(msg) else None
+    if failure is not None or msg is not None:
+        return MacroError(_message(interp, msg or str(failure), "\n".join(lines), printed))
+    return None
+
+
+def _run_in_worker(interp, code: str, imp, outcome: dict, timeout: float | None) -> None:
+    """Run ``interp.runBatchMacro`` in a thread; fill ``outcome`` with ``result`` or ``error``,
+    or ``dialog``/``timeout`` and the ``line`` where it was stopped."""
+    import threading
+    import time
+
+    def work():
+        outcome["thread"] = jclass("java.lang.Thread").currentThread()
+        try:
+            outcome["result"] = interp.runBatchMacro(code, imp)
+        except Exception as err:  # RuntimeException("Macro canceled"), ThreadDeath...
+            outcome["error"] = err
+
+    worker = threading.Thread(target=work, name="ijseg-macro", daemon=True)
+    bridge = jclass("ijseg.Bridge")
+    deadline = time.monotonic() + timeout if timeout else None
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(_POLL_S)
+            if not worker.is_alive():
+                break
+            dialog = str(bridge.closeModalDialogs())
+            if dialog:
+                outcome.update(dialog=dialog, line=int(interp.getLineNumber()))
+                _stop_worker(worker, interp, outcome)
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                outcome["line"] = int(interp.getLineNumber())
+                outcome["timeout"] = "stopped" if _stop_worker(worker, interp, outcome) else "stuck"
+                return
+    except KeyboardInterrupt:
+        _stop_worker(worker, interp, outcome)
+        raise
+
+
+def _stop_worker(worker, interp, outcome: dict) -> bool:
+    """Abort the macro (ends macro loops), else stop its Java thread (ends Java loops, up to
+    Java 19); true when the worker ended."""
+    try:
+        interp.abortMacro()  # waits up to 2 s for the interpreter to end
+    except Exception:  # the interpreter may end meanwhile
+        pass
+    worker.join(2)
+    if worker.is_alive() and "thread" in outcome:
+        try:
+            outcome["thread"].stop()  # deprecated; throws UnsupportedOperationException from Java 20
+        except Exception:
+            pass
+        worker.join(3)
+    return not worker.is_alive()
+
+
+def _at_line(line: int, lines: list[str], text: str) -> str:
+    text = " ".join(text.split())  # ImageJ's messages break lines ("not found:\n/path")
+    if 0 < line <= len(lines):
+        return f"ImageJ macro error in line {line}: {text}\n    {line}: {lines[line - 1].strip()}"
+    return f"ImageJ macro error: {text}"
 
 
 def run_macro(code: str, image: np.ndarray | None = None, *, title: str = "image",
@@ -198,13 +305,10 @@ def _message(interp, text: str, code: str, printed: str = "") -> str:
         last = printed.strip().splitlines()[-1].strip() if printed.strip() else ""
         text = f"the macro stopped: {last}" if last else "the macro stopped (exit() or Esc)"
         line = line or int(interp.getLineNumber())
-    lines = code.splitlines()
-    if 0 < line <= len(lines):
-        return f"ImageJ macro error in line {line}: {text}\n    {line}: {lines[line - 1].strip()}"
-    return f"ImageJ macro error: {text}"
+    return _at_line(line, code.splitlines(), text)
 
 
-def run_macro_file(path, args: dict[str, str] | None = None) -> str:
+def run_macro_file(path, args: dict[str, str] | None = None, *, timeout: float | None = None) -> str:
     """Run an ``.ijm`` file with its ``#@`` parameters filled from ``args``; return ImageJ's Log.
 
     Raises
@@ -213,15 +317,15 @@ def run_macro_file(path, args: dict[str, str] | None = None) -> str:
         If the file is missing; :class:`ijseg.errors.ConfigError` for parameter problems;
         :class:`MacroError` (naming the file and line) when the macro fails.
     """
-    from pathlib import Path
+    from .scripts import fill_parameters, read_macro
 
-    from .scripts import fill_parameters
-
-    path = Path(path)
-    if not path.is_file():
-        raise IjsegError(f"{path}: macro file not found")
-    code = fill_parameters(path.read_text(encoding="utf-8"), args or {})
     try:
-        return run(code).log
+        code = fill_parameters(read_macro(path), args or {})
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    try:
+        return run(code, timeout=timeout).log
+    except MacroTimeout as err:
+        raise MacroTimeout(f"{path}: {err}", stuck=err.stuck) from err
     except MacroError as err:
         raise MacroError(f"{path}: {err}") from err

@@ -20,15 +20,40 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, IjsegError
 
-__all__ = ["ScriptParameter", "parse_parameters", "fill_parameters"]
+__all__ = ["ScriptParameter", "parse_parameters", "fill_parameters", "read_macro"]
 
 _PARAM = re.compile(r'^\s*#@\s*(?P<type>\w+)\s*(?:\((?P<attrs>(?:"(?:[^"\\]|\\.)*"|[^)"])*)\))?\s*(?P<name>\w+)\s*$')
 _ATTR = re.compile(r'(\w+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,]+)')
 _NUMERIC = {"int", "integer", "long", "short", "byte", "float", "double", "number"}
 _TEXT = {"string", "file", "path"}
 _BOOL = {"boolean", "bool"}
+
+
+def read_macro(path) -> str:
+    """The text of a macro file: UTF-8 (with or without a byte-order mark), else Latin-1, the
+    encoding of macros written on Windows (Latin-1 decodes any byte, so this never fails on
+    the text).
+
+    Raises
+    ------
+    IjsegError
+        If the file is missing or unreadable.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise IjsegError(f"{path}: macro file not found")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise IjsegError(f"{path}: cannot read the macro: {err.strerror}") from err
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 @dataclass(frozen=True)

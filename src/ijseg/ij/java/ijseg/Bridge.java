@@ -7,9 +7,18 @@ import ij.macro.Interpreter;
 import ij.measure.Calibration;
 import ij.process.ImageProcessor;
 
+import java.awt.Component;
+import java.awt.Container;
+import java.awt.Dialog;
+import java.awt.EventQueue;
+import java.awt.Label;
+import java.awt.TextComponent;
+import java.awt.Window;
+import java.awt.event.WindowEvent;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.security.Permission;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -24,6 +33,11 @@ public final class Bridge {
 	private static final List<ImagePlus> collected = new ArrayList<>();
 	private static PrintStream savedOut;
 	private static ByteArrayOutputStream captured;
+	private static volatile int macrosRunning;
+	private static volatile String blockedExit;
+	private static boolean exitGuarded;
+	/** Why ImageJ 1.x quits without a message: IJ.getImage() found no image. */
+	private static final String NO_IMAGE = "there is no image open for this command (ImageJ would have quit)";
 
 	private Bridge() {
 	}
@@ -121,6 +135,114 @@ public final class Bridge {
 			interp.abort(text);
 		else
 			IJ.error(command, message);
+	}
+
+	/**
+	 * Stops ImageJ from ending the process while the host runs a macro. Without its main window
+	 * ImageJ 1.x calls {@code System.exit(0)} when a command needs an image and none is open
+	 * ({@code IJ.getImage()}), so a macro that failed would end its host silently with status 0.
+	 * A security manager turns that exit into a cancelled macro (the host reports ImageJ's last
+	 * error message); where the JVM no longer allows one (Java 24+), a shutdown hook ends the
+	 * process with status 1 and the message on standard error instead. Called once by the host
+	 * (Java 17-23 print a deprecation warning on the process's standard error, which the host hides).
+	 */
+	public static synchronized void guardExit() {
+		if (exitGuarded)
+			return;
+		exitGuarded = true;
+		try {
+			System.setSecurityManager(new SecurityManager() {
+				@Override
+				public void checkPermission(Permission perm) {
+				}
+
+				@Override
+				public void checkPermission(Permission perm, Object context) {
+				}
+
+				@Override
+				public void checkExit(int status) {
+					if (macrosRunning > 0) {
+						String message = IJ.getErrorMessage();
+						blockedExit = message != null && !message.isEmpty() ? message : NO_IMAGE;
+						throw new RuntimeException(ij.Macro.MACRO_CANCELED);
+					}
+				}
+			});
+		} catch (UnsupportedOperationException | SecurityException e) {
+			Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+				if (macrosRunning > 0) {
+					String message = IJ.getErrorMessage();
+					System.err.println("ijseg: ImageJ ended the process during a macro"
+						+ (message != null && !message.isEmpty() ? ": " + message : ""));
+					Runtime.getRuntime().halt(1);
+				}
+			}));
+		}
+	}
+
+	/** The host starts a macro (see {@link #guardExit()}). */
+	public static synchronized void macroStarted() {
+		macrosRunning++;
+		blockedExit = null;
+	}
+
+	/**
+	 * The host's macro ended; returns ImageJ's message if it tried to quit the process during
+	 * the macro, else null.
+	 */
+	public static synchronized String macroEnded() {
+		macrosRunning = Math.max(0, macrosRunning - 1);
+		String message = blockedExit;
+		blockedExit = null;
+		return message;
+	}
+
+	/**
+	 * Closes the modal dialogs that are showing, as if cancelled, and returns what they said
+	 * ("" if none was showing): in batch runs nobody can answer a dialog, so the host aborts the
+	 * macro with this text instead of waiting for ever.
+	 */
+	public static String closeModalDialogs() {
+		StringBuilder text = new StringBuilder();
+		for (Window w : Window.getWindows()) {
+			if (!(w instanceof Dialog) || !w.isShowing() || !((Dialog) w).isModal())
+				continue;
+			final Dialog d = (Dialog) w;
+			if (text.length() > 0)
+				text.append("; ");
+			text.append(describe(d));
+			EventQueue.invokeLater(() -> {
+				d.dispatchEvent(new WindowEvent(d, WindowEvent.WINDOW_CLOSING));
+				d.dispose();
+			});
+		}
+		return text.toString();
+	}
+
+	private static String describe(Dialog d) {
+		StringBuilder text = new StringBuilder("'" + d.getTitle() + "'");
+		List<String> words = new ArrayList<>();
+		collectText(d, words);
+		if (!words.isEmpty())
+			text.append(": ").append(String.join(" ", words));
+		return text.toString();
+	}
+
+	private static void collectText(Container c, List<String> words) {
+		for (Component child : c.getComponents()) {
+			String t = null;
+			if (child instanceof Label)
+				t = ((Label) child).getText();
+			else if (child instanceof javax.swing.JLabel)
+				t = ((javax.swing.JLabel) child).getText();
+			else if (child instanceof TextComponent && !((TextComponent) child).isEditable())
+				t = ((TextComponent) child).getText();
+			if (t != null && !t.trim().isEmpty())
+				words.add(t.trim().replaceAll("\\s+", " "));
+			if (child instanceof Container)
+				collectText((Container) child, words);
+		}
 	}
 
 	/** The title of an image without its file extension ("blobs.tif" gives "blobs"). */

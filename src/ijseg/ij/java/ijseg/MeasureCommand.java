@@ -26,7 +26,7 @@ public class MeasureCommand implements PlugIn {
 	public void run(String arg) {
 		int[] ids = WindowManager.getIDList();
 		if (ids == null) {
-			IJ.noImage();
+			Bridge.fail(COMMAND, "no image is open (open a label image first)");
 			return;
 		}
 		String[] titles = new String[ids.length];

@@ -2,6 +2,7 @@ package ijseg;
 
 import ij.IJ;
 import ij.ImagePlus;
+import ij.WindowManager;
 import ij.Macro;
 import ij.Prefs;
 import ij.gui.GenericDialog;
@@ -34,9 +35,12 @@ public class PredictCommand implements PlugIn {
 
 	@Override
 	public void run(String arg) {
-		ImagePlus imp = IJ.getImage();
-		if (imp == null)
+		// not IJ.getImage(): without ImageJ's main window it ends the process when no image is open
+		ImagePlus imp = WindowManager.getCurrentImage();
+		if (imp == null) {
+			Bridge.fail(COMMAND, "no image is open (open the image to segment first)");
 			return;
+		}
 		boolean macro = Macro.getOptions() != null;
 		GenericDialog gd = new GenericDialog(COMMAND);
 		gd.addStringField("Model", Prefs.get(ModelsCommand.PREF_MODEL, ""), 40);
