@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 from .errors import IjsegError
 
+from ._stderr import quiet_fd2
+
 __all__ = ["import_tf", "device_summary", "dtype_policy", "policy_name", "gpus", "cpu_has_bf16"]
 
 log = logging.getLogger(__name__)
@@ -32,19 +34,8 @@ def _quiet_fd2() -> Iterator[None]:
     if os.environ.get("IJSEG_TF_VERBOSE"):
         yield
         return
-    try:
-        saved = os.dup(2)
-    except OSError:
+    with quiet_fd2():
         yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def import_tf():

@@ -530,6 +530,9 @@ def _cmd_export(args) -> int:
         except ValueError as err:
             raise ConfigError(str(err)) from err
     check_output_file(args.out, "the bundle")
+    from ._fileio import remove_stale_temporaries
+
+    remove_stale_temporaries(args.out.parent)  # of an export that was killed
     out = export_bundle(args.model, args.out, sample=args.sample, name=args.name, description=args.description,
                         authors=args.authors, license=args.license, weights=tuple(args.weights),
                         format_version=args.format, postprocess=pp)

@@ -289,13 +289,18 @@ def check_tiff(path: str | os.PathLike) -> None:
     DataError
         Naming the file and the problem.
     """
+    path = _existing_file(path)
+    with _tifffile_messages(), _open_tiff(path) as tif:
+        _checked_series(path, tif)
+
+
+def _existing_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty (0 bytes)")
-    with _tifffile_messages(), _open_tiff(path) as tif:
-        _checked_series(path, tif)
+    return path
 
 
 def read_image(path: str | os.PathLike) -> Image:
@@ -317,11 +322,7 @@ def read_image(path: str | os.PathLike) -> Image:
     DataError
         If the file is missing, unreadable or truncated, empty, or has NaN/Inf pixels.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty (0 bytes)")
+    path = _existing_file(path)
     suffix = path.suffix.lower()
     pixel_size, unit = (1.0, 1.0), "pixel"
     try:

@@ -8,13 +8,13 @@ process; its mode (with a display, or headless) cannot change afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
 from pathlib import Path
 
 from ..doctor import find_ij_jar
+from .._stderr import quiet_fd2
 from ..errors import IjsegError
 
 __all__ = ["start_jvm", "adopt_running_jvm", "jclass", "jvm_started", "ij_version"]
@@ -101,7 +101,7 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
     _state.update(jar=Path(jar), display=os.environ.get("DISPLAY") if display else None, headless=not display,
                   xvfb=xvfb, plugins=home / "plugins")
     _install_exit_hook()
-    with _quiet_stderr():  # Java 17-23 warn that a security manager is deprecated, on file descriptor 2
+    with quiet_fd2():  # Java 17-23 warn that a security manager is deprecated, on file descriptor 2
         jclass("ijseg.Bridge").guardExit()
     from .engine import install_engine
 
@@ -147,24 +147,6 @@ def jclass(name: str):
 
 def ij_version() -> str:
     return str(jclass("ij.IJ").getVersion())
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """File descriptor 2 to /dev/null for a moment (the JVM writes there directly). Part of
-    starting the bridge, which owns the process state it changes; restored at once."""
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
 
 
 def _install_exit_hook() -> None:
