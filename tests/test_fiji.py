@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ijseg.doctor import DEBIAN_IJ_JAR
+from ijseg.ij._jars import DEBIAN_IJ_JAR
 from ijseg.errors import ConfigError
 from ijseg.ij.fiji import check_fiji
 

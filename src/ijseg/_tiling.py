@@ -15,7 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Tile", "tile_layout", "halo_for"]
+__all__ = ["Tile", "tile_layout", "halo_for", "DEFAULT_TILE"]
+
+#: largest window side fed to a network by default (model folders and bundles); larger images are tiled
+DEFAULT_TILE = 1024
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -22,12 +23,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from ._fileio import check_output_dir, check_output_file
 from .errors import ConfigError, DataError, IjsegError, Interrupted
 
-__all__ = ["main"]
+__all__ = ["main", "run", "Context"]
 
 log = logging.getLogger("ijseg")
 
@@ -59,7 +61,7 @@ def _add_simulate(sub) -> None:
     p.set_defaults(func=_cmd_simulate)
 
 
-def _cmd_simulate(args) -> int:
+def _cmd_simulate(args, ctx: Context) -> int:
     from .data.simulate import simulate_dataset
 
     overrides = {}
@@ -247,7 +249,7 @@ def _stop_on_ctrl_c():
             signal.signal(sig, h)
 
 
-def _cmd_train(args) -> int:
+def _cmd_train(args, ctx: Context) -> int:
     from .train import train
 
     if args.resume:
@@ -383,16 +385,15 @@ def _check_model_path(path: Path) -> None:
         raise IjsegError(f"{path}: model not found (a model folder written by 'ijseg train', or a bundle .zip)")
 
 
-def _cmd_predict(args) -> int:
+def _cmd_predict(args, ctx: Context) -> int:
     from .predict import load_predictor, predict_files
 
     options = _postprocess_options(args)
     files = _input_files(args.input)
     check_output_dir(args.out)
     _check_model_path(args.model)
-    cache = getattr(args, "predictors", None)  # set by ijseg serve: models stay loaded
-    predictor = cache.get(args.model, which=args.weights) if cache is not None else load_predictor(
-        args.model, which=args.weights)
+    predictor = (ctx.predictors.get(args.model, which=args.weights) if ctx.predictors is not None
+                 else load_predictor(args.model, which=args.weights))
     _checked_tile(predictor, args.tile)
     rows, failures = predict_files(predictor, files, args.out, output=args.output, options=options, tile=args.tile,
                                    progress=not args.quiet and len(files) > 1)
@@ -422,7 +423,7 @@ def _add_measure(sub) -> None:
     p.set_defaults(func=_cmd_measure)
 
 
-def _cmd_measure(args) -> int:
+def _cmd_measure(args, ctx: Context) -> int:
     from .data.io import read_image, read_mask
     from .measure import measure, table_to_csv
 
@@ -460,7 +461,7 @@ def _add_qc(sub) -> None:
     p.set_defaults(func=_cmd_qc)
 
 
-def _cmd_qc(args) -> int:
+def _cmd_qc(args, ctx: Context) -> int:
     from .models.folder import ModelFolder
     from .predict import load_predictor
     from .qc import evaluate
@@ -514,7 +515,7 @@ def _add_export(sub) -> None:
     p.set_defaults(func=_cmd_export)
 
 
-def _cmd_export(args) -> int:
+def _cmd_export(args, ctx: Context) -> int:
     import zipfile
 
     from .export import export_bundle
@@ -564,7 +565,7 @@ def _add_check(sub) -> None:
     p.set_defaults(func=_cmd_check)
 
 
-def _cmd_check(args) -> int:
+def _cmd_check(args, ctx: Context) -> int:
     from .export.check import RUNTIMES, check_bundle, format_table
 
     if not args.tolerance > 0:
@@ -633,7 +634,7 @@ def _macro_args(pairs: list[str]) -> dict[str, str]:
     return values
 
 
-def _cmd_macro_batch(args) -> int:
+def _cmd_macro_batch(args, ctx: Context) -> int:
     from .ij.batch import run_batch
     from .ij.scripts import fill_parameters, read_macro
 
@@ -677,7 +678,7 @@ def _check_file_parameters(macro: Path, values: dict[str, str]) -> None:
                 raise DataError(f"--arg {p.name}: {err}") from err
 
 
-def _cmd_macro_run(args) -> int:
+def _cmd_macro_run(args, ctx: Context) -> int:
     from .ij.macro import MacroError, run_macro_file
     from .ij.scripts import fill_parameters, read_macro
 
@@ -714,7 +715,7 @@ def _add_imagej(sub) -> None:
     p.set_defaults(func=_cmd_imagej)
 
 
-def _cmd_imagej(args) -> int:
+def _cmd_imagej(args, ctx: Context) -> int:
     from .ij.session import open_imagej, run_macro_gui, wait_until_closed
 
     if args.macro is not None and not args.macro.is_file():
@@ -742,10 +743,12 @@ def _add_serve(sub) -> None:
     p.set_defaults(func=_cmd_serve)
 
 
-def _cmd_serve(args) -> int:
+def _cmd_serve(args, ctx: Context) -> int:
+    from .predict import PredictorCache
     from .serve import serve
 
-    return serve(sys.stdin, sys.stdout)
+    predictors = PredictorCache(size=2)  # models stay loaded between requests
+    return serve(sys.stdin, sys.stdout, lambda argv: run(argv, predictors=predictors))
 
 
 def _add_fiji(sub) -> None:
@@ -763,7 +766,7 @@ def _add_fiji(sub) -> None:
     i.set_defaults(func=_cmd_fiji_install)
 
 
-def _cmd_fiji_install(args) -> int:
+def _cmd_fiji_install(args, ctx: Context) -> int:
     from .ij.fiji import install
 
     written = install(args.path, executable=args.executable)
@@ -783,7 +786,7 @@ def _add_doctor(sub) -> None:
     p.set_defaults(func=_cmd_doctor)
 
 
-def _cmd_doctor(args) -> int:
+def _cmd_doctor(args, ctx: Context) -> int:
     from .doctor import report
 
     rows = report(with_tensorflow=not args.no_tensorflow)
@@ -883,15 +886,31 @@ def _os_error_message(err: OSError) -> str:
     return f"{where}: {reason}" if where else reason
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+@dataclasses.dataclass
+class Context:
+    """What a command gets besides its arguments: ``predictors``, a
+    :class:`ijseg.predict.PredictorCache` that keeps models loaded between the requests of
+    ``ijseg serve`` (None: load the model for this run)."""
+
+    predictors: Any = None
+
+
+def run(argv: list[str], *, predictors=None) -> int:
+    """Run one command line and return its exit code; the one place that maps errors to
+    messages and exit codes (``main`` and ``ijseg serve`` both go through it). Sets up logging to
+    the current ``sys.stderr`` for the run.
+
+    With ``predictors`` (a server), an unexpected exception is one error line too, so that the
+    server outlives a bad request.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
-    _setup_logging(args.verbose, args.quiet)
-    _signals.clear()
     try:
-        with _interruptible():
-            return int(args.func(args) or 0)
+        args = parser.parse_args(argv)
+    except SystemExit as err:  # argparse printed its message (or --help / --version)
+        return int(err.code or 0)
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args, Context(predictors=predictors)) or 0)
     except IjsegError as err:
         print(f"ijseg {args.command}: error: {err}", file=sys.stderr)
         if getattr(err, "stuck", False):  # ImageJ cannot be stopped: do not wait for its thread at exit
@@ -909,6 +928,22 @@ def main(argv: list[str] | None = None) -> int:
         log.debug("OS error", exc_info=True)
         print(f"ijseg {args.command}: error: {_os_error_message(err)}", file=sys.stderr)
         return 1
+    except Exception as err:
+        if predictors is None:
+            raise
+        log.debug("request failed", exc_info=True)
+        print(f"ijseg {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``ijseg`` executable: :func:`run` with SIGTERM handled like Ctrl-C; usage errors exit
+    through argparse (code 2)."""
+    argv = sys.argv[1:] if argv is None else argv
+    build_parser().parse_args(argv)  # usage errors, --help and --version exit here, as argparse does
+    _signals.clear()
+    with _interruptible():
+        return run(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,17 +5,14 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
-__all__ = ["report", "find_ij_jar", "ij_jar_version", "java_version"]
+__all__ = ["report", "java_version", "find_ij_jar", "ij_jar_version", "DEBIAN_IJ_JAR"]
 
-#: where the Debian package ``imagej`` puts ImageJ 1.x
-DEBIAN_IJ_JAR = Path("/usr/share/java/ij.jar")
+from .ij._jars import DEBIAN_IJ_JAR, find_ij_jar, find_java_tool, ij_jar_version
 
 
 def _version(dist: str) -> str:
@@ -27,10 +24,7 @@ def _version(dist: str) -> str:
 
 def java_version() -> str | None:
     """First line of ``java -version`` (``None`` if no Java is found)."""
-    java = shutil.which("java")
-    if java is None and os.environ.get("JAVA_HOME"):
-        cand = Path(os.environ["JAVA_HOME"]) / "bin" / "java"
-        java = str(cand) if cand.is_file() else None
+    java = find_java_tool("java")
     if java is None:
         return None
     try:
@@ -39,33 +33,6 @@ def java_version() -> str | None:
         return None
     lines = (out.stderr or out.stdout).strip().splitlines()
     return f"{lines[0]} ({java})" if lines else java
-
-
-def find_ij_jar(fiji: str | os.PathLike | None = None) -> Path | None:
-    """The ImageJ 1.x jar: ``Fiji.app/jars/ij-*.jar`` if ``fiji`` (or ``FIJI_HOME``) is given,
-    else ``IJSEG_IJ_JAR``, else Debian's ``/usr/share/java/ij.jar``."""
-    fiji = fiji or os.environ.get("FIJI_HOME")
-    if fiji:
-        jars = sorted(Path(fiji).glob("jars/ij-*.jar")) + sorted(Path(fiji).glob("jars/ij.jar"))
-        if jars:
-            return jars[-1]
-    env = os.environ.get("IJSEG_IJ_JAR")
-    if env and Path(env).is_file():
-        return Path(env)
-    return DEBIAN_IJ_JAR if DEBIAN_IJ_JAR.is_file() else None
-
-
-def ij_jar_version(jar: str | os.PathLike) -> str | None:
-    """ImageJ's ``VERSION`` constant read from ``ij/ImageJ.class`` without starting a JVM.
-
-    It is the only CONSTANT_Utf8 entry of the form ``1.NN`` + letter in that class.
-    """
-    try:
-        data = zipfile.ZipFile(jar).read("ij/ImageJ.class")
-    except (OSError, KeyError, zipfile.BadZipFile):
-        return None
-    found = re.findall(rb"\x01\x00.(1\.\d\d[a-z]?\d*)", data, flags=re.S)
-    return found[0].decode() if found else None
 
 
 def _backend(jar: Path | None, fiji: str | None, javac: str | None) -> str:
@@ -114,7 +81,7 @@ def report(*, with_tensorflow: bool = True) -> list[tuple[str, str]]:
         rows.append(("imagej", "ij.jar not found (apt-get install imagej, or set FIJI_HOME / IJSEG_IJ_JAR)"))
     else:
         rows.append(("imagej", f"ImageJ {ij_jar_version(jar) or '?'} ({jar.resolve()})"))
-    javac = shutil.which("javac")
+    javac = find_java_tool("javac")
     rows.append(("javac", javac or "not found: the IJSeg plugin cannot be built (apt-get install default-jdk-headless)"))
     fiji = os.environ.get("FIJI_HOME")
     rows.append(("fiji", fiji if fiji else "FIJI_HOME not set"))

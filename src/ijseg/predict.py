@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ._tiling import halo_for, tile_layout
+from ._tiling import DEFAULT_TILE, halo_for, tile_layout
 from .config import Config
 from .data.io import Image, to_model_input
 from .errors import ConfigError, DataError, IjsegError, ModelError
@@ -32,8 +32,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: largest window side fed to the network by default; larger images are tiled
-DEFAULT_TILE = 1024
 #: pixels predicted in one batch of tiles (one 1024x1024 window): bounds the memory of the
 #: activations whatever the tile size, while small tiles are still batched
 BATCH_PIXELS = 1024 * 1024

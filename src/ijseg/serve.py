@@ -24,11 +24,10 @@ import contextlib
 import io
 import json
 import logging
-import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from . import __version__
-from .errors import IjsegError
 
 __all__ = ["serve", "COMMANDS"]
 
@@ -45,10 +44,9 @@ def _reply(out: TextIO, text: str, code: int) -> None:
     out.flush()
 
 
-def run_request(line: str, predictors) -> tuple[str, int]:
-    """Run one request line; returns (what it printed, exit code)."""
-    from .cli import _setup_logging, build_parser
-
+def run_request(line: str, run: Callable[[list[str]], int]) -> tuple[str, int]:
+    """Run one request line with ``run`` (the command line's entry); returns (what it printed,
+    exit code)."""
     try:
         argv = json.loads(line)
     except json.JSONDecodeError as err:
@@ -60,44 +58,28 @@ def run_request(line: str, predictors) -> tuple[str, int]:
         return f"ijseg serve: error: only {' and '.join(COMMANDS)} run in a server, got {command!r}", 2
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-        try:
-            args = build_parser().parse_args(argv)
-        except SystemExit as err:  # argparse has printed its message into buf
-            return buf.getvalue(), int(err.code or 0)
-        _setup_logging(args.verbose, args.quiet)
-        args.predictors = predictors
-        try:
-            code = int(args.func(args) or 0)
-        except IjsegError as err:
-            print(f"ijseg {args.command}: error: {err}", file=sys.stderr)
-            code = 1
-        except Exception as err:  # the server must outlive one bad image; the text goes back
-            log.debug("request failed", exc_info=True)
-            print(f"ijseg {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
-            code = 1
+        code = run(argv)
     return buf.getvalue(), code
 
 
-def serve(inp: TextIO, out: TextIO) -> int:
-    """Answer requests from ``inp`` on ``out`` until ``inp`` ends (see the module text).
+def serve(inp: TextIO, out: TextIO, run: Callable[[list[str]], int]) -> int:
+    """Answer requests from ``inp`` on ``out`` until ``inp`` ends (see the module text); ``run``
+    runs one command line and returns its exit code (``ijseg.cli.run`` with a model cache).
 
     Examples
     --------
     >>> import io
     >>> out = io.StringIO()
-    >>> serve(io.StringIO('["train", "--data", "d"]\\n'), out)
+    >>> serve(io.StringIO('["train", "--data", "d"]\\n'), out, run=lambda argv: 0)
     0
     >>> print(out.getvalue().split("\\n", 1)[1], end="")
     | ijseg serve: error: only predict and measure run in a server, got 'train'
     = 2
     """
-    from .predict import PredictorCache
-
-    predictors = PredictorCache(size=2)
     out.write(f"ijseg serve {__version__}\n")
     out.flush()
     for line in inp:
         line = line.strip()
         if line:
-            _reply(out, *run_request(line, predictors))
+            _reply(out, *run_request(line, run))
     return 0

@@ -349,8 +349,7 @@ class BundlePredictor:
         """
         from bioimageio.core import Sample, Tensor
 
-        from .._tiling import tile_layout
-        from ..predict import DEFAULT_TILE
+        from .._tiling import DEFAULT_TILE, tile_layout
 
         if isinstance(image, np.ndarray):
             image = Image(image, "YX" if image.ndim == 2 else "YXC")

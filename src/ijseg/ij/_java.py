@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
-from ..doctor import find_ij_jar
+from ._jars import find_ij_jar, find_java_tool
 from .._stderr import quiet_fd2
 from ..errors import IjsegError
 
@@ -65,7 +64,7 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
             raise IjsegError("the JVM of this process was started headless; ImageJ menu commands need a display "
                              "(run in a new process)")
         return _state
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+    if find_java_tool("java") is None:
         raise IjsegError("Java not found: apt-get install default-jdk-headless (or set JAVA_HOME)")
     jar = find_ij_jar(fiji)
     if jar is None:
@@ -103,9 +102,6 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
     _install_exit_hook()
     with quiet_fd2():  # Java 17-23 warn that a security manager is deprecated, on file descriptor 2
         jclass("ijseg.Bridge").guardExit()
-    from .engine import install_engine
-
-    install_engine()
     log.info("ImageJ %s started (%s)", ij_version(), "display " + str(_state["display"]) if display else "headless")
     return _state
 
@@ -132,9 +128,6 @@ def adopt_running_jvm() -> dict:
     _state.update(jar=None, display=os.environ.get("DISPLAY"), headless=bool(jpype.java.awt.GraphicsEnvironment
                                                                                  .isHeadless()), xvfb=None, plugins=None)
     _install_exit_hook()
-    from .engine import install_engine
-
-    install_engine()
     return _state
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import IjsegError
 from ._java import jclass
-from .macro import from_imageplus, to_imageplus
+from ._images import from_imageplus, to_imageplus
 
 __all__ = ["PythonEngine", "install_engine", "imageplus_to_image"]
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, IjsegError
+from ._jars import find_ij_jar
 
 __all__ = ["check_fiji", "start_fiji", "install", "repo_assets"]
 
@@ -62,7 +63,6 @@ def start_fiji(path: str | os.PathLike, mode: str = "interactive"):
         _use_system_java()
         scyjava.config.endpoints.clear()
         from .plugin import JAR_NAME, plugin_home
-        from ..doctor import find_ij_jar
 
         scyjava.config.add_classpath(str(plugin_home(find_ij_jar(app)) / "plugins" / JAR_NAME))
         ij = imagej.init(str(app), mode=mode)
@@ -118,7 +118,6 @@ def install(path: str | os.PathLike, *, executable: str | None = None) -> dict[s
         What was written: ``jar``, ``properties``, ``macros``, ``scripts``.
     """
     from .._fileio import atomic_path, atomic_write_text
-    from ..doctor import find_ij_jar
     from .plugin import JAR_NAME, build_plugin
 
     app = check_fiji(path)

@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, IjsegError
+from ._images import from_imageplus, to_imageplus
 from ._java import jclass, start_jvm
+from .engine import install_engine
 
 __all__ = ["MacroError", "MacroTimeout", "MacroResult", "to_imageplus", "from_imageplus", "run", "run_macro", "run_macro_file",
            "results_table"]
@@ -26,63 +28,6 @@ log = logging.getLogger(__name__)
 
 class MacroError(IjsegError):
     """An ImageJ macro failed; the message is ImageJ's, with the line of the error."""
-
-
-def to_imageplus(array: np.ndarray, title: str = "image", *, pixel_size: tuple[float, float] | None = None,
-                 unit: str = "micron"):
-    """A numpy image as an ImagePlus: 2-D ``YX`` (uint8 -> 8-bit, uint16 -> 16-bit, else 32-bit),
-    or 3-D ``CYX`` as a 32-bit hyperstack with C channels."""
-    import jpype
-
-    a = np.asarray(array)
-    if a.ndim == 3:
-        c, h, w = a.shape
-        stack = jclass("ij.ImageStack")(w, h)
-        for k in range(c):
-            stack.addSlice(f"c{k + 1}", jclass("ij.process.FloatProcessor")(
-                w, h, jpype.JArray(jpype.JFloat)(a[k].astype(np.float32).ravel())))
-        imp = jclass("ij.ImagePlus")(title, stack)
-        imp.setDimensions(c, 1, 1)
-    elif a.ndim == 2:
-        h, w = a.shape
-        if a.dtype == np.uint8:
-            ip = jclass("ij.process.ByteProcessor")(w, h, jpype.JArray(jpype.JByte)(a.view(np.int8).ravel()))
-        elif a.dtype == np.uint16:
-            ip = jclass("ij.process.ShortProcessor")(w, h)
-            ip.setPixels(jpype.JArray(jpype.JShort)(a.view(np.int16).ravel()))
-        else:
-            ip = jclass("ij.process.FloatProcessor")(w, h, jpype.JArray(jpype.JFloat)(a.astype(np.float32).ravel()))
-        imp = jclass("ij.ImagePlus")(title, ip)
-    else:
-        raise ValueError(f"expected a 2-D (YX) or 3-D (CYX) image, got shape {a.shape}")
-    if pixel_size is not None:
-        cal = imp.getCalibration()
-        cal.pixelHeight, cal.pixelWidth = float(pixel_size[0]), float(pixel_size[1])
-        cal.setUnit(unit)
-    return imp
-
-
-def from_imageplus(imp) -> np.ndarray:
-    """An ImagePlus as numpy: ``YX`` for a single plane, ``ZYX``-ordered planes (ImageJ's stack
-    order, channels fastest) for a stack. Read afresh: JPype caches array buffers."""
-    n = int(imp.getStackSize())
-    bits = int(imp.getBitDepth())
-    if n == 1:
-        return _plane(imp.getProcessor(), bits)
-    stack = imp.getStack()
-    return np.stack([_plane(stack.getProcessor(k), bits) for k in range(1, n + 1)])
-
-
-def _plane(ip, bits: int) -> np.ndarray:
-    w, h = int(ip.getWidth()), int(ip.getHeight())
-    pixels = ip.getPixels()
-    if bits == 8:
-        return np.array(pixels, dtype=np.int8).view(np.uint8).reshape(h, w)
-    if bits == 16:
-        return np.array(pixels, dtype=np.int16).view(np.uint16).reshape(h, w)
-    if bits == 32:
-        return np.array(pixels, dtype=np.float32).reshape(h, w)
-    raise IjsegError(f"{bits}-bit (RGB) images are not supported here")
 
 
 @dataclass
@@ -177,6 +122,7 @@ def run(code: str, image: np.ndarray | None = None, *, title: str = "image",
     (255, 'done')
     """
     start_jvm(display=True)
+    install_engine()  # the IJSeg commands run in this process
     ij = jclass("ij.IJ")
     bridge = jclass("ijseg.Bridge")
     log_before = str(ij.getLog() or "")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import IjsegError
+from ._jars import find_ij_jar, find_java_tool
 
 __all__ = ["JAR_NAME", "sources", "plugin_home", "build_plugin"]
 
@@ -81,10 +81,7 @@ def build_plugin(ij_jar: str | os.PathLike, out: str | os.PathLike) -> Path:
     """
     from .._fileio import atomic_path
 
-    javac = shutil.which("javac")
-    if javac is None and os.environ.get("JAVA_HOME"):
-        cand = Path(os.environ["JAVA_HOME"]) / "bin" / "javac"
-        javac = str(cand) if cand.is_file() else None
+    javac = find_java_tool("javac")
     if javac is None:
         raise IjsegError("javac not found: the IJSeg plugin is compiled at set-up; install a JDK "
                          "(apt-get install default-jdk-headless) or set JAVA_HOME")
@@ -107,7 +104,6 @@ def build_plugin(ij_jar: str | os.PathLike, out: str | os.PathLike) -> Path:
 
 
 def main() -> int:  # pragma: no cover - a set-up helper, exercised by scripts/setup.sh
-    from ..doctor import find_ij_jar
 
     jar = find_ij_jar()
     if jar is None:

@@ -13,6 +13,7 @@ import time
 
 from ..errors import IjsegError
 from ._java import jclass, jvm_started, start_jvm
+from .engine import install_engine
 
 __all__ = ["open_imagej", "wait_until_closed", "run_macro_gui"]
 
@@ -45,6 +46,7 @@ def open_imagej(*, fiji: str | os.PathLike | None = None, require_display: bool 
         if ij is not None:
             return ij
     start_jvm(display=True)
+    install_engine()  # the IJSeg commands run in this process
     image_j = jclass("ij.ImageJ")
     ij = jclass("ij.IJ").getInstance()
     if ij is None:

@@ -1,0 +1,50 @@
+"""Where Java, javac and ImageJ 1.x's jar are on this machine (no JVM is started here)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+__all__ = ["DEBIAN_IJ_JAR", "find_java_tool", "find_ij_jar", "ij_jar_version"]
+
+#: where the Debian package ``imagej`` puts ImageJ 1.x
+DEBIAN_IJ_JAR = Path("/usr/share/java/ij.jar")
+
+
+def find_java_tool(name: str) -> str | None:
+    """``java``/``javac`` on the PATH, else in ``JAVA_HOME/bin`` (None if neither has it)."""
+    found = shutil.which(name)
+    if found is None and os.environ.get("JAVA_HOME"):
+        cand = Path(os.environ["JAVA_HOME"]) / "bin" / name
+        found = str(cand) if cand.is_file() else None
+    return found
+
+
+def find_ij_jar(fiji: str | os.PathLike | None = None) -> Path | None:
+    """The ImageJ 1.x jar: ``Fiji.app/jars/ij-*.jar`` if ``fiji`` (or ``FIJI_HOME``) is given,
+    else ``IJSEG_IJ_JAR``, else Debian's ``/usr/share/java/ij.jar``."""
+    fiji = fiji or os.environ.get("FIJI_HOME")
+    if fiji:
+        jars = sorted(Path(fiji).glob("jars/ij-*.jar")) + sorted(Path(fiji).glob("jars/ij.jar"))
+        if jars:
+            return jars[-1]
+    env = os.environ.get("IJSEG_IJ_JAR")
+    if env and Path(env).is_file():
+        return Path(env)
+    return DEBIAN_IJ_JAR if DEBIAN_IJ_JAR.is_file() else None
+
+
+def ij_jar_version(jar: str | os.PathLike) -> str | None:
+    """ImageJ's ``VERSION`` constant read from ``ij/ImageJ.class`` without starting a JVM.
+
+    It is the only CONSTANT_Utf8 entry of the form ``1.NN`` + letter in that class.
+    """
+    try:
+        data = zipfile.ZipFile(jar).read("ij/ImageJ.class")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None
+    found = re.findall(rb"\x01\x00.(1\.\d\d[a-z]?\d*)", data, flags=re.S)
+    return found[0].decode() if found else None
