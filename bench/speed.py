@@ -190,7 +190,8 @@ def training_step(repeat: int) -> dict:
 
 def startup(ijseg_model: Path, repeat: int) -> dict:
     from ijseg.data.io import Image
-    from ijseg.predict import Predictor, segment
+    from ijseg.pipeline import segment
+    from ijseg.predict import Predictor
 
     img, _ = sim_image(256, seed=7)
     with tempfile.TemporaryDirectory() as tmp:

@@ -93,3 +93,56 @@ def test_no_import_cycles():
     packages = {m for m in graph if (SRC.parent / m.replace(".", "/") / "__init__.py").is_file()}
     modules_only = {m: {t for t in ts if t not in packages} for m, ts in graph.items() if m not in packages}
     assert cycles(modules_only) == []
+
+
+#: layers, lowest first: a module imports only modules of its own layer or below
+LAYERS = [
+    ["ijseg.errors", "ijseg._fileio", "ijseg._stderr", "ijseg._tiling", "ijseg._tf", "ijseg._resources",
+     "ijseg.config", "ijseg.preprocess", "ijseg.data"],
+    ["ijseg.models", "ijseg.predict", "ijseg.postprocess", "ijseg.measure"],
+    ["ijseg.pipeline", "ijseg.qc", "ijseg.train", "ijseg.export"],
+    ["ijseg.ij"],
+    # commands' own tools: doctor, and the bundle check, which drives the old runtimes and ImageJ
+    ["ijseg.cli", "ijseg.serve", "ijseg.doctor", "ijseg.export.check", "ijseg.__main__", "ijseg"],
+]
+
+
+def _layer(module: str) -> int:
+    best = None
+    for i, prefixes in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and (best is None or len(p) > len(best[1])):
+                best = (i, p)
+    assert best is not None, f"{module} is in no layer: add it to LAYERS"
+    return best[0]
+
+
+def test_imports_go_down_the_layers():
+    graph = import_graph()
+    upward = sorted(f"{m} (layer {_layer(m) + 1}) imports {t} (layer {_layer(t) + 1})"
+                    for m, targets in graph.items() for t in targets if _layer(t) > _layer(m))
+    assert upward == []
+
+
+def test_defaults_have_one_source():
+    """The Java plugin's defaults are generated from ijseg.config; the stand-alone macros carry
+    literal values (they run without ijseg) and must equal it."""
+    from ijseg._resources import macro_file
+    from ijseg.config import DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD
+    from ijseg.export.deepimagej import macro_defaults
+    from ijseg.ij.plugin import generated_sources
+    from ijseg.postprocess import PostprocessOptions
+    from ijseg.preprocess import normalizer_from_dict
+
+    java = generated_sources()["ijseg/Defaults.java"]
+    assert f"THRESHOLD = {DEFAULT_THRESHOLD!r};" in java and f"SEED_THRESHOLD = {DEFAULT_SEED_THRESHOLD!r};" in java
+    assert (PostprocessOptions().threshold, PostprocessOptions().seed_threshold) == (DEFAULT_THRESHOLD,
+                                                                                      DEFAULT_SEED_THRESHOLD)
+    assert float(macro_defaults(macro_file("binarize.ijm").read_text())["threshold"]) == DEFAULT_THRESHOLD
+    assert float(macro_defaults(macro_file("3class_to_instances.ijm").read_text())["seed"]) == DEFAULT_SEED_THRESHOLD
+    norm = normalizer_from_dict({"name": "percentile"})
+    scale = macro_defaults(macro_file("scale_range.ijm").read_text())
+    assert (float(scale["pmin"]), float(scale["pmax"]), float(scale["eps"])) == (norm.pmin, norm.pmax, norm.eps)
+    for src in Path(SRC / "ij" / "java").rglob("*.java"):  # no literal threshold left in the Java code
+        code = "\n".join(ln for ln in src.read_text().splitlines() if not ln.lstrip().startswith("*"))
+        assert "0.5" not in code and "0.8" not in code, src

@@ -14,7 +14,8 @@ from ijseg.cli import main
 from ijseg.data.io import read_image
 from ijseg.errors import DataError, ModelError
 from ijseg.models.folder import ModelFolder
-from ijseg.predict import Predictor, predict_files
+from ijseg.pipeline import predict_files
+from ijseg.predict import Predictor
 
 
 def test_tile_layout_covers_once_and_aligns():

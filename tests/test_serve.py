@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from ijseg.predict import PredictorCache, load_predictor, segment
+from ijseg.pipeline import PredictorCache, load_predictor, segment
 from ijseg.data.io import read_image
 from ijseg.postprocess import PostprocessOptions
 

@@ -298,9 +298,12 @@ def _cmd_train(args, ctx: Context) -> int:
 
 def _add_postprocess_args(p) -> None:
     g = p.add_argument_group("post-processing")
-    g.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (default 0.5)")
-    g.add_argument("--seed-threshold", type=float, default=0.8,
-                   help="3-class models: interior probability that seeds an object (default 0.8)")
+    from .config import DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD
+
+    g.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"foreground probability threshold (default {DEFAULT_THRESHOLD:g})")
+    g.add_argument("--seed-threshold", type=float, default=DEFAULT_SEED_THRESHOLD,
+                   help=f"3-class models: interior probability that seeds an object (default {DEFAULT_SEED_THRESHOLD:g})")
     g.add_argument("--min-size", type=int, default=0, help="remove objects smaller than N pixels")
     g.add_argument("--max-size", type=int, default=0, help="remove objects larger than N pixels (0: no limit)")
     g.add_argument("--fill-holes", action="store_true", help="fill holes in objects")
@@ -386,7 +389,7 @@ def _check_model_path(path: Path) -> None:
 
 
 def _cmd_predict(args, ctx: Context) -> int:
-    from .predict import load_predictor, predict_files
+    from .pipeline import load_predictor, predict_files
 
     options = _postprocess_options(args)
     files = _input_files(args.input)
@@ -463,7 +466,7 @@ def _add_qc(sub) -> None:
 
 def _cmd_qc(args, ctx: Context) -> int:
     from .models.folder import ModelFolder
-    from .predict import load_predictor
+    from .pipeline import load_predictor
     from .qc import evaluate
 
     options = _postprocess_options(args)
@@ -508,10 +511,10 @@ def _add_export(sub) -> None:
                    default=["keras_v3", "tensorflow_saved_model_bundle", "onnx"], help="weight formats (default all)")
     p.add_argument("--threshold", type=float,
                    help="the model's foreground threshold, written into the bundle and its macros (default: the one "
-                        "of the model's QC, else 0.5)")
+                        "of the model's QC, else the default threshold)")
     p.add_argument("--seed-threshold", type=float,
                    help="3-class models: the interior probability that seeds an object (default: the model's QC "
-                        "setting, else 0.8)")
+                        "setting, else the default seed threshold)")
     p.set_defaults(func=_cmd_export)
 
 
@@ -744,7 +747,7 @@ def _add_serve(sub) -> None:
 
 
 def _cmd_serve(args, ctx: Context) -> int:
-    from .predict import PredictorCache
+    from .pipeline import PredictorCache
     from .serve import serve
 
     predictors = PredictorCache(size=2)  # models stay loaded between requests
@@ -889,7 +892,7 @@ def _os_error_message(err: OSError) -> str:
 @dataclasses.dataclass
 class Context:
     """What a command gets besides its arguments: ``predictors``, a
-    :class:`ijseg.predict.PredictorCache` that keeps models loaded between the requests of
+    :class:`ijseg.pipeline.PredictorCache` that keeps models loaded between the requests of
     ``ijseg serve`` (None: load the model for this run)."""
 
     predictors: Any = None

@@ -33,6 +33,10 @@ from .preprocess import normalizer_from_dict
 __all__ = ["Config", "CONFIG_VERSION", "LOSSES", "OPTIMIZERS"]
 
 CONFIG_VERSION = 1
+#: post-processing defaults, the one source for the CLI, the engine, the Java plugin (generated
+#: into its ``Defaults`` class at build time) and the bundles' macros
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_SEED_THRESHOLD = 0.8
 LOSSES = ("crossentropy", "dice", "crossentropy_dice", "focal", "mse", "mae")
 _LOSS_ALIASES = {
     "bce": "crossentropy",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .config import Config
+from .config import DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD, Config
 
 __all__ = ["Segmentation", "PostprocessOptions", "postprocess", "relabel_sequential", "filter_sizes"]
 
@@ -55,8 +55,8 @@ class PostprocessOptions:
         Split touching objects of a binary model with a watershed on the distance transform.
     """
 
-    threshold: float = 0.5
-    seed_threshold: float = 0.8
+    threshold: float = DEFAULT_THRESHOLD
+    seed_threshold: float = DEFAULT_SEED_THRESHOLD
     distance_threshold: float = 0.05
     min_size: int = 0
     max_size: int = 0

@@ -4,7 +4,7 @@ An ImageJ or Fiji that runs on its own has no Python inside it, so its IJSeg com
 ``ijseg`` command line. Started once per image, that costs the TensorFlow import and the model
 load every time (seconds per image); the IJSeg plugin therefore starts ``ijseg serve`` once,
 keeps it for the rest of the ImageJ session and sends it one command line per image. Loaded
-models stay in memory (:class:`ijseg.predict.PredictorCache`), reloaded when their files change.
+models stay in memory (:class:`ijseg.pipeline.PredictorCache`), reloaded when their files change.
 
 Protocol, one request and one reply at a time, UTF-8 text over the process's standard input and
 output (standard error carries the log):

@@ -18,7 +18,7 @@ from ijseg.ij._xvfb import Xvfb
 from ijseg.ij.engine import install_engine
 from ijseg.measure import measure
 from ijseg.postprocess import PostprocessOptions
-from ijseg.predict import load_predictor, segment
+from ijseg.pipeline import load_predictor, segment
 
 pytestmark = pytest.mark.jvm
 

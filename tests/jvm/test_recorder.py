@@ -25,7 +25,7 @@ import awt_driver as gui
 from ijseg.data.io import read_image
 from ijseg.ij import from_imageplus, jclass, results_table, run, start_jvm
 from ijseg.postprocess import PostprocessOptions
-from ijseg.predict import load_predictor, segment
+from ijseg.pipeline import load_predictor, segment
 
 pytestmark = pytest.mark.jvm
 

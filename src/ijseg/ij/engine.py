@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from ..config import DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD
 from ..errors import IjsegError
 from ._java import jclass
 from ._images import from_imageplus, to_imageplus
@@ -45,7 +46,7 @@ class PythonEngine:
     """Implements the Java interface ``ijseg.Engine``; keeps the last ``cache_size`` models."""
 
     def __init__(self, cache_size: int = 2):
-        from ..predict import PredictorCache
+        from ..pipeline import PredictorCache
 
         self._models = PredictorCache(size=cache_size)
 
@@ -69,12 +70,13 @@ class PythonEngine:
 
     def _predict(self, imp, options: dict):
         from ..postprocess import PostprocessOptions, postprocess
-        from ..predict import result_image
+        from ..pipeline import result_image
 
         output = options.get("output", "labels")
         try:
             pp = PostprocessOptions(
-                threshold=float(options.get("threshold", 0.5)), seed_threshold=float(options.get("seed", 0.8)),
+                threshold=float(options.get("threshold", DEFAULT_THRESHOLD)),
+                seed_threshold=float(options.get("seed", DEFAULT_SEED_THRESHOLD)),
                 min_size=int(float(options.get("min", 0))), max_size=int(float(options.get("max", 0))),
                 fill_holes=_bool(options.get("fill")), clear_border=_bool(options.get("exclude")),
                 watershed=_bool(options.get("watershed")))

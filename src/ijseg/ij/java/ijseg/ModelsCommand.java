@@ -47,7 +47,7 @@ public class ModelsCommand implements PlugIn {
 		gd.addStringField("Folder", folder, 40);
 		gd.addChoice("Model", names, Arrays.asList(names).contains(current) ? current : names[0]);
 		gd.addChoice("Output", PredictCommand.OUTPUTS, Prefs.get("ijseg.output", "labels"));
-		gd.addNumericField("Threshold", Prefs.get("ijseg.threshold", 0.5), 2);
+		gd.addNumericField("Threshold", Prefs.get("ijseg.threshold", Defaults.THRESHOLD), 2);
 		gd.addStringField("Executable", Prefs.get(PREF_EXECUTABLE, ""), 40);
 		gd.addMessage("Executable: the ijseg command line, used when ImageJ runs on its own\n"
 				+ "(empty: ijseg.properties in the plugins folder, then the PATH).\n"

@@ -45,8 +45,9 @@ public class PredictCommand implements PlugIn {
 		GenericDialog gd = new GenericDialog(COMMAND);
 		gd.addStringField("Model", Prefs.get(ModelsCommand.PREF_MODEL, ""), 40);
 		gd.addChoice("Output", OUTPUTS, macro ? "labels" : Prefs.get("ijseg.output", "labels"));
-		gd.addNumericField("Threshold", macro ? 0.5 : Prefs.get("ijseg.threshold", 0.5), 2, 6, "foreground probability");
-		gd.addNumericField("Seed threshold", 0.8, 2, 6, "3-class models: interior probability of seeds");
+		gd.addNumericField("Threshold", macro ? Defaults.THRESHOLD : Prefs.get("ijseg.threshold", Defaults.THRESHOLD), 2, 6,
+			"foreground probability");
+		gd.addNumericField("Seed threshold", Defaults.SEED_THRESHOLD, 2, 6, "3-class models: interior probability of seeds");
 		gd.addStringField("Size", "0-Infinity", 14);
 		gd.addCheckbox("Watershed (split touching objects of binary models)", false);
 		gd.addCheckbox("Fill holes", false);

@@ -1,0 +1,203 @@
+"""The segmentation pipeline: a model (folder or bioimage.io bundle) -> probabilities ->
+post-processing -> measurements, for one image (:func:`segment`) or a list of files
+(:func:`predict_files`, which writes the outputs and ``summary.csv``), and the model cache of
+long-lived processes (:class:`PredictorCache`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data.io import Image, to_model_input
+from .errors import IjsegError
+from .predict import Predictor
+
+__all__ = ["OUTPUTS", "segment", "write_outputs", "predict_files", "output_names", "load_predictor", "result_image",
+           "PredictorCache", "summary_row"]
+
+log = logging.getLogger(__name__)
+
+
+OUTPUTS = ("labels", "mask", "probabilities")
+
+
+def load_predictor(model: str | os.PathLike, *, which: str = "best"):
+    """A :class:`Predictor` for a model folder, or a :class:`~ijseg.export.run.BundlePredictor`
+    for a bioimage.io bundle (``.zip``, ``rdf.yaml`` or a folder holding one)."""
+    from .export.run import BundlePredictor, is_bundle
+
+    if is_bundle(model):
+        return BundlePredictor(model)
+    return Predictor(model, which=which)
+
+
+class PredictorCache:
+    """The predictors of the last ``size`` models used, each loaded once and loaded again when its
+    files change: for processes that segment image after image (the ImageJ engines).
+
+    Examples
+    --------
+    >>> cache = PredictorCache(size=2)
+    >>> cache.get("no/such/model")
+    Traceback (most recent call last):
+    ...
+    ijseg.errors.IjsegError: model not found: no/such/model
+    """
+
+    def __init__(self, size: int = 2):
+        self.size = size
+        self._predictors: OrderedDict[tuple[str, str, float], Any] = OrderedDict()
+        #: models loaded so far (a model served from the cache does not count)
+        self.loads = 0
+
+    def __len__(self) -> int:
+        return len(self._predictors)
+
+    def get(self, model: str | os.PathLike, *, which: str = "best"):
+        """The predictor of ``model`` (see :func:`load_predictor`)."""
+        p = Path(model).expanduser()
+        if not p.exists():
+            raise IjsegError(f"model not found: {model}")
+        stamp = max((f.stat().st_mtime for f in ([p] if p.is_file() else p.iterdir())), default=0.0)
+        key = (str(p.resolve()), which, stamp)
+        if key in self._predictors:
+            self._predictors.move_to_end(key)
+            return self._predictors[key]
+        predictor = load_predictor(p, which=which)
+        self.loads += 1
+        self._predictors[key] = predictor
+        while len(self._predictors) > self.size:
+            self._predictors.popitem(last=False)
+        return predictor
+
+
+def output_names(stem: str, output: str) -> dict[str, str]:
+    """File names :func:`predict_files` writes for one input ``stem``."""
+    names = {"probabilities": f"{stem}_prob.tif", "mask": f"{stem}_mask.tif", "labels": f"{stem}_labels.tif"}
+    files = {"image": names[output]}
+    if output != "probabilities":
+        files.update(measurements=f"{stem}_measurements.csv", rois=f"{stem}_rois.zip")
+    return files
+
+
+def segment(predictor: Predictor, image: Image, options=None, *, tile: int | None = None):
+    """Probabilities, segmentation and measurement table of one image."""
+    from .measure import measure
+    from .postprocess import postprocess
+
+    x = to_model_input(image, predictor.config.data_n_channels)
+    prob = predictor.predict(image, tile=tile)
+    seg = postprocess(prob, predictor.config, options)
+    table = measure(seg.labels, x[..., 0], pixel_size=image.pixel_size)
+    return prob, seg, table
+
+
+def result_image(prob: np.ndarray, seg, output: str) -> tuple[np.ndarray, str]:
+    """The result image for ``output`` and its axes: ``probabilities`` float32 ``CYX``; ``mask``
+    uint8 ``YX`` (0/255 for binary models, class numbers otherwise); ``labels`` ``YX``."""
+    if output == "probabilities":
+        return np.moveaxis(prob, -1, 0).astype(np.float32), "CYX"
+    if output == "mask":
+        mask = seg.mask * np.uint8(255) if seg.mask.max(initial=0) <= 1 else seg.mask
+        return mask.astype(np.uint8), "YX"
+    if output == "labels":
+        return seg.labels, "YX"
+    raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+
+
+def write_outputs(out: Path, stem: str, image: Image, prob: np.ndarray, seg, table: dict, output: str) -> dict[str, Path]:
+    """Write the files of :func:`output_names` and return their paths. All are written to
+    temporary files first and renamed together at the end, so an image has all its outputs or
+    none, even when the process is killed."""
+    import contextlib
+
+    from ._fileio import atomic_path
+    from .data.io import write_tiff
+    from .measure import table_to_csv, write_roi_zip
+
+    names = output_names(stem, output)
+    cal = dict(pixel_size=image.pixel_size, unit=image.unit)
+    paths = {k: out / v for k, v in names.items()}
+    with contextlib.ExitStack() as files:
+        tmp = {k: files.enter_context(atomic_path(p)) for k, p in paths.items()}
+        write_tiff(tmp["image"], *result_image(prob, seg, output), **cal)
+        if output != "probabilities":
+            table_to_csv(table, tmp["measurements"])
+            write_roi_zip(tmp["rois"], seg.labels)
+    return paths
+
+
+def summary_row(name: str, seg, table: dict, image: Image) -> dict[str, float | str | int]:
+    """One line of the Summary table, as ImageJ's Analyze Particles 'summarize' writes it."""
+    area = table["Area"]
+    ph, pw = image.pixel_size
+    total_px = seg.labels.size * ph * pw
+    row: dict[str, float | str | int] = {
+        "Slice": name, "Count": int(area.size), "Total Area": float(area.sum()),
+        "Average Size": float(area.mean()) if area.size else 0.0,
+        "%Area": float(100 * area.sum() / total_px) if total_px else 0.0,
+    }
+    if "Mean" in table:
+        row["Mean"] = float(np.mean(table["Mean"])) if area.size else 0.0
+    return row
+
+
+def predict_files(
+    predictor: Predictor,
+    inputs: list[Path],
+    out: str | os.PathLike,
+    *,
+    output: str = "labels",
+    options=None,
+    tile: int | None = None,
+    progress: bool = True,
+) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """Segment many files with one loaded model; a bad file is reported and skipped.
+
+    Returns
+    -------
+    rows : list of dict
+        Summary rows (also written to ``OUT/summary.csv``).
+    failures : list of (path, message)
+    """
+    from tqdm.auto import tqdm
+
+    from ._fileio import atomic_write_csv, remove_stale_temporaries
+    from .data.io import read_image
+    from .errors import Interrupted
+
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    out = Path(out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    for p in remove_stale_temporaries(out):
+        log.info("removed %s (left by a run that was killed)", p.name)
+    rows, failures = [], []
+    try:
+        for path in tqdm(inputs, desc="predict", unit="img", disable=not progress):
+            try:
+                image = read_image(path)
+                prob, seg, table = segment(predictor, image, options, tile=tile)
+                write_outputs(out, path.stem, image, prob, seg, table, output)
+                rows.append(summary_row(path.name, seg, table, image))
+            except IjsegError as err:
+                msg = str(err) if str(path) in str(err) else f"{path}: {err}"
+                if len(inputs) > 1:
+                    log.error("skipped: %s", msg)
+                failures.append((path, msg))
+    except KeyboardInterrupt as err:
+        kept = f"{out / 'summary.csv'} lists them" if rows else "nothing was written"
+        raise Interrupted(f"interrupted after {len(rows)} of {len(inputs)} image(s); {kept}") from err
+    finally:
+        if rows:
+            atomic_write_csv(out / "summary.csv", rows)
+        elif created and not any(out.iterdir()):
+            out.rmdir()  # a run that wrote nothing leaves no empty folder behind
+    return rows, failures
