@@ -161,39 +161,27 @@ def _normalise_file_axes(data: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
 
 
 def _tiff_calibration(tif) -> tuple[tuple[float, float], str]:
-    """Pixel size and unit from an (ImageJ) TIFF; ``((1, 1), 'pixel')`` if absent."""
+    """Pixel size and unit from an (ImageJ) TIFF; ``((1, 1), 'pixel')`` if absent. ImageJ's
+    ``unit`` wins; without it, tifffile converts the resolution unit (inch, cm, mm, um) to
+    microns."""
+    import tifffile
+
     page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
-    ij = tif.imagej_metadata or {}
-    unit = str(ij.get("unit", "") or "")
-
-    def _res(tag_name: str) -> float | None:
-        tag = page.tags.get(tag_name)
-        if tag is None:
-            return None
-        num, den = tag.value
-        if num == 0 or den == 0:
-            return None
-        return den / num  # pixels per unit -> unit per pixel
-
-    px = _res("XResolution")
-    py = _res("YResolution")
-    if px is None:
+    if "XResolution" not in page.tags:
         return (1.0, 1.0), "pixel"
-    py = px if py is None else py
-    if not unit:
-        res_unit = page.tags.get("ResolutionUnit")
-        code = int(res_unit.value) if res_unit is not None else 1
-        if code == 2:  # inch
-            unit, px, py = "micron", px * 25400.0, py * 25400.0
-        elif code == 3:  # centimetre
-            unit, px, py = "micron", px * 10000.0, py * 10000.0
-        else:
-            unit = "pixel"
-    if unit.lower() in ("pixel", "pixels"):
+    unit = str((tif.imagej_metadata or {}).get("unit", "") or "")
+    if unit:
+        rx, ry = page.get_resolution()
+    elif page.resolutionunit in (tifffile.RESUNIT.NONE, None):
+        return (1.0, 1.0), "pixel"
+    else:
+        unit = "micron"
+        rx, ry = page.get_resolution(tifffile.RESUNIT.MICROMETER)
+    if not (rx > 0 and ry > 0) or unit.lower() in ("pixel", "pixels"):
         return (1.0, 1.0), "pixel"
     if unit in ("\\u00B5m", "um", "µm", "micrometer"):
         unit = "micron"
-    return (float(py), float(px)), unit
+    return (1.0 / ry, 1.0 / rx), unit
 
 
 def image_memory_limit() -> int:

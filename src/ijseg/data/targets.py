@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.segmentation import find_boundaries
 
 from ..errors import DataError
 
@@ -38,16 +39,6 @@ def labels_to_binary(labels: np.ndarray) -> np.ndarray:
            [1, 0]], dtype=uint8)
     """
     return (np.asarray(labels) > 0).astype(np.uint8)
-
-
-def _inner_boundary(labels: np.ndarray) -> np.ndarray:
-    """Pixels of an object with a 4-neighbour of another label (background included)."""
-    lab = np.pad(labels, 1, mode="edge")
-    centre = lab[1:-1, 1:-1]
-    diff = np.zeros(labels.shape, dtype=bool)
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        diff |= lab[1 + dy : lab.shape[0] - 1 + dy, 1 + dx : lab.shape[1] - 1 + dx] != centre
-    return diff & (labels > 0)
 
 
 def labels_to_3class(labels: np.ndarray, boundary_width: int = 1) -> np.ndarray:
@@ -80,7 +71,8 @@ def labels_to_3class(labels: np.ndarray, boundary_width: int = 1) -> np.ndarray:
     labels = np.asarray(labels)
     if boundary_width < 1:
         raise ValueError(f"boundary_width must be >= 1, got {boundary_width}")
-    boundary = _inner_boundary(labels)
+    # pixels of an object with a 4-neighbour of another label (background included)
+    boundary = find_boundaries(labels, mode="inner", connectivity=1)
     if boundary_width > 1:
         grown = ndi.binary_dilation(boundary, iterations=boundary_width - 1)
         boundary = grown & (labels > 0)
