@@ -444,7 +444,7 @@ def _cmd_measure(args, ctx: Context) -> int:
         intensity = img.data
     table = measure(labels, intensity, pixel_size=cal.pixel_size)
     table_to_csv(table, args.out)
-    n = len(next(iter(table.values()))) if table else 0
+    n = len(table)
     print(f"{n} object(s) measured; table in {args.out}")
     return 0
 

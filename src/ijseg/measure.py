@@ -42,6 +42,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage as ndi
 
 __all__ = [
@@ -256,7 +257,7 @@ def measure(
     *,
     pixel_size: tuple[float, float] = (1.0, 1.0),
     label_ids: Sequence[int] | None = None,
-) -> dict[str, np.ndarray]:
+) -> pd.DataFrame:
     """Measure every object of a label image.
 
     Parameters
@@ -272,15 +273,15 @@ def measure(
 
     Returns
     -------
-    dict of column name -> array
-        Columns in :data:`COLUMNS` order (a pandas DataFrame takes it as it is).
+    pandas.DataFrame
+        One row per object, columns in :data:`COLUMNS` order (``Label`` int64, the rest float64).
 
     Examples
     --------
     >>> lab = np.zeros((6, 8), np.uint16); lab[1:4, 1:5] = 1
     >>> t = measure(lab, pixel_size=(0.5, 0.5))
-    >>> float(t["Area"][0]), float(t["X"][0]), float(t["Y"][0]), float(t["Width"][0])
-    (3.0, 1.5, 1.25, 2.0)
+    >>> t.loc[0, ["Area", "X", "Y", "Width"]].tolist()
+    [3.0, 1.5, 1.25, 2.0]
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -289,52 +290,65 @@ def measure(
         intensity = np.asarray(intensity)
         if intensity.shape != labels.shape:
             raise ValueError(f"intensity image shape {intensity.shape} differs from the labels' {labels.shape}")
-    ph, pw = (float(v) for v in pixel_size)
+    cal = tuple(float(v) for v in pixel_size)
     slices = ndi.find_objects(labels)
     ids = [i for i, sl in enumerate(slices, start=1) if sl is not None] if label_ids is None else list(label_ids)
-    cols: dict[str, list[float]] = {c: [] for c in COLUMNS if intensity is not None or c not in INTENSITY_COLUMNS}
+    columns = [c for c in COLUMNS if intensity is not None or c not in INTENSITY_COLUMNS]
+    rows = []
     for lab_id in ids:
         sl = slices[lab_id - 1] if 0 < lab_id <= len(slices) else None
         if sl is None:
             raise ValueError(f"label {lab_id} is not in the label image")
-        obj = labels[sl] == lab_id
-        ys, xs = np.nonzero(obj)
-        ys = ys + sl[0].start
-        xs = xs + sl[1].start
-        n = xs.size
-        area = n * pw * ph
-        cx, cy = (xs + 0.5).mean(), (ys + 0.5).mean()
-        row: dict[str, float] = {"Label": lab_id, "Area": area, "X": cx * pw, "Y": cy * ph}
-        if intensity is not None:
-            v = intensity[ys, xs].astype(np.float64)
-            total = float(v.sum())
-            mean = total / n
-            row.update(Mean=mean, StdDev=float(v.std(ddof=1)) if n > 1 else 0.0, Min=float(v.min()),
-                       Max=float(v.max()), IntDen=area * mean, RawIntDen=total)
-            if total != 0:
-                row.update(XM=float((v * (xs + 0.5)).sum() / total) * pw, YM=float((v * (ys + 0.5)).sum() / total) * ph)
-            else:
-                row.update(XM=cx * pw, YM=cy * ph)
-        verts = trace_outline(obj) + np.array([sl[1].start, sl[0].start])
-        perim = traced_perimeter(verts, (ph, pw))
-        y0, x0 = int(ys.min()), int(xs.min())
-        row.update({"Perim.": perim, "BX": x0 * pw, "BY": y0 * ph,
-                    "Width": (int(xs.max()) + 1 - x0) * pw, "Height": (int(ys.max()) + 1 - y0) * ph})
-        major, minor, angle = _ellipse(ys.astype(np.float64), xs.astype(np.float64))
-        # the ellipse is fitted in pixels; ImageJ scales the axes by the pixel width
-        row.update(Major=major * pw, Minor=minor * pw, Angle=angle)
-        circ = 4 * math.pi * area / perim**2 if perim > 0 else 0.0
-        row["Circ."] = min(circ, 1.0)
-        hull = _convex_hull(verts)
-        feret, fangle, min_feret, fx, fy = feret_values(hull, (ph, pw))
-        row.update(Feret=feret, FeretX=fx, FeretY=fy, FeretAngle=fangle, MinFeret=min_feret)
-        row["AR"] = major / minor if minor > 0 else 0.0
-        row["Round"] = 4 * area / (math.pi * (major * pw) ** 2) if major > 0 else 0.0
-        hull_area = _polygon_area(hull) * pw * ph
-        row["Solidity"] = area / hull_area if hull_area > 0 else float("nan")
-        for c in cols:
-            cols[c].append(row[c])
-    return {c: np.asarray(v, np.int64 if c == "Label" else np.float64) for c, v in cols.items()}
+        rows.append(_object_row(labels, intensity, lab_id, sl, cal))
+    table = pd.DataFrame(rows, columns=columns)
+    return table.astype({c: np.int64 if c == "Label" else np.float64 for c in columns})
+
+
+def _object_row(labels, intensity, lab_id: int, sl, cal: tuple[float, float]) -> dict[str, float]:
+    """The Analyze Particles values of one object (``sl`` its bounding box)."""
+    ph, pw = cal
+    obj = labels[sl] == lab_id
+    ys, xs = np.nonzero(obj)
+    ys = ys + sl[0].start
+    xs = xs + sl[1].start
+    area = xs.size * pw * ph
+    cx, cy = (xs + 0.5).mean(), (ys + 0.5).mean()
+    row: dict[str, float] = {"Label": lab_id, "Area": area, "X": cx * pw, "Y": cy * ph}
+    if intensity is not None:
+        row.update(_intensity_values(intensity[ys, xs].astype(np.float64), xs, ys, area, (cy, cx), cal))
+    verts = trace_outline(obj) + np.array([sl[1].start, sl[0].start])
+    perim = traced_perimeter(verts, cal)
+    y0, x0 = int(ys.min()), int(xs.min())
+    row.update({"Perim.": perim, "BX": x0 * pw, "BY": y0 * ph,
+                "Width": (int(xs.max()) + 1 - x0) * pw, "Height": (int(ys.max()) + 1 - y0) * ph})
+    major, minor, angle = _ellipse(ys.astype(np.float64), xs.astype(np.float64))
+    # the ellipse is fitted in pixels; ImageJ scales the axes by the pixel width
+    row.update(Major=major * pw, Minor=minor * pw, Angle=angle)
+    circ = 4 * math.pi * area / perim**2 if perim > 0 else 0.0
+    row["Circ."] = min(circ, 1.0)
+    hull = _convex_hull(verts)
+    feret, fangle, min_feret, fx, fy = feret_values(hull, cal)
+    row.update(Feret=feret, FeretX=fx, FeretY=fy, FeretAngle=fangle, MinFeret=min_feret)
+    row["AR"] = major / minor if minor > 0 else 0.0
+    row["Round"] = 4 * area / (math.pi * (major * pw) ** 2) if major > 0 else 0.0
+    hull_area = _polygon_area(hull) * pw * ph
+    row["Solidity"] = area / hull_area if hull_area > 0 else float("nan")
+    return row
+
+
+def _intensity_values(v: np.ndarray, xs, ys, area: float, centroid, cal) -> dict[str, float]:
+    """Mean, StdDev, Min, Max, IntDen, RawIntDen and centre of mass (XM, YM) of pixel values ``v``."""
+    ph, pw = cal
+    n = v.size
+    total = float(v.sum())
+    mean = total / n
+    out = dict(Mean=mean, StdDev=float(v.std(ddof=1)) if n > 1 else 0.0, Min=float(v.min()), Max=float(v.max()),
+               IntDen=area * mean, RawIntDen=total)
+    if total != 0:
+        out.update(XM=float((v * (xs + 0.5)).sum() / total) * pw, YM=float((v * (ys + 0.5)).sum() / total) * ph)
+    else:
+        out.update(XM=centroid[1] * pw, YM=centroid[0] * ph)
+    return out
 
 
 def outlines(labels: np.ndarray) -> dict[int, np.ndarray]:
@@ -373,11 +387,9 @@ def write_roi_zip(path, labels: np.ndarray) -> None:
             zipfile.ZipFile(tmp, "w").close()
 
 
-def table_to_csv(table: dict[str, np.ndarray], path) -> None:
-    """Write a measurement table as CSV (atomically), ImageJ-style column names."""
-    from ._fileio import atomic_write_csv
+def table_to_csv(table: pd.DataFrame, path) -> None:
+    """Write a measurement table as CSV (atomically, 6 significant digits), ImageJ-style column names."""
+    from ._fileio import atomic_path
 
-    cols = list(table)
-    n = len(table[cols[0]]) if cols else 0
-    rows = [{c: (int(table[c][i]) if c == "Label" else float(table[c][i])) for c in cols} for i in range(n)]
-    atomic_write_csv(path, rows)
+    with atomic_path(path) as tmp:
+        pd.DataFrame(table).to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")

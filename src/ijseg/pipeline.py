@@ -111,7 +111,7 @@ def result_image(prob: np.ndarray, seg, output: str) -> tuple[np.ndarray, str]:
     raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
 
 
-def write_outputs(out: Path, stem: str, image: Image, prob: np.ndarray, seg, table: dict, output: str) -> dict[str, Path]:
+def write_outputs(out: Path, stem: str, image: Image, prob: np.ndarray, seg, table, output: str) -> dict[str, Path]:
     """Write the files of :func:`output_names` and return their paths. All are written to
     temporary files first and renamed together at the end, so an image has all its outputs or
     none, even when the process is killed."""
@@ -133,7 +133,7 @@ def write_outputs(out: Path, stem: str, image: Image, prob: np.ndarray, seg, tab
     return paths
 
 
-def summary_row(name: str, seg, table: dict, image: Image) -> dict[str, float | str | int]:
+def summary_row(name: str, seg, table, image: Image) -> dict[str, float | str | int]:
     """One line of the Summary table, as ImageJ's Analyze Particles 'summarize' writes it."""
     area = table["Area"]
     ph, pw = image.pixel_size
