@@ -32,7 +32,8 @@ demo: setup
 	@echo "  ImageJ batch     $(DEMO)/imagej (headless ImageJ macro with the bundle: labels, results, summary.csv)"
 
 ## Default test run: everything but tests marked slow. Tests that need a JVM with ImageJ run in a
-## second pytest process (the JVM starts once per process; -p no:faulthandler, see STYLE).
+## second pytest process (the JVM starts once per process; -p no:faulthandler because the JVM
+## uses SIGSEGV internally, which faulthandler would report as a crash).
 test: setup
 	$(PYTEST) -m "not slow and not jvm and not compat" -q
 	$(PYTEST) -m "jvm and not slow" -p no:faulthandler -q tests/jvm
