@@ -36,12 +36,28 @@ def _xvfb_pids() -> set[int]:
     return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "Xvfb"}
 
 
+def _orphans(pids: set[int], child: int) -> set[int]:
+    """The Xvfb among ``pids`` that outlived their ijseg (``child``): still its children, or
+    re-parented to init. An Xvfb of another live process (a parallel job) is not ours."""
+    out = set()
+    for pid in pids:
+        try:
+            parent = psutil.Process(pid).ppid()
+        except psutil.NoSuchProcess:
+            continue
+        if parent in (1, child) or not psutil.pid_exists(parent):
+            out.add(pid)
+    return out
+
+
 def _run(case: Case, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     before = _xvfb_pids()
-    r = subprocess.run([IJSEG, *case.argv], capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                       input=case.stdin)
+    proc = subprocess.Popen([IJSEG, *case.argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd, stdin=subprocess.PIPE if case.stdin is not None else subprocess.DEVNULL)
+    out, err = proc.communicate(case.stdin, timeout=timeout)
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     for _ in range(40):  # Xvfb gets SIGTERM when ijseg ends; give it a moment
-        stray = _xvfb_pids() - before
+        stray = _orphans(_xvfb_pids() - before, proc.pid)
         if not stray:
             break
         time.sleep(0.1)

@@ -23,6 +23,20 @@ def _xvfb_pids() -> set[int]:
     return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "Xvfb"}
 
 
+def _orphans(pids: set[int], child: int) -> set[int]:
+    """The Xvfb among ``pids`` that outlived their ijseg (``child``): still its children, or
+    re-parented to init. An Xvfb of another live process (a parallel job) is not ours."""
+    out = set()
+    for pid in pids:
+        try:
+            parent = psutil.Process(pid).ppid()
+        except psutil.NoSuchProcess:
+            continue
+        if parent in (1, child) or not psutil.pid_exists(parent):
+            out.add(pid)
+    return out
+
+
 @pytest.fixture(scope="module")
 def many_images(sim_dataset, tmp_path_factory) -> Path:
     """24 images of 384x384 (tiles of a test image): long enough a run to interrupt."""
@@ -105,7 +119,7 @@ def test_macro_batch_interrupted_keeps_the_summary_and_no_xvfb(many_images, tmp_
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
     assert not list(tmp_path.glob("hs_err_pid*.log"))  # the JVM did not crash
     time.sleep(0.5)
-    assert not _xvfb_pids() - before
+    assert not _orphans(_xvfb_pids() - before, proc.pid)
 
 
 def test_xvfb_ends_with_a_killed_ijseg(many_images, tmp_path):
@@ -116,11 +130,12 @@ def test_xvfb_ends_with_a_killed_ijseg(many_images, tmp_path):
     proc = subprocess.Popen([IJSEG, "-q", "macro", "batch", str(macro), "--input", str(many_images), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     _wait_for("img00.tif", out, proc)
-    assert _xvfb_pids() - before  # the private display is up
+    ours = {p for p in _xvfb_pids() - before if psutil.Process(p).ppid() == proc.pid}
+    assert ours  # the private display is up
     proc.kill()
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 5
-    while _xvfb_pids() - before and time.monotonic() < deadline:
+    while any(psutil.pid_exists(p) for p in ours) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _xvfb_pids() - before
+    assert not [p for p in ours if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     shutil.rmtree(out)
