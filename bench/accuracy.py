@@ -79,7 +79,7 @@ SMALL = {"unet_base_filters": 16, "train_patch_size": 128}
 
 
 def _pairs(folder: Path) -> dict[str, tuple[Path, Path]]:
-    from ijseg.data.io import find_samples
+    from ijseg.data.layouts import find_samples
 
     return {s.name: (s.image, s.mask) for s in find_samples(folder, require_masks=True)}
 
@@ -138,7 +138,7 @@ def ijseg_split(train_dir: Path, run_dir: Path) -> Path:
     ``train_dir`` (the same seed and fraction), for methods run without an ijseg run before them."""
     from ijseg.config import Config
     from ijseg.data.dataset import describe_samples, split_samples
-    from ijseg.data.io import find_samples
+    from ijseg.data.layouts import find_samples
 
     cfg = Config()
     tr, va = split_samples(find_samples(train_dir, require_masks=True), cfg.data_val_fraction, seed=cfg.train_seed)

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from ijseg.data.dataset import PatchSampler, grid_patches, load_pairs, split_samples
-from ijseg.data.io import Sample, find_samples
+from ijseg.data.layouts import Sample, find_samples
 from ijseg.errors import DataError
 
 KW = dict(target="3class", n_classes=3, n_channels=1, normalizer={"name": "percentile"}, progress=False)

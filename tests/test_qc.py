@@ -10,7 +10,8 @@ import pytest
 from stardist.matching import matching_dataset
 
 from ijseg.cli import main
-from ijseg.data.io import find_samples, read_image, read_mask
+from ijseg.data.io import read_image, read_mask
+from ijseg.data.layouts import find_samples
 from ijseg.errors import DataError
 from ijseg.postprocess import postprocess
 from ijseg.predict import Predictor

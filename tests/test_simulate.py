@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from ijseg.data.io import find_samples, read_image, read_mask
+from ijseg.data.io import read_image, read_mask
+from ijseg.data.layouts import find_samples
 from ijseg.data.simulate import PRESETS, SimParams, simulate_dataset, simulate_image
 
 

@@ -72,7 +72,7 @@ _LAZY = {
     "Image": "ijseg.data.io",
     "read_image": "ijseg.data.io",
     "write_tiff": "ijseg.data.io",
-    "find_samples": "ijseg.data.io",
+    "find_samples": "ijseg.data.layouts",
     "simulate_dataset": "ijseg.data.simulate",
     "simulate_image": "ijseg.data.simulate",
     "SimParams": "ijseg.data.simulate",
@@ -90,7 +90,8 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
-    from .data.io import Image, find_samples, read_image, write_tiff
+    from .data.io import Image, read_image, write_tiff
+    from .data.layouts import find_samples
     from .data.simulate import SimParams, simulate_dataset, simulate_image
     from .models.folder import ModelFolder
     from .export.bundle import export_bundle

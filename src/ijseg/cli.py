@@ -362,7 +362,7 @@ def _add_predict(sub) -> None:
 
 
 def _input_files(path: Path) -> list[Path]:
-    from .data.io import find_samples, list_images
+    from .data.layouts import find_samples, list_images
     from .errors import DataError
 
     if path.is_file():

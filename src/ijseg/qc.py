@@ -30,7 +30,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ._fileio import atomic_path, atomic_write_csv, atomic_write_text
-from .data.io import Sample, find_samples, read_image, read_mask, to_model_input
+from .data.io import read_image, read_mask, to_model_input
+from .data.layouts import Sample, find_samples
 from .data.targets import make_target
 from .errors import DataError
 from .postprocess import PostprocessOptions, postprocess, relabel_sequential

@@ -27,7 +27,7 @@ from ._fileio import atomic_path, atomic_write_csv, atomic_write_text, remove_st
 from .config import Config
 from .data.augment import Augmenter
 from .data.dataset import PatchSampler, describe_samples, grid_patches, load_pairs, split_samples
-from .data.io import find_samples
+from .data.layouts import find_samples
 from .errors import ConfigError, ModelError
 from .models.folder import ModelFolder
 

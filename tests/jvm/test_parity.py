@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ijseg.data.io import find_samples, read_image, read_mask
+from ijseg.data.io import read_image, read_mask
+from ijseg.data.layouts import find_samples
 from ijseg.data.simulate import SimParams, simulate_image
 from ijseg.ij import jclass, start_jvm, to_imageplus
 from ijseg.measure import measure

@@ -17,7 +17,8 @@ import numpy as np
 from ..errors import DataError
 from ..preprocess import normalizer_from_dict
 from .augment import Augmenter
-from .io import Sample, read_image, read_mask, to_model_input
+from .io import read_image, read_mask, to_model_input
+from .layouts import Sample
 from .targets import check_class_mask, make_target
 
 __all__ = ["Pair", "load_pairs", "split_samples", "PatchSampler", "grid_patches", "describe_samples"]
