@@ -22,6 +22,8 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,21 @@ MASK_TYPES = ("instance", "class")
 
 def _default_normalizer() -> dict[str, Any]:
     return {"name": "percentile", "pmin": 1.0, "pmax": 99.8, "clip": False, "eps": 1e-6}
+
+
+def _kinds(hint) -> tuple[type, ...]:
+    """The types a value of annotation ``hint`` may have: ``float`` accepts ``int``, a union
+    (``bool | str``, ``int | None``) any of its members, ``dict[str, Any]`` a dict.
+
+    >>> _kinds(float), _kinds(int | None), _kinds(dict[str, int])
+    ((<class 'float'>, <class 'int'>), (<class 'int'>, <class 'NoneType'>), (<class 'dict'>,))
+    """
+    members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+    if members:
+        return tuple(k for m in members for k in _kinds(m))
+    if hint is float:
+        return (float, int)
+    return (typing.get_origin(hint) or hint,)
 
 
 @dataclass
@@ -135,26 +152,28 @@ class Config:
     # ------------------------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise :class:`ConfigError` listing every invalid field."""
-        errors: list[str] = []
-        types = {f.name: f.type for f in fields(self)}
-
-        def check_type(name: str, kinds: tuple[type, ...]) -> bool:
-            value = getattr(self, name)
-            ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-            if not ok:
-                errors.append(f"{name} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
-            return ok
-
-        for name, typ in types.items():
-            if name == "n_params":
-                if self.n_params is not None:
-                    check_type(name, (int,))
-                continue
-            kinds = {"int": (int,), "float": (float, int), "bool": (bool,), "str": (str,), "dict": (dict,),
-                     "bool | str": (bool, str)}[typ]
-            check_type(name, kinds)
+        errors = self._type_errors()
+        if not errors:
+            errors = self._value_errors()
         if errors:
             raise ConfigError("invalid configuration: " + "; ".join(errors))
+
+    def _type_errors(self) -> list[str]:
+        """Fields whose value is not of the field's annotated type (an int is a float; a bool is
+        not an int)."""
+        errors = []
+        for name, hint in typing.get_type_hints(type(self)).items():
+            kinds = _kinds(hint)
+            value = getattr(self, name)
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                wanted = " or ".join("None" if k is type(None) else k.__name__ for k in kinds if k is not int
+                                     or float not in kinds)
+                errors.append(f"{name} must be {wanted}, got {value!r}")
+        return errors
+
+    def _value_errors(self) -> list[str]:
+        """Values out of range and inconsistent combinations."""
+        errors: list[str] = []
 
         def rng(name: str, lo: float | None = None, hi: float | None = None, *, hi_open: bool = False) -> None:
             v = getattr(self, name)
@@ -217,8 +236,7 @@ class Config:
         rng("train_reduce_lr_patience", 0)
         rng("train_early_stopping_patience", 0)
         rng("train_augment_noise", 0.0, 1.0)
-        if errors:
-            raise ConfigError("invalid configuration: " + "; ".join(errors))
+        return errors
 
     # ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
