@@ -114,28 +114,49 @@ def _plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Non
 
 
 def _save_checkpoint(model, state: dict[str, Any], path: Path) -> None:
-    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
-    opt_vars = model.optimizer.variables
-    arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(opt_vars)})
+    """Weights and optimiser variables by their Keras paths (``weights/down0_conv1/kernel``,
+    ``optimizer/adam/...``), and the schedule state as JSON, in one ``.npz`` (atomically)."""
+    arrays = {f"weights/{v.path}": np.asarray(v) for v in model.weights}
+    arrays.update({f"optimizer/{v.path}": np.asarray(v) for v in model.optimizer.variables})
     arrays["state"] = np.array(json.dumps(state))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
 
+def _assign_by_path(variables, z, prefix: str, path: Path) -> None:
+    missing = [v.path for v in variables if f"{prefix}/{v.path}" not in z.files]
+    stored = sum(1 for k in z.files if k.startswith(prefix + "/"))
+    if missing or stored != len(variables):
+        raise ModelError(f"{path}: the {prefix} in this checkpoint do not match the model ({stored} stored, "
+                         f"{len(variables)} in the model{', missing ' + ', '.join(missing[:3]) if missing else ''})")
+    for v in variables:
+        value = z[f"{prefix}/{v.path}"]
+        if tuple(value.shape) != tuple(v.shape):
+            raise ModelError(f"{path}: {prefix} {v.path} has shape {value.shape}, the model {tuple(v.shape)}")
+        v.assign(value)
+
+
 def _load_checkpoint(model, path: Path) -> dict[str, Any]:
+    """Restore what :func:`_save_checkpoint` wrote (also the positional ``w0``/``o0`` keys of
+    checkpoints written before the paths)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             state = json.loads(str(z["state"]))
-            n_w = sum(1 for k in z.files if k.startswith("w"))
-            n_o = sum(1 for k in z.files if k.startswith("o"))
-            model.set_weights([z[f"w{i}"] for i in range(n_w)])
             opt = model.optimizer
             opt.build(model.trainable_variables)
-            if len(opt.variables) != n_o:
-                raise ModelError(f"{path}: optimiser state does not match the model ({n_o} vs {len(opt.variables)} variables)")
-            for i, v in enumerate(opt.variables):
-                v.assign(z[f"o{i}"])
+            if any(k.startswith("weights/") for k in z.files):
+                _assign_by_path(model.weights, z, "weights", path)
+                _assign_by_path(opt.variables, z, "optimizer", path)
+            else:
+                n_w = sum(1 for k in z.files if k.startswith("w"))
+                n_o = sum(1 for k in z.files if k.startswith("o"))
+                model.set_weights([z[f"w{i}"] for i in range(n_w)])
+                if len(opt.variables) != n_o:
+                    raise ModelError(f"{path}: optimiser state does not match the model ({n_o} vs "
+                                     f"{len(opt.variables)} variables)")
+                for i, v in enumerate(opt.variables):
+                    v.assign(z[f"o{i}"])
     except ModelError:
         raise
     except Exception as err:

@@ -259,7 +259,7 @@ def export_bundle(
     format_version: str = "0.5",
     postprocess: PostprocessOptions | None = None,
 ) -> Path:
-    """Write a bioimage.io model bundle (zip) for a trained model folder.
+    """Write a bioimage.io model bundle (zip) for a trained model folder; returns its path.
 
     Parameters
     ----------
@@ -282,24 +282,82 @@ def export_bundle(
         and into the bundle's ImageJ macros (default: those of the model's quality control in
         ``MODEL/qc/summary.json``, else ijseg's defaults).
 
-    Returns
-    -------
-    Path
-        The bundle.
-
     Raises
     ------
     ModelError, DataError, ConfigError
         For an unusable model folder, missing sample image, or unknown options.
     """
     spec = _require("bioimageio.spec", "bioimageio.spec")
-    from bioimageio.spec.model import v0_5 as m
 
     from .._tf import import_tf
     from .._tiling import halo_for
     from ..models.unet import receptive_field
     from ..predict import Predictor
 
+    out = _checked_out(out, format_version, weights)
+    folder, cfg = _exportable(model_dir)
+    name = _checked_name(name, cfg, folder, format_version)
+    norm = normalizer_from_dict(cfg.data_normalizer)
+    predictor = Predictor(folder)
+    tf, keras = import_tf()
+    halo = halo_for(receptive_field(cfg), cfg.divisor)
+    raw, sample_path = _sample_image(folder, sample)
+    test_raw = _crop_for_test(raw, cfg.divisor)
+    prob, qc = predictor.predict(test_raw, tile=0), _qc_summary(folder)
+    pp = dict((postprocess or _qc_postprocess(qc)).__dict__)
+    description = description or _default_description(cfg)
+    ijseg_config = {"config": cfg.to_dict(), "qc": qc, "sample": str(sample_path), "halo": halo,
+                    "receptive_field": receptive_field(cfg), "postprocessing": pp}
+
+    with tempfile.TemporaryDirectory(prefix="ijseg-export-") as tmpdir:
+        tmp = Path(tmpdir)
+        _write_files(tmp, test_raw, prob, _readme(cfg, norm, name, description, qc, folder.history(), halo))
+        entries = _write_weights(tmp, predictor.model, cfg, weights, format_version, tf, keras)
+        if format_version == "0.4":
+            descr = _descr_v04(tmp, cfg, name=name, description=description, authors=authors, license=license,
+                               weights=tuple(entries), halo=halo, test_shape=test_raw.shape, qc=qc,
+                               norm=norm, postprocess=pp, extra=ijseg_config)
+        else:
+            descr = _descr_v05(tmp, cfg, entries, _attachments(tmp, folder), name=name, description=description,
+                               authors=authors, license=license, halo=halo, norm=norm, ijseg_config=ijseg_config)
+        with atomic_path(out) as tmp_zip:
+            spec.save_bioimageio_package(descr, output_path=tmp_zip)
+            _finish_for_deepimagej(tmp_zip, out)
+            _check_for_deepimagej(tmp_zip, out)
+    log.info("wrote %s (format %s: %s)", out, format_version, ", ".join(entries))
+    return out
+
+
+def _exportable(model_dir) -> tuple[ModelFolder, Any]:
+    """The model folder and its configuration, if bioimage.io can describe its pre-processing."""
+    folder = ModelFolder(model_dir)
+    cfg = folder.config()
+    if cfg.data_normalizer.get("name") != "percentile":
+        raise ConfigError(
+            f"{folder.path}: only models trained with percentile normalisation can be exported (bioimage.io "
+            f"scale_range); this one uses {cfg.data_normalizer.get('name')!r}"
+        )
+    return folder, cfg
+
+
+def _qc_summary(folder: ModelFolder) -> dict | None:
+    path = folder / ModelFolder.QC / "summary.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _qc_postprocess(qc: dict | None) -> PostprocessOptions:
+    """The post-processing of the model's QC (``MODEL/qc/summary.json``), else the defaults."""
+    known = set(PostprocessOptions.__dataclass_fields__)
+    return PostprocessOptions(**{k: v for k, v in ((qc or {}).get("postprocessing") or {}).items() if k in known})
+
+
+def _default_description(cfg) -> str:
+    kind = "instance" if cfg.data_target in ("3class", "distance", "binary") else "semantic"
+    return (f"U-Net for {kind} segmentation of 2-D fluorescence microscopy images ({cfg.data_target} target), "
+            f"trained with ijseg.")
+
+
+def _checked_out(out, format_version: str, weights: tuple[str, ...]) -> Path:
     if format_version not in ("0.5", "0.4"):
         raise ConfigError(f"format_version must be 0.5 or 0.4, got {format_version!r}")
     unknown = sorted(set(weights) - set(WEIGHT_FORMATS))
@@ -308,31 +366,11 @@ def export_bundle(
     out = Path(out)
     if out.suffix.lower() != ".zip":
         raise ConfigError(f"{out}: the bundle must be a .zip file")
-    folder = ModelFolder(model_dir)
-    cfg = folder.config()
-    if cfg.data_normalizer.get("name") != "percentile":
-        raise ConfigError(
-            f"{folder.path}: only models trained with percentile normalisation can be exported (bioimage.io "
-            f"scale_range); this one uses {cfg.data_normalizer.get('name')!r}"
-        )
-    norm = normalizer_from_dict(cfg.data_normalizer)
-    predictor = Predictor(folder)
-    tf, keras = import_tf()
-    model = predictor.model
-    halo = halo_for(receptive_field(cfg), cfg.divisor)
-    raw, sample_path = _sample_image(folder, sample)
-    test_raw = _crop_for_test(raw, cfg.divisor)
-    prob = predictor.predict(test_raw, tile=0)
-    history = folder.history()
-    qc = None
-    qc_summary = folder / ModelFolder.QC / "summary.json"
-    if qc_summary.is_file():
-        qc = json.loads(qc_summary.read_text(encoding="utf-8"))
-    if postprocess is None:
-        known = set(PostprocessOptions.__dataclass_fields__)
-        postprocess = PostprocessOptions(**{k: v for k, v in ((qc or {}).get("postprocessing") or {}).items()
-                                            if k in known})
-    pp = dict(postprocess.__dict__)
+    return out
+
+
+def _checked_name(name: str | None, cfg, folder: ModelFolder, format_version: str) -> str:
+    """The model's name (default: from its target and folder), checked for bioimage.io and deepImageJ."""
     if name is None:
         name = _NAME_BAD.sub("-", f"ijseg {cfg.data_target} U-Net {folder.path.name}")
     elif _NAME_BAD.search(name) or not name.strip():
@@ -344,121 +382,122 @@ def export_bundle(
         raise ConfigError(f"model name {name!r}: deepImageJ 3.0.3 cannot run a model whose name contains "
                           f"{', '.join(repr(k) for k in clashes)} (it cuts its macro options at these words); choose "
                           f"another with --name")
-    description = description or (
-        f"U-Net for {'instance' if cfg.data_target in ('3class', 'distance', 'binary') else 'semantic'} "
-        f"segmentation of 2-D fluorescence microscopy images ({cfg.data_target} target), trained with ijseg."
+    return name
+
+
+def _write_files(tmp: Path, test_raw: np.ndarray, prob: np.ndarray, readme: str) -> None:
+    """Test tensors, samples for people (imageio-readable, one dimension per axis: b y x c), cover, README."""
+    import tifffile
+
+    np.save(tmp / "test_input.npy", test_raw[None].astype(np.float32))
+    np.save(tmp / "test_output.npy", prob[None].astype(np.float32))
+    tifffile.imwrite(tmp / "sample_input.tif", test_raw[None].astype(np.float32), photometric="minisblack")
+    tifffile.imwrite(tmp / "sample_output.tif", prob[None].astype(np.float32), photometric="minisblack")
+    _cover(test_raw, prob, tmp / "cover.png")
+    (tmp / "README.md").write_text(readme, encoding="utf-8")
+
+
+def _write_weights(tmp: Path, model, cfg, weights: tuple[str, ...], format_version: str, tf, keras) -> dict[str, Any]:
+    """The weight files and their descriptions (Keras always, as the source of the others)."""
+    from bioimageio.spec.model import v0_5 as m
+
+    _save_keras(model, tmp / "model.keras")
+    if format_version == "0.4":
+        model.save(tmp / "model.h5")  # format 0.4 knows Keras weights only as HDF5
+    entries: dict[str, Any] = {
+        "keras_v3": m.KerasV3WeightsDescr(
+            source=tmp / "model.keras", keras_version=m.Version(keras.__version__),
+            backend=("tensorflow", m.Version(tf.__version__)),
+        )
+    }
+    if "tensorflow_saved_model_bundle" in weights:
+        _save_savedmodel(model, tmp / "tf_saved_model", cfg.data_n_channels)
+        _zip_dir(tmp / "tf_saved_model", tmp / TF_ZIP)
+        shutil.rmtree(tmp / "tf_saved_model")
+        entries["tensorflow_saved_model_bundle"] = m.TensorflowSavedModelBundleWeightsDescr(
+            source=tmp / TF_ZIP, tensorflow_version=m.Version(tf.__version__), parent="keras_v3",
+            comment="frozen SavedModel (no variables), tag serve, signature serving_default: input0 -> output0; "
+                    "loads in TensorFlow 2.7 and later",
+        )
+    if "onnx" in weights:
+        _save_onnx(model, tmp / "model.onnx", cfg.data_n_channels)
+        entries["onnx"] = m.OnnxWeightsDescr(source=tmp / "model.onnx", opset_version=ONNX_OPSET,
+                                             parent="keras_v3", comment="converted with tf2onnx")
+    return entries
+
+
+def _attachments(tmp: Path, folder: ModelFolder) -> list:
+    """The cover, the learning curves and the QC report of the model folder."""
+    from bioimageio.spec.model import v0_5 as m
+
+    attachments = [m.FileDescr(source=tmp / "cover.png")]
+    for extra in (folder / ModelFolder.CURVES, folder / ModelFolder.QC / "report.html"):
+        if extra.is_file():
+            dst = tmp / (extra.name if extra.parent == folder.path else f"qc_{extra.name}")
+            shutil.copy(extra, dst)
+            attachments.append(m.FileDescr(source=dst))
+    return attachments
+
+
+def _output_names(cfg) -> list[str]:
+    return {"binary": ["foreground"], "distance": ["distance"], "3class": ["background", "interior", "boundary"]
+            }.get(cfg.data_target, [f"class{c}" for c in range(cfg.n_outputs)])
+
+
+def _descr_v05(tmp: Path, cfg, entries: dict[str, Any], attachments: list, *, name: str, description: str,
+               authors, license: str, halo: int, norm, ijseg_config: dict):
+    """The format 0.5 model description."""
+    from bioimageio.spec.model import v0_5 as m
+
+    out_names = _output_names(cfg)
+    channel_names = [m.Identifier(f"channel{c}") for c in range(cfg.data_n_channels)]
+    # the smallest tile must leave a core inside the halo on both sides
+    size = m.ParameterizedSize(min=2 * halo + cfg.divisor, step=cfg.divisor)
+    inp = m.InputTensorDescr(
+        id=m.TensorId(INPUT_ID),
+        description="raw image",
+        axes=[m.BatchAxis(), m.SpaceInputAxis(id=m.AxisId("y"), size=size),
+              m.SpaceInputAxis(id=m.AxisId("x"), size=size), m.ChannelAxis(channel_names=channel_names)],
+        test_tensor=m.FileDescr(source=tmp / "test_input.npy"),
+        sample_tensor=m.FileDescr(source=tmp / "sample_input.tif"),
+        preprocessing=[
+            m.EnsureDtypeDescr(kwargs=m.EnsureDtypeKwargs(dtype="float32")),
+            m.ScaleRangeDescr(kwargs=m.ScaleRangeKwargs(
+                axes=[m.AxisId("y"), m.AxisId("x")],
+                min_percentile=float(norm.pmin), max_percentile=float(norm.pmax), eps=float(norm.eps),
+            )),
+        ],
     )
-
-    with tempfile.TemporaryDirectory(prefix="ijseg-export-") as tmpdir:
-        tmp = Path(tmpdir)
-        np.save(tmp / "test_input.npy", test_raw[None].astype(np.float32))
-        np.save(tmp / "test_output.npy", prob[None].astype(np.float32))
-        import tifffile
-
-        # samples for people (imageio-readable, one dimension per axis: b y x c)
-        tifffile.imwrite(tmp / "sample_input.tif", test_raw[None].astype(np.float32), photometric="minisblack")
-        tifffile.imwrite(tmp / "sample_output.tif", prob[None].astype(np.float32), photometric="minisblack")
-        _cover(test_raw, prob, tmp / "cover.png")
-        (tmp / "README.md").write_text(_readme(cfg, norm, name, description, qc, history, halo), encoding="utf-8")
-        _save_keras(model, tmp / "model.keras")
-        if format_version == "0.4":
-            model.save(tmp / "model.h5")  # format 0.4 knows Keras weights only as HDF5
-        entries: dict[str, Any] = {
-            "keras_v3": m.KerasV3WeightsDescr(
-                source=tmp / "model.keras", keras_version=m.Version(keras.__version__),
-                backend=("tensorflow", m.Version(tf.__version__)),
-            )
-        }
-        if "tensorflow_saved_model_bundle" in weights:
-            _save_savedmodel(model, tmp / "tf_saved_model", cfg.data_n_channels)
-            _zip_dir(tmp / "tf_saved_model", tmp / TF_ZIP)
-            shutil.rmtree(tmp / "tf_saved_model")
-            entries["tensorflow_saved_model_bundle"] = m.TensorflowSavedModelBundleWeightsDescr(
-                source=tmp / TF_ZIP, tensorflow_version=m.Version(tf.__version__), parent="keras_v3",
-                comment="frozen SavedModel (no variables), tag serve, signature serving_default: input0 -> output0; "
-                        "loads in TensorFlow 2.7 and later",
-            )
-        if "onnx" in weights:
-            _save_onnx(model, tmp / "model.onnx", cfg.data_n_channels)
-            entries["onnx"] = m.OnnxWeightsDescr(source=tmp / "model.onnx", opset_version=ONNX_OPSET,
-                                                 parent="keras_v3", comment="converted with tf2onnx")
-        attachments = [m.FileDescr(source=tmp / "cover.png")]
-        for extra in (folder / ModelFolder.CURVES, folder / ModelFolder.QC / "report.html"):
-            if extra.is_file():
-                dst = tmp / (extra.name if extra.parent == folder.path else f"qc_{extra.name}")
-                shutil.copy(extra, dst)
-                attachments.append(m.FileDescr(source=dst))
-
-        out_names = {
-            "binary": ["foreground"], "distance": ["distance"], "3class": ["background", "interior", "boundary"],
-        }.get(cfg.data_target, [f"class{c}" for c in range(cfg.n_outputs)])
-        if format_version == "0.4":
-            descr = _descr_v04(tmp, cfg, name=name, description=description, authors=authors, license=license,
-                               weights=tuple(entries), halo=halo, test_shape=test_raw.shape, qc=qc,
-                               norm=norm, postprocess=pp,
-                               extra={"sample": str(sample_path), "halo": halo, "receptive_field": receptive_field(cfg),
-                                      "postprocessing": pp})
-            with atomic_path(out) as tmp_zip:
-                spec.save_bioimageio_package(descr, output_path=tmp_zip)
-                _finish_for_deepimagej(tmp_zip, out)
-                _check_for_deepimagej(tmp_zip, out)
-            log.info("wrote %s (format 0.4 with deepImageJ configuration)", out)
-            return out
-        channel_names = [m.Identifier(f"channel{c}") for c in range(cfg.data_n_channels)]
-        # the smallest tile must leave a core inside the halo on both sides
-        size = m.ParameterizedSize(min=2 * halo + cfg.divisor, step=cfg.divisor)
-        inp = m.InputTensorDescr(
-            id=m.TensorId(INPUT_ID),
-            description="raw image",
-            axes=[m.BatchAxis(), m.SpaceInputAxis(id=m.AxisId("y"), size=size),
-                  m.SpaceInputAxis(id=m.AxisId("x"), size=size), m.ChannelAxis(channel_names=channel_names)],
-            test_tensor=m.FileDescr(source=tmp / "test_input.npy"),
-            sample_tensor=m.FileDescr(source=tmp / "sample_input.tif"),
-            preprocessing=[
-                m.EnsureDtypeDescr(kwargs=m.EnsureDtypeKwargs(dtype="float32")),
-                m.ScaleRangeDescr(kwargs=m.ScaleRangeKwargs(
-                    axes=[m.AxisId("y"), m.AxisId("x")],
-                    min_percentile=float(norm.pmin), max_percentile=float(norm.pmax), eps=float(norm.eps),
-                )),
-            ],
-        )
-        ref = {"tensor_id": m.TensorId(INPUT_ID)}
-        outp = m.OutputTensorDescr(
-            id=m.TensorId(OUTPUT_ID),
-            description=f"{cfg.final_activation} output: {', '.join(out_names)}",
-            axes=[m.BatchAxis(),
-                  m.SpaceOutputAxisWithHalo(id=m.AxisId("y"), halo=halo,
-                                            size=m.SizeReference(axis_id=m.AxisId("y"), **ref)),
-                  m.SpaceOutputAxisWithHalo(id=m.AxisId("x"), halo=halo,
-                                            size=m.SizeReference(axis_id=m.AxisId("x"), **ref)),
-                  m.ChannelAxis(channel_names=[m.Identifier(n) for n in out_names])],
-            test_tensor=m.FileDescr(source=tmp / "test_output.npy"),
-            sample_tensor=m.FileDescr(source=tmp / "sample_output.tif"),
-        )
-        descr = _validated(m.ModelDescr,
-            id=m.ModelId(_nickname(name)),  # deepImageJ needs an id
-            name=name,
-            description=description,
-            authors=[m.Author(name=a) for a in (authors or ["ijseg user"])],
-            cite=[m.CiteEntry(text=UNET_CITATION["text"], doi=m.Doi(UNET_CITATION["doi"]))],
-            license=m.LicenseId(license),
-            documentation=m.FileDescr(source=tmp / "README.md"),
-            covers=[m.FileDescr(source=tmp / "cover.png")],
-            attachments=attachments,
-            tags=["unet", "segmentation", "2d", "fluorescence-light-microscopy", "ijseg", cfg.data_target],
-            inputs=[inp],
-            outputs=[outp],
-            weights=m.WeightsDescr(**entries),
-            timestamp=m.Datetime(datetime.datetime.now(datetime.timezone.utc)),
-            config=m.Config(ijseg={"config": cfg.to_dict(), "qc": qc, "sample": str(sample_path),
-                                   "halo": halo, "receptive_field": receptive_field(cfg), "postprocessing": pp}),
-        )
-        with atomic_path(out) as tmp_zip:
-            spec.save_bioimageio_package(descr, output_path=tmp_zip)
-            _finish_for_deepimagej(tmp_zip, out)
-            _check_for_deepimagej(tmp_zip, out)
-    log.info("wrote %s (%s)", out, ", ".join(entries))
-    return out
+    ref = {"tensor_id": m.TensorId(INPUT_ID)}
+    outp = m.OutputTensorDescr(
+        id=m.TensorId(OUTPUT_ID),
+        description=f"{cfg.final_activation} output: {', '.join(out_names)}",
+        axes=[m.BatchAxis(),
+              m.SpaceOutputAxisWithHalo(id=m.AxisId("y"), halo=halo,
+                                        size=m.SizeReference(axis_id=m.AxisId("y"), **ref)),
+              m.SpaceOutputAxisWithHalo(id=m.AxisId("x"), halo=halo,
+                                        size=m.SizeReference(axis_id=m.AxisId("x"), **ref)),
+              m.ChannelAxis(channel_names=[m.Identifier(n) for n in out_names])],
+        test_tensor=m.FileDescr(source=tmp / "test_output.npy"),
+        sample_tensor=m.FileDescr(source=tmp / "sample_output.tif"),
+    )
+    return _validated(m.ModelDescr,
+        id=m.ModelId(_nickname(name)),  # deepImageJ needs an id
+        name=name,
+        description=description,
+        authors=[m.Author(name=a) for a in (authors or ["ijseg user"])],
+        cite=[m.CiteEntry(text=UNET_CITATION["text"], doi=m.Doi(UNET_CITATION["doi"]))],
+        license=m.LicenseId(license),
+        documentation=m.FileDescr(source=tmp / "README.md"),
+        covers=[m.FileDescr(source=tmp / "cover.png")],
+        attachments=attachments,
+        tags=["unet", "segmentation", "2d", "fluorescence-light-microscopy", "ijseg", cfg.data_target],
+        inputs=[inp],
+        outputs=[outp],
+        weights=m.WeightsDescr(**entries),
+        timestamp=m.Datetime(datetime.datetime.now(datetime.timezone.utc)),
+        config=m.Config(ijseg=ijseg_config),
+    )
 
 
 def _render_macros(tmp: Path, cfg, norm, pp: dict) -> tuple[list[Path], str, str | None]:
