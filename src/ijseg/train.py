@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 #: validation patches are capped so that one validation pass stays short on a CPU
 MAX_VAL_PATCHES = 256
 _MIN_LR = 1e-7
+#: a validation loss this much lower counts as an improvement (best weights, schedule, early stopping)
+_MIN_DELTA = 1e-7
 
 
 @dataclass
@@ -164,98 +166,135 @@ def _load_checkpoint(model, path: Path) -> dict[str, Any]:
     return state
 
 
+class _EpochEnd:
+    """The methods of the training callback (mixed into ``keras.callbacks.Callback`` by
+    :func:`_epoch_callback`, so that this module imports Keras only when training)."""
+
+    bar = None
+    t0 = 0.0
+    lr = 0.0
+
+    def set_model(self, model):
+        super().set_model(model)
+        for cb, _ in self.schedule:
+            cb.set_model(model)
+
+    def on_train_begin(self, logs=None):
+        for cb, key in self.schedule:  # their state resets here; a resumed run continues it
+            cb.on_train_begin(logs)
+            cb.wait, cb.best = self.state[key], self.state["best_val_loss"]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from tqdm.auto import tqdm
+
+        self.t0 = time.perf_counter()
+        self.lr = float(np.asarray(self.model.optimizer.learning_rate))
+        self.bar = tqdm(total=self.cfg.train_steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.train_epochs}",
+                        unit="step", disable=not self.progress, leave=True, dynamic_ncols=True)
+
+    def _stop_requested(self) -> bool:
+        if self.stop is not None and self.stop.is_set():
+            self.state["interrupted"] = True
+            self.model.stop_training = True
+            self.model.stop_evaluating = True
+        return self.state.get("interrupted", False)
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._stop_requested()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._stop_requested():
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            if logs and "loss" in logs:
+                self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._stop_requested():  # the epoch in progress is incomplete: keep the last one
+            if self.bar is not None:
+                self.bar.close()
+            log.info("stopped during epoch %d; the folder keeps epoch %d", epoch + 1, self.state["epoch"])
+            return
+        row = self._row(epoch, {k: float(v) for k, v in (logs or {}).items()})
+        self.history.append(row)
+        self._schedule(epoch, row)
+        self._save(row)
+        if self.time_limit and not self.model.stop_training:
+            # stop before an epoch that would end past the time limit (epochs take about as long)
+            elapsed = time.perf_counter() - self.started
+            if elapsed + row["time_s"] > self.time_limit * 60:
+                log.info("time limit of %g min: stopping after epoch %d (%.1f min)", self.time_limit, epoch + 1,
+                         elapsed / 60)
+                self.state["time_limit_reached"] = True
+                self.model.stop_training = True
+
+    def _row(self, epoch: int, logs: dict[str, float]) -> dict[str, float]:
+        metrics = sorted((k for k in logs if k not in ("loss", "val_loss", "learning_rate")),
+                         key=lambda k: (k.removeprefix("val_"), k.startswith("val_")))
+        return {"epoch": epoch + 1, "loss": logs.get("loss", np.nan), "val_loss": logs.get("val_loss", np.nan),
+                **{k: logs[k] for k in metrics}, "lr": float(f"{self.lr:.6g}"),
+                "time_s": round(time.perf_counter() - self.t0, 3)}
+
+    def _schedule(self, epoch: int, row: dict[str, float]) -> None:
+        """Best weights, then the learning-rate schedule and early stopping."""
+        val = row["val_loss"] if np.isfinite(row["val_loss"]) else np.inf
+        self.state["epoch"] = epoch + 1
+        if val < self.state["best_val_loss"] - _MIN_DELTA:
+            self.state.update(best_val_loss=val, best_epoch=epoch + 1)
+            with atomic_path(self.folder / ModelFolder.WEIGHTS_BEST, suffix=".weights.h5") as tmp:
+                self.model.save_weights(tmp)
+        for cb, key in self.schedule:
+            cb.on_epoch_end(epoch, {"val_loss": val})
+            self.state[key] = int(cb.wait)
+            if isinstance(cb, self.keras.callbacks.EarlyStopping) and self.model.stop_training:
+                log.info("early stopping: no improvement for %d epochs (best epoch %d)", cb.wait,
+                         self.state["best_epoch"])
+                self.state["stopped_early"] = True
+        lr = float(np.asarray(self.model.optimizer.learning_rate))
+        if lr < self.lr:
+            log.info("validation loss has not improved for %d epochs: learning rate %.3g -> %.3g",
+                     self.cfg.train_reduce_lr_patience, self.lr, lr)
+
+    def _save(self, row: dict[str, float]) -> None:
+        """Last weights, checkpoint, history, curves; the progress bar, log line and callback."""
+        with atomic_path(self.folder / ModelFolder.WEIGHTS_LAST, suffix=".weights.h5") as tmp:
+            self.model.save_weights(tmp)
+        _save_checkpoint(self.model, self.state, self.folder / ModelFolder.CHECKPOINT)
+        atomic_write_csv(self.folder / ModelFolder.HISTORY, self.history)
+        _plot_curves(self.history, self.folder / ModelFolder.CURVES,
+                     f"{self.folder.path.name}: {self.cfg.data_target}, {self.cfg.loss} loss")
+        if self.bar is not None:
+            shown = {k: f"{v:.4f}" for k, v in row.items() if k in ("loss", "val_loss", "fg_iou", "val_fg_iou")}
+            self.bar.set_postfix(shown)
+            self.bar.close()
+        log.info("epoch %d: %s", row["epoch"], ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+        if self.callback is not None:
+            self.callback({"event": "epoch_end", "epoch": row["epoch"], "epochs": self.cfg.train_epochs, "logs": row})
+
+
 def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str, Any],
                     history: list[dict[str, float]], progress: bool,
                     callback: Callable[[dict[str, Any]], None] | None, time_limit: float | None = None,
                     stop: threading.Event | None = None):
-    from tqdm.auto import tqdm
+    """The training loop's callback: Keras's ReduceLROnPlateau and EarlyStopping (their counters
+    kept in ``state`` for --resume), best and last weights, checkpoint, history, curves, progress
+    bar, time limit and stop requests. Keras's own callbacks run only for completed epochs: an
+    epoch cut by a stop request is dropped whole."""
+    schedule = []  # Keras callbacks, with the state key of their counter
+    if cfg.train_reduce_lr_patience and cfg.train_reduce_lr_factor < 1:
+        schedule.append((keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", mode="min", factor=cfg.train_reduce_lr_factor, patience=cfg.train_reduce_lr_patience,
+            min_delta=_MIN_DELTA, min_lr=_MIN_LR), "lr_wait"))
+    if cfg.train_early_stopping_patience:
+        schedule.append((keras.callbacks.EarlyStopping(
+            monitor="val_loss", mode="min", patience=cfg.train_early_stopping_patience, min_delta=_MIN_DELTA), "wait"))
 
-    class EpochEnd(keras.callbacks.Callback):
-        """Best/last weights, LR schedule, early stopping, checkpoint, history, curves, progress."""
-
-        bar = None
-        t0 = 0.0
-        started = time.perf_counter()
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-            self.bar = tqdm(total=cfg.train_steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.train_epochs}",
-                            unit="step", disable=not progress, leave=True, dynamic_ncols=True)
-
-        def _stop_requested(self) -> bool:
-            if stop is not None and stop.is_set():
-                state["interrupted"] = True
-                self.model.stop_training = True
-                self.model.stop_evaluating = True
-            return state.get("interrupted", False)
-
-        def on_test_batch_end(self, batch, logs=None):
-            self._stop_requested()
-
-        def on_train_batch_end(self, batch, logs=None):
-            if self._stop_requested():
-                return
-            if self.bar is not None:
-                self.bar.update(1)
-                if logs and "loss" in logs:
-                    self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
-
-        def on_epoch_end(self, epoch, logs=None):
-            if self._stop_requested():  # the epoch in progress is incomplete: keep the last one
-                if self.bar is not None:
-                    self.bar.close()
-                log.info("stopped during epoch %d; the folder keeps epoch %d", epoch + 1, state["epoch"])
-                return
-            logs = {k: float(v) for k, v in (logs or {}).items()}
-            lr = float(np.asarray(self.model.optimizer.learning_rate))
-            metrics = sorted((k for k in logs if k not in ("loss", "val_loss", "learning_rate")),
-                             key=lambda k: (k.removeprefix("val_"), k.startswith("val_")))
-            row = {"epoch": epoch + 1, "loss": logs.get("loss", np.nan), "val_loss": logs.get("val_loss", np.nan),
-                   **{k: logs[k] for k in metrics}, "lr": float(f"{lr:.6g}"),
-                   "time_s": round(time.perf_counter() - self.t0, 3)}
-            history.append(row)
-            val = logs.get("val_loss", np.inf)
-            state["epoch"] = epoch + 1
-            if val < state["best_val_loss"] - 1e-7:
-                state.update(best_val_loss=val, best_epoch=epoch + 1, wait=0, lr_wait=0)
-                with atomic_path(folder / ModelFolder.WEIGHTS_BEST, suffix=".weights.h5") as tmp:
-                    self.model.save_weights(tmp)
-            else:
-                state["wait"] += 1
-                state["lr_wait"] += 1
-                if cfg.train_reduce_lr_patience and state["lr_wait"] >= cfg.train_reduce_lr_patience and cfg.train_reduce_lr_factor < 1:
-                    new_lr = max(lr * cfg.train_reduce_lr_factor, _MIN_LR)
-                    if new_lr < lr:
-                        self.model.optimizer.learning_rate.assign(new_lr)
-                        log.info("validation loss has not improved for %d epochs: learning rate %.3g -> %.3g",
-                                 state["lr_wait"], lr, new_lr)
-                    state["lr_wait"] = 0
-                if cfg.train_early_stopping_patience and state["wait"] >= cfg.train_early_stopping_patience:
-                    log.info("early stopping: no improvement for %d epochs (best epoch %d)",
-                             state["wait"], state["best_epoch"])
-                    state["stopped_early"] = True
-                    self.model.stop_training = True
-            with atomic_path(folder / ModelFolder.WEIGHTS_LAST, suffix=".weights.h5") as tmp:
-                self.model.save_weights(tmp)
-            _save_checkpoint(self.model, state, folder / ModelFolder.CHECKPOINT)
-            atomic_write_csv(folder / ModelFolder.HISTORY, history)
-            _plot_curves(history, folder / ModelFolder.CURVES, f"{folder.path.name}: {cfg.data_target}, {cfg.loss} loss")
-            if self.bar is not None:
-                shown = {k: f"{v:.4f}" for k, v in row.items() if k in ("loss", "val_loss", "fg_iou", "val_fg_iou")}
-                self.bar.set_postfix(shown)
-                self.bar.close()
-            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-            if callback is not None:
-                callback({"event": "epoch_end", "epoch": epoch + 1, "epochs": cfg.train_epochs, "logs": row})
-            # stop before an epoch that would end past the time limit (epochs take about as long)
-            elapsed = time.perf_counter() - self.started
-            if time_limit and not self.model.stop_training and elapsed + row["time_s"] > time_limit * 60:
-                log.info("time limit of %g min: stopping after epoch %d (%.1f min)", time_limit, epoch + 1,
-                         elapsed / 60)
-                state["time_limit_reached"] = True
-                self.model.stop_training = True
-
-    return EpochEnd()
+    cb = type("EpochEnd", (_EpochEnd, keras.callbacks.Callback), {})()
+    cb.__dict__.update(keras=keras, folder=folder, cfg=cfg, state=state, history=history, progress=progress,
+                       callback=callback, time_limit=time_limit, stop=stop, schedule=schedule,
+                       started=time.perf_counter())
+    return cb
 
 
 def train(
@@ -272,7 +311,7 @@ def train(
     time_limit: float | None = None,
     stop: threading.Event | None = None,
 ) -> TrainResult:
-    """Train a U-Net on a dataset folder and write the model folder.
+    """Train a U-Net on a dataset folder and write the model folder; returns a :class:`TrainResult`.
 
     Parameters
     ----------
@@ -306,10 +345,6 @@ def train(
         ``interrupted=True`` (no quality control). The command line sets it on Ctrl-C, so that
         an interrupted run leaves TensorFlow the way a finished one does.
 
-    Returns
-    -------
-    TrainResult
-
     Raises
     ------
     DataError
@@ -317,17 +352,64 @@ def train(
     ConfigError, ModelError
         For an invalid configuration, an existing model folder, or a missing checkpoint.
     """
+    folder, cfg = _open_folder(model_dir, config, resume=resume, overwrite=overwrite, epochs=epochs)
+    train_pairs, val_pairs, val_s, split = _load_data(data, cfg, folder, resume=resume, progress=progress)
+
+    from ._tf import device_summary, import_tf
+
+    tf, keras = import_tf()
+    log.info(device_summary())
+    model = _compiled_model(cfg, keras)
+    cfg = cfg.replace(n_params=int(model.count_params()))
+    folder.path.mkdir(parents=True, exist_ok=True)
+    state, history = _restored(model, folder, resume)
+    cfg.save(folder / ModelFolder.CONFIG)
+    atomic_write_text(folder / ModelFolder.SPLIT, json.dumps(split, indent=2) + "\n")
+    train_ds, val_ds = _datasets(tf, cfg, train_pairs, val_pairs, seed=cfg.train_seed + state["epoch"])
+
+    _fit(model, train_ds, val_ds, cfg, state, stop, _epoch_callback(
+        keras, folder=folder, cfg=cfg, state=state, history=history, progress=progress, callback=callback,
+        time_limit=time_limit, stop=stop))
+    interrupted = bool(state.get("interrupted")) or (stop is not None and stop.is_set())
+    summary = _final_qc(folder, val_s, progress) if qc and state["epoch"] > 0 and not interrupted else None
+    return TrainResult(
+        qc=summary, model_dir=folder.path, epochs_done=state["epoch"], best_epoch=state["best_epoch"],
+        best_val_loss=state["best_val_loss"], history=history, stopped_early=state.get("stopped_early", False),
+        time_limit_reached=state.get("time_limit_reached", False), interrupted=interrupted,
+    )
+
+
+def _fit(model, train_ds, val_ds, cfg: Config, state: dict[str, Any], stop, epoch_callback) -> None:
+    """``model.fit`` from the epoch after ``state["epoch"]``; the stop request is polled meanwhile."""
+    if stop is not None and stop.is_set():
+        log.info("stopped before the first step")
+        return
+    if state["epoch"] >= cfg.train_epochs:
+        log.info("nothing to do: %d of %d epochs already done", state["epoch"], cfg.train_epochs)
+        return
+    if stop is not None:
+        stop.polled = True
+    try:
+        model.fit(train_ds, steps_per_epoch=cfg.train_steps_per_epoch, epochs=cfg.train_epochs,
+                  initial_epoch=state["epoch"], validation_data=val_ds,
+                  shuffle=False,  # the patch sampler is random already
+                  callbacks=[epoch_callback], verbose=0)
+    finally:
+        if stop is not None:
+            stop.polled = False
+
+
+def _open_folder(model_dir, config: Config | None, *, resume: bool, overwrite: bool,
+                 epochs: int | None) -> tuple[ModelFolder, Config]:
+    """The model folder and the run's configuration (the folder's own when resuming); a new run
+    empties the folder it may replace. Temporary files of a killed run are removed."""
     folder = ModelFolder(model_dir)
     if resume:
         if not (folder / ModelFolder.CHECKPOINT).is_file():
             raise ModelError(f"{folder.path}: nothing to resume, {ModelFolder.CHECKPOINT} not found")
         cfg = folder.config()
-        if epochs is not None:
-            cfg = cfg.replace(train_epochs=epochs)
     else:
         cfg = config or Config()
-        if epochs is not None:
-            cfg = cfg.replace(train_epochs=epochs)
         if folder.path.exists() and not folder.path.is_dir():
             raise ModelError(f"{folder.path}: exists and is not a folder")
         if folder.exists or (folder / ModelFolder.CHECKPOINT).exists():
@@ -337,11 +419,16 @@ def train(
                     f"or resume (--resume) to continue its training"
                 )
             folder.clean()
-
+    if epochs is not None:
+        cfg = cfg.replace(train_epochs=epochs)
     for p in remove_stale_temporaries(folder.path):
         log.info("removed %s (left by a run that was killed)", p.name)
+    return folder, cfg
 
-    # ---- data --------------------------------------------------------------------------------
+
+def _load_data(data, cfg: Config, folder: ModelFolder, *, resume: bool, progress: bool):
+    """Training and validation pairs, the validation samples and the split record; a resumed
+    run must find the validation images it started with."""
     samples = find_samples(data, require_masks=True)
     train_s, val_s = split_samples(samples, cfg.data_val_fraction, seed=cfg.train_seed)
     split = {"data": str(Path(data).resolve()), "seed": cfg.train_seed,
@@ -357,16 +444,14 @@ def train(
     kw = dict(target=cfg.data_target, n_classes=cfg.data_n_classes, n_channels=cfg.data_n_channels,
               normalizer=cfg.data_normalizer, boundary_width=cfg.data_boundary_width, mask_type=cfg.data_mask_type,
               progress=progress)
-    train_pairs = load_pairs(train_s, **kw)
-    val_pairs = load_pairs(val_s, **kw)
+    return load_pairs(train_s, **kw), load_pairs(val_s, **kw), val_s, split
 
-    # ---- model -------------------------------------------------------------------------------
-    from ._tf import device_summary, import_tf, policy_name
+
+def _compiled_model(cfg: Config, keras):
+    from ._tf import policy_name
     from .models.losses import make_loss, make_metrics
     from .models.unet import build_unet
 
-    tf, keras = import_tf()
-    log.info(device_summary())
     model = build_unet(cfg)
     regression = cfg.data_target == "distance"
     model.compile(
@@ -374,25 +459,28 @@ def train(
         loss=make_loss(cfg.loss, cfg.n_outputs, regression=regression),
         metrics=make_metrics(cfg.n_outputs, regression=regression, threshold=0.05 if regression else 0.5),
     )
-    cfg = cfg.replace(n_params=int(model.count_params()))
-    folder.path.mkdir(parents=True, exist_ok=True)
+    return model
 
-    state: dict[str, Any] = {"epoch": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0, "lr_wait": 0,
-                             "stopped_early": False}
-    history: list[dict[str, float]] = []
-    if resume:
-        state = _load_checkpoint(model, folder / ModelFolder.CHECKPOINT)
-        state["stopped_early"] = state["time_limit_reached"] = state["interrupted"] = False
-        history = [h for h in folder.history() if h["epoch"] <= state["epoch"]]
-        log.info("resuming after epoch %d (best epoch %d, validation loss %.4g)",
-                 state["epoch"], state["best_epoch"], state["best_val_loss"])
-    cfg.save(folder / ModelFolder.CONFIG)
-    atomic_write_text(folder / ModelFolder.SPLIT, json.dumps(split, indent=2) + "\n")
 
-    # ---- pipeline ------------------------------------------------------------------------------
+def _restored(model, folder: ModelFolder, resume: bool) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """The schedule state and history to continue from (fresh ones for a new run)."""
+    if not resume:
+        return {"epoch": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0, "lr_wait": 0,
+                "stopped_early": False}, []
+    state = _load_checkpoint(model, folder / ModelFolder.CHECKPOINT)
+    state["stopped_early"] = state["time_limit_reached"] = state["interrupted"] = False
+    log.info("resuming after epoch %d (best epoch %d, validation loss %.4g)",
+             state["epoch"], state["best_epoch"], state["best_val_loss"])
+    return state, [h for h in folder.history() if h["epoch"] <= state["epoch"]]
+
+
+def _datasets(tf, cfg: Config, train_pairs, val_pairs, *, seed: int):
+    """The endless augmented patch stream and the fixed validation patches."""
+    from ._tf import policy_name
+
     p = cfg.train_patch_size
-    sampler = PatchSampler(train_pairs, p, _augmenter(cfg), seed=cfg.train_seed + state["epoch"])
-    tdtype = tf.float32 if regression else tf.uint8
+    sampler = PatchSampler(train_pairs, p, _augmenter(cfg), seed=seed)
+    tdtype = tf.float32 if cfg.data_target == "distance" else tf.uint8
     train_ds = (
         tf.data.Dataset.from_generator(
             lambda: iter(sampler),
@@ -402,51 +490,16 @@ def train(
         .prefetch(tf.data.AUTOTUNE)
     )
     vx, vy = grid_patches(val_pairs, p, max_patches=MAX_VAL_PATCHES)
-    val_ds = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(cfg.train_batch_size)
     log.info("training on %d-pixel patches, batch %d, %d steps x %d epochs, %s; %d validation patches",
              p, cfg.train_batch_size, cfg.train_steps_per_epoch, cfg.train_epochs,
              policy_name(cfg.train_mixed_precision), len(vx))
+    return train_ds, tf.data.Dataset.from_tensor_slices((vx, vy)).batch(cfg.train_batch_size)
 
-    if stop is not None and stop.is_set():
-        log.info("stopped before the first step")
-    elif state["epoch"] >= cfg.train_epochs:
-        log.info("nothing to do: %d of %d epochs already done", state["epoch"], cfg.train_epochs)
-    else:
-        if stop is not None:
-            stop.polled = True
-        try:
-            model.fit(
-                train_ds,
-                steps_per_epoch=cfg.train_steps_per_epoch,
-                epochs=cfg.train_epochs,
-                initial_epoch=state["epoch"],
-                validation_data=val_ds,
-                shuffle=False,  # the patch sampler is random already
-                callbacks=[_epoch_callback(keras, folder=folder, cfg=cfg, state=state, history=history,
-                                           progress=progress, callback=callback, time_limit=time_limit,
-                                           stop=stop)],
-                verbose=0,
-            )
-        finally:
-            if stop is not None:
-                stop.polled = False
-    summary = None
-    interrupted = bool(state.get("interrupted")) or (stop is not None and stop.is_set())
-    if qc and state["epoch"] > 0 and not interrupted:
-        from .predict import Predictor
-        from .qc import evaluate
 
-        log.info("quality control on the %d validation image(s)", len(val_s))
-        summary = evaluate(Predictor(folder), val_s, folder / ModelFolder.QC, history=folder / ModelFolder.HISTORY,
-                           title=f"{folder.path.name}: quality control on the validation images", progress=progress)
-    return TrainResult(
-        qc=summary,
-        model_dir=folder.path,
-        epochs_done=state["epoch"],
-        best_epoch=state["best_epoch"],
-        best_val_loss=state["best_val_loss"],
-        history=history,
-        stopped_early=state.get("stopped_early", False),
-        time_limit_reached=state.get("time_limit_reached", False),
-        interrupted=interrupted,
-    )
+def _final_qc(folder: ModelFolder, val_s, progress: bool) -> dict:
+    from .predict import Predictor
+    from .qc import evaluate
+
+    log.info("quality control on the %d validation image(s)", len(val_s))
+    return evaluate(Predictor(folder), val_s, folder / ModelFolder.QC, history=folder / ModelFolder.HISTORY,
+                    title=f"{folder.path.name}: quality control on the validation images", progress=progress)
