@@ -115,27 +115,36 @@ def _plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Non
         fig.savefig(tmp, format="png")
 
 
+def _variable_names(variables, *, optimizer: bool = False) -> list[str]:
+    """Stable names of Keras variables: their paths (``down0_conv1/kernel``: the U-Net names
+    every layer), for an optimiser without its instance name, which Keras numbers per process
+    (``adam/iteration``, then ``adam_1/iteration``)."""
+    return [v.path.split("/", 1)[-1] if optimizer else v.path for v in variables]
+
+
 def _save_checkpoint(model, state: dict[str, Any], path: Path) -> None:
-    """Weights and optimiser variables by their Keras paths (``weights/down0_conv1/kernel``,
-    ``optimizer/adam/...``), and the schedule state as JSON, in one ``.npz`` (atomically)."""
-    arrays = {f"weights/{v.path}": np.asarray(v) for v in model.weights}
-    arrays.update({f"optimizer/{v.path}": np.asarray(v) for v in model.optimizer.variables})
+    """Weights and optimiser variables by name (``weights/down0_conv1/kernel``,
+    ``optimizer/iteration``...), and the schedule state as JSON, in one ``.npz`` (atomically)."""
+    opt = model.optimizer.variables
+    arrays = {f"weights/{n}": np.asarray(v) for n, v in zip(_variable_names(model.weights), model.weights)}
+    arrays.update({f"optimizer/{n}": np.asarray(v) for n, v in zip(_variable_names(opt, optimizer=True), opt)})
     arrays["state"] = np.array(json.dumps(state))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
 
-def _assign_by_path(variables, z, prefix: str, path: Path) -> None:
-    missing = [v.path for v in variables if f"{prefix}/{v.path}" not in z.files]
+def _assign_by_name(variables, z, prefix: str, path: Path) -> None:
+    names = _variable_names(variables, optimizer=prefix == "optimizer")
+    missing = [n for n in names if f"{prefix}/{n}" not in z.files]
     stored = sum(1 for k in z.files if k.startswith(prefix + "/"))
     if missing or stored != len(variables):
         raise ModelError(f"{path}: the {prefix} in this checkpoint do not match the model ({stored} stored, "
                          f"{len(variables)} in the model{', missing ' + ', '.join(missing[:3]) if missing else ''})")
-    for v in variables:
-        value = z[f"{prefix}/{v.path}"]
+    for n, v in zip(names, variables):
+        value = z[f"{prefix}/{n}"]
         if tuple(value.shape) != tuple(v.shape):
-            raise ModelError(f"{path}: {prefix} {v.path} has shape {value.shape}, the model {tuple(v.shape)}")
+            raise ModelError(f"{path}: {prefix} {n} has shape {value.shape}, the model {tuple(v.shape)}")
         v.assign(value)
 
 
@@ -148,8 +157,8 @@ def _load_checkpoint(model, path: Path) -> dict[str, Any]:
             opt = model.optimizer
             opt.build(model.trainable_variables)
             if any(k.startswith("weights/") for k in z.files):
-                _assign_by_path(model.weights, z, "weights", path)
-                _assign_by_path(opt.variables, z, "optimizer", path)
+                _assign_by_name(model.weights, z, "weights", path)
+                _assign_by_name(opt.variables, z, "optimizer", path)
             else:
                 n_w = sum(1 for k in z.files if k.startswith("w"))
                 n_o = sum(1 for k in z.files if k.startswith("o"))
