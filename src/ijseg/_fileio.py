@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .errors import IjsegError
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_csv", "remove_stale_temporaries", "check_output_dir",
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_csv", "remove_stale_temporaries", "remove_own_temporaries",
+           "check_output_dir",
            "check_output_file"]
 
 _TMP_NAME = re.compile(r"^\..*\.ijseg(\d+)\.[^.]+\.tmp(\..*)?$")
@@ -59,17 +60,20 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.ijseg{os.getpid()}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
+    tmp_path = None
+    try:  # created inside the try, so that an interrupt right after it still removes it
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.ijseg{os.getpid()}.", suffix=".tmp" + suffix,
+                                   dir=path.parent)
+        tmp_path = Path(tmp)
+        os.close(fd)
         yield tmp_path
         # mkstemp creates files readable by the owner only; give the result normal permissions
         os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+        if tmp_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path.unlink()
         raise
 
 
@@ -115,6 +119,19 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def remove_own_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete this process's temporary files in ``folder``: after an interrupt, when nothing of
+    this process writes there any more (a signal can land between a temporary file's creation and
+    the code that would remove it)."""
+    removed = []
+    for p in Path(folder).glob(f".*.ijseg{os.getpid()}.*"):
+        if _TMP_NAME.match(p.name):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:

@@ -168,7 +168,7 @@ def predict_files(
     """
     from tqdm.auto import tqdm
 
-    from ._fileio import atomic_write_csv, remove_stale_temporaries
+    from ._fileio import atomic_write_csv, remove_own_temporaries, remove_stale_temporaries
     from .data.io import read_image
     from .errors import Interrupted
 
@@ -193,6 +193,7 @@ def predict_files(
                     log.error("skipped: %s", msg)
                 failures.append((path, msg))
     except KeyboardInterrupt as err:
+        remove_own_temporaries(out)
         kept = f"{out / 'summary.csv'} lists them" if rows else "nothing was written"
         raise Interrupted(f"interrupted after {len(rows)} of {len(inputs)} image(s); {kept}") from err
     finally:

@@ -85,7 +85,7 @@ def run_batch(code: str, inputs: list[Path], out: str | os.PathLike, *, macro_na
     """
     from tqdm.auto import tqdm
 
-    from .._fileio import atomic_write_csv, remove_stale_temporaries
+    from .._fileio import atomic_write_csv, remove_own_temporaries, remove_stale_temporaries
 
     out = Path(out)
     stems: dict[str, Path] = {}
@@ -112,6 +112,7 @@ def run_batch(code: str, inputs: list[Path], out: str | os.PathLike, *, macro_na
                 continue
             processed.append(path)
     except KeyboardInterrupt as err:
+        remove_own_temporaries(out)
         raise Interrupted(f"interrupted after {len(processed)} of {len(inputs)} image(s); "
                           f"{out / 'summary.csv'} lists the images done") from err
     finally:
