@@ -13,12 +13,12 @@ from ijseg.data.io import (
     Image,
     check_axes,
     check_tiff,
-    find_samples,
     read_image,
     read_mask,
     to_model_input,
     write_tiff,
 )
+from ijseg.data.layouts import find_samples
 from ijseg.errors import DataError
 
 
