@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -112,3 +113,21 @@ def tiny_bundle_04(tiny_model, tmp_path_factory) -> Path:
     from ijseg.export import export_bundle
 
     return export_bundle(tiny_model, tmp_path_factory.mktemp("bundles04") / "tiny04.zip", format_version="0.4")
+
+
+def xvfb_pids() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "Xvfb"}
+
+
+def orphaned_xvfb(pids: set[int], child: int) -> set[int]:
+    """The Xvfb among ``pids`` that outlived their ijseg (``child``): still its children, or
+    re-parented to init. An Xvfb of another live process (a parallel job) is not ours."""
+    out = set()
+    for pid in pids:
+        try:
+            parent = psutil.Process(pid).ppid()
+        except psutil.NoSuchProcess:
+            continue
+        if parent in (1, child) or not psutil.pid_exists(parent):
+            out.add(pid)
+    return out

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 import tifffile
+from conftest import orphaned_xvfb, xvfb_pids
 
 IJSEG = str(Path(sys.executable).with_name("ijseg"))
 
@@ -32,32 +32,14 @@ class Case:
     stdin: str | None = None
 
 
-def _xvfb_pids() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "Xvfb"}
-
-
-def _orphans(pids: set[int], child: int) -> set[int]:
-    """The Xvfb among ``pids`` that outlived their ijseg (``child``): still its children, or
-    re-parented to init. An Xvfb of another live process (a parallel job) is not ours."""
-    out = set()
-    for pid in pids:
-        try:
-            parent = psutil.Process(pid).ppid()
-        except psutil.NoSuchProcess:
-            continue
-        if parent in (1, child) or not psutil.pid_exists(parent):
-            out.add(pid)
-    return out
-
-
 def _run(case: Case, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    before = _xvfb_pids()
+    before = xvfb_pids()
     proc = subprocess.Popen([IJSEG, *case.argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=cwd, stdin=subprocess.PIPE if case.stdin is not None else subprocess.DEVNULL)
     out, err = proc.communicate(case.stdin, timeout=timeout)
     r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     for _ in range(40):  # Xvfb gets SIGTERM when ijseg ends; give it a moment
-        stray = _orphans(_xvfb_pids() - before, proc.pid)
+        stray = orphaned_xvfb(xvfb_pids() - before, proc.pid)
         if not stray:
             break
         time.sleep(0.1)

@@ -15,26 +15,9 @@ import numpy as np
 import psutil
 import pytest
 import tifffile
+from conftest import orphaned_xvfb, xvfb_pids
 
 IJSEG = str(Path(sys.executable).with_name("ijseg"))
-
-
-def _xvfb_pids() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "Xvfb"}
-
-
-def _orphans(pids: set[int], child: int) -> set[int]:
-    """The Xvfb among ``pids`` that outlived their ijseg (``child``): still its children, or
-    re-parented to init. An Xvfb of another live process (a parallel job) is not ours."""
-    out = set()
-    for pid in pids:
-        try:
-            parent = psutil.Process(pid).ppid()
-        except psutil.NoSuchProcess:
-            continue
-        if parent in (1, child) or not psutil.pid_exists(parent):
-            out.add(pid)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +88,7 @@ def test_macro_batch_interrupted_keeps_the_summary_and_no_xvfb(many_images, tmp_
     macro = tmp_path / "slow.ijm"
     macro.write_text('run("Gaussian Blur...", "sigma=2"); wait(300);\n')
     out = tmp_path / "out"
-    before = _xvfb_pids()
+    before = xvfb_pids()
     proc = subprocess.Popen([IJSEG, "-q", "macro", "batch", str(macro), "--input", str(many_images), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     _wait_for("img01.tif", out, proc)
@@ -119,18 +102,18 @@ def test_macro_batch_interrupted_keeps_the_summary_and_no_xvfb(many_images, tmp_
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
     assert not list(tmp_path.glob("hs_err_pid*.log"))  # the JVM did not crash
     time.sleep(0.5)
-    assert not _orphans(_xvfb_pids() - before, proc.pid)
+    assert not orphaned_xvfb(xvfb_pids() - before, proc.pid)
 
 
 def test_xvfb_ends_with_a_killed_ijseg(many_images, tmp_path):
     macro = tmp_path / "slow.ijm"
     macro.write_text("wait(300);\n")
     out = tmp_path / "out"
-    before = _xvfb_pids()
+    before = xvfb_pids()
     proc = subprocess.Popen([IJSEG, "-q", "macro", "batch", str(macro), "--input", str(many_images), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     _wait_for("img00.tif", out, proc)
-    ours = {p for p in _xvfb_pids() - before if psutil.Process(p).ppid() == proc.pid}
+    ours = {p for p in xvfb_pids() - before if psutil.Process(p).ppid() == proc.pid}
     assert ours  # the private display is up
     proc.kill()
     proc.communicate(timeout=30)

@@ -647,8 +647,7 @@ def _cmd_macro_batch(args, ctx: Context) -> int:
         raise ConfigError(f"{args.file}: {err}") from err
     files = _input_files(args.input)
     check_output_dir(args.out)
-    if not args.timeout > 0:
-        raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
+    _check_timeout(args.timeout)
     report = run_batch(code, files, args.out, macro_name=args.file.name, overwrite=args.overwrite,
                        progress=not args.quiet, timeout=args.timeout)
     done = f", {len(report.skipped)} already done (skipped)" if report.skipped else ""
@@ -659,6 +658,11 @@ def _cmd_macro_batch(args, ctx: Context) -> int:
             print(f"  {msg}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_timeout(seconds: float | None) -> None:
+    if seconds is not None and not seconds > 0:
+        raise ConfigError(f"--timeout must be > 0 seconds, got {seconds:g}")
 
 
 def _check_file_parameters(macro: Path, values: dict[str, str]) -> None:
@@ -687,8 +691,7 @@ def _cmd_macro_run(args, ctx: Context) -> int:
 
     values = _macro_args(args.arg)
     _check_file_parameters(args.file, values)
-    if args.timeout is not None and not args.timeout > 0:
-        raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
+    _check_timeout(args.timeout)
     if not args.gui:
         run_macro_file(args.file, values, timeout=args.timeout)  # print() output goes straight to stdout
         return 0
@@ -906,11 +909,15 @@ def run(argv: list[str], *, predictors=None) -> int:
     With ``predictors`` (a server), an unexpected exception is one error line too, so that the
     server outlives a bad request.
     """
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as err:  # argparse printed its message (or --help / --version)
         return int(err.code or 0)
+    return _dispatch(args, predictors)
+
+
+def _dispatch(args: argparse.Namespace, predictors) -> int:
+    """Run parsed arguments' command with logging set up; errors become messages and exit codes."""
     _setup_logging(args.verbose, args.quiet)
     try:
         return int(args.func(args, Context(predictors=predictors)) or 0)
@@ -940,13 +947,12 @@ def run(argv: list[str], *, predictors=None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``ijseg`` executable: :func:`run` with SIGTERM handled like Ctrl-C; usage errors exit
-    through argparse (code 2)."""
-    argv = sys.argv[1:] if argv is None else argv
-    build_parser().parse_args(argv)  # usage errors, --help and --version exit here, as argparse does
+    """The ``ijseg`` executable: what :func:`run` does, with SIGTERM handled like Ctrl-C; usage
+    errors exit through argparse (code 2)."""
+    args = build_parser().parse_args(argv)  # usage errors, --help and --version exit here, as argparse does
     _signals.clear()
     with _interruptible():
-        return run(argv)
+        return _dispatch(args, None)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,7 @@ __all__ = [
     "read_image",
     "read_mask",
     "check_tiff",
+    "check_file",
     "image_memory_limit",
     "write_tiff",
     "to_model_input",
@@ -255,12 +256,13 @@ def check_tiff(path: str | os.PathLike) -> None:
     DataError
         Naming the file and the problem.
     """
-    path = _existing_file(path)
+    path = check_file(path)
     with _tifffile_messages(), _open_tiff(path) as tif:
         _checked_series(path, tif)
 
 
-def _existing_file(path: str | os.PathLike) -> Path:
+def check_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it is a non-empty file; else :class:`DataError` naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -288,7 +290,7 @@ def read_image(path: str | os.PathLike) -> Image:
     DataError
         If the file is missing, unreadable or truncated, empty, or has NaN/Inf pixels.
     """
-    path = _existing_file(path)
+    path = check_file(path)
     suffix = path.suffix.lower()
     pixel_size, unit = (1.0, 1.0), "pixel"
     try:

@@ -152,14 +152,12 @@ def _run_one(code: str, path: Path, out: Path, macro_name: str, timeout: float |
 def _check_openable(path: Path) -> None:
     """Refuse, before ImageJ reads it, a file that is missing, empty, or a TIFF that is corrupt,
     truncated or too large (see :func:`ijseg.data.io.check_tiff`)."""
-    from ..data.io import check_tiff
+    from ..data.io import check_file, check_tiff
 
     if path.suffix.lower() in (".tif", ".tiff"):
         check_tiff(path)
-    elif not path.is_file():
-        raise DataError(f"{path}: file not found")
-    elif path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty (0 bytes)")
+    else:
+        check_file(path)
 
 
 def _summary_rows(inputs: list[Path], out: Path) -> list[dict]:
