@@ -132,9 +132,9 @@ def roofline(ijseg_model: Path, repeat: int) -> dict:
     from ijseg.predict import Predictor
 
     pred = Predictor(ijseg_model)
-    per_px = unet_flops(pred.model)
+    per_px = unet_flops(pred.model.keras)
     x = np.random.default_rng(0).random((1, 1024, 1024, 1), dtype=np.float32)
-    f32 = tf.function(lambda v: pred.model(v, training=False), reduce_retracing=True)
+    f32 = tf.function(lambda v: pred.model.keras(v, training=False), reduce_retracing=True)
     t_net = _median_time(lambda: np.asarray(f32(x)), repeat)
     achieved = per_px * x.shape[1] * x.shape[2] / t_net
 
@@ -145,7 +145,7 @@ def roofline(ijseg_model: Path, repeat: int) -> dict:
     an, bn = a.numpy(), b.numpy()
     t_np = _median_time(lambda: an @ bn, repeat)
     peak_tf, peak_np = 2 * n**3 / t_tf, 2 * n**3 / t_np
-    out = {"unet_params": int(pred.model.count_params()), "unet_gflop_per_mpx": per_px * 1e6 / 1e9,
+    out = {"unet_params": int(pred.model.keras.count_params()), "unet_gflop_per_mpx": per_px * 1e6 / 1e9,
            "unet_s_1024": t_net, "unet_gflops": achieved / 1e9, "matmul_tf_gflops": peak_tf / 1e9,
            "matmul_numpy_gflops": peak_np / 1e9, "fraction_of_tf_matmul": achieved / peak_tf}
     # bfloat16 (mixed precision): the same network in the mixed_bfloat16 policy, same weights
@@ -153,7 +153,7 @@ def roofline(ijseg_model: Path, repeat: int) -> dict:
     t_tf16 = _median_time(lambda: tf.linalg.matmul(a16, b16).numpy(), repeat)
     cfg = pred.config.replace(train_mixed_precision=True)
     m16 = build_unet(cfg)
-    m16.set_weights(pred.model.get_weights())
+    m16.set_weights(pred.model.keras.get_weights())
     f16 = tf.function(lambda v: m16(v, training=False), reduce_retracing=True)
     t_net16 = _median_time(lambda: np.asarray(f16(x)), repeat)
     y32, y16 = np.asarray(f32(x)), np.asarray(f16(x)).astype(np.float32)

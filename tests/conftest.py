@@ -102,7 +102,7 @@ def tiny_binary_model(sim_dataset, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_model, tmp_path_factory) -> Path:
     """The tiny model exported as a bioimage.io bundle."""
-    from ijseg.export import export_bundle
+    from ijseg.bundles import export_bundle
 
     return export_bundle(tiny_model, tmp_path_factory.mktemp("bundles") / "tiny.zip", authors=["Test Author"])
 
@@ -110,7 +110,7 @@ def tiny_bundle(tiny_model, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle_04(tiny_model, tmp_path_factory) -> Path:
     """The tiny model exported in format 0.4 with the deepImageJ configuration."""
-    from ijseg.export import export_bundle
+    from ijseg.bundles import export_bundle
 
     return export_bundle(tiny_model, tmp_path_factory.mktemp("bundles04") / "tiny04.zip", format_version="0.4")
 

@@ -100,10 +100,10 @@ LAYERS = [
     ["ijseg.errors", "ijseg._fileio", "ijseg._stderr", "ijseg._tiling", "ijseg._tf", "ijseg._resources",
      "ijseg.config", "ijseg.preprocess", "ijseg.data"],
     ["ijseg.models", "ijseg.predict", "ijseg.postprocess", "ijseg.measure"],
-    ["ijseg.pipeline", "ijseg.qc", "ijseg.train", "ijseg.export"],
+    ["ijseg.pipeline", "ijseg.qc", "ijseg.train", "ijseg.bundles"],
     ["ijseg.ij"],
     # commands' own tools: doctor, and the bundle check, which drives the old runtimes and ImageJ
-    ["ijseg.cli", "ijseg.serve", "ijseg.doctor", "ijseg.export.check", "ijseg.__main__", "ijseg"],
+    ["ijseg.cli", "ijseg.serve", "ijseg.doctor", "ijseg.bundles.check", "ijseg.__main__", "ijseg"],
 ]
 
 
@@ -129,7 +129,7 @@ def test_defaults_have_one_source():
     literal values (they run without ijseg) and must equal it."""
     from ijseg._resources import macro_file
     from ijseg.config import DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD
-    from ijseg.export.deepimagej import macro_defaults
+    from ijseg.bundles.deepimagej import macro_defaults
     from ijseg.ij.plugin import generated_sources
     from ijseg.postprocess import PostprocessOptions
     from ijseg.preprocess import normalizer_from_dict

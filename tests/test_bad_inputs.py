@@ -138,7 +138,7 @@ def _cases(e: dict[str, Path]) -> dict[str, Case]:
         "train-resume-nothing": Case([*train[:3], "--model", str(out), "--resume"], 1, ["nothing to resume"]),
         "train-bad-val-fraction": Case([*train, "--model", str(out), "--val-fraction", "0.9"], 1,
                                        ["data_val_fraction"], [out]),
-        "train-existing-model": Case([*train, "--model", model], 1, [model, "already holds a model"]),
+        "train-existing-model": Case([*train, "--model", model], 1, [model, "already holds a model", "(--overwrite, --resume)"]),
         # predict
         "predict-no-input": Case(["predict", "--model", model, "--input", str(r / "nope.tif"), "--out", str(out)],
                                  1, ["nope.tif", "not found"], [out]),

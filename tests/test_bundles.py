@@ -14,7 +14,8 @@ import yaml
 from ijseg.cli import main
 from ijseg.data.io import read_image
 from ijseg.errors import ModelError
-from ijseg.export.run import BundlePredictor, safe_extract
+from ijseg._tiling import valid_size
+from ijseg.bundles.load import BundleSource, safe_extract
 from ijseg.predict import Predictor
 
 
@@ -31,10 +32,10 @@ def test_bundle_gives_the_same_labels_as_the_model_folder(tiny_model, tiny_bundl
 def test_every_weight_format_matches_and_tiles(tiny_model, tiny_bundle, weight_format, in_tmp_dir):
     img = np.random.default_rng(3).gamma(2, 30, (300, 260)).astype(np.float32)
     ref = Predictor(tiny_model).predict(img)
-    b = BundlePredictor(tiny_bundle, weight_format=weight_format)
-    assert b.weight_format == weight_format
+    b = Predictor(BundleSource(tiny_bundle, weight_format=weight_format))
+    assert b.model.weight_format == weight_format
     assert np.abs(b.predict(img) - ref).max() < 1e-4
-    assert np.abs(b.predict(img, tile=b._valid_size(100, "y")) - ref).max() < 1e-4
+    assert np.abs(b.predict(img, tile=valid_size(100, minimum=b.model.minimum, step=b.model.step)) - ref).max() < 1e-4
 
 
 def _plain_keras_bundle(tmp: Path) -> tuple[Path, object]:
@@ -93,8 +94,8 @@ def test_a_plain_keras_bundle_built_by_hand(tmp_path, in_tmp_dir):
 
     bundle, model = _plain_keras_bundle(tmp_path)
     assert test_model(bundle).status == "passed"
-    b = BundlePredictor(bundle)
-    assert (b.in_axes, b.config.data_target, b.n_channels) == (["batch", "channel", "y", "x"], "binary", 1)
+    b = Predictor(BundleSource(bundle))
+    assert (b.model.in_axes, b.config.data_target, b.config.data_n_channels) == (["batch", "channel", "y", "x"], "binary", 1)
     img = np.random.default_rng(5).gamma(2, 20, (70, 90)).astype(np.float32)  # padded to 72 x 96 inside
     y = b.predict(img)
     assert y.shape == (70, 90, 1) and set(np.unique(y)) <= {0.0, 1.0}
@@ -135,12 +136,12 @@ def test_zip_slip_absolute_paths_and_links_are_refused(tmp_path):
     with pytest.raises(ModelError, match="symbolic link"):
         safe_extract(_zip(tmp_path / "link.zip", {"rdf.yaml": b"x"}, symlink="passwd"), dest)
     with pytest.raises(ModelError, match="unsafe entry"):
-        BundlePredictor(evil)
+        BundleSource(evil)
     (tmp_path / "not.zip").write_bytes(b"not a zip")
     with pytest.raises(ModelError, match="not a readable zip archive"):
-        BundlePredictor(tmp_path / "not.zip")
+        BundleSource(tmp_path / "not.zip")
     with pytest.raises(ModelError, match="model not found"):
-        BundlePredictor(tmp_path / "none.zip")
+        BundleSource(tmp_path / "none.zip")
 
 
 def _unpacked(bundle: Path, tmp: Path) -> Path:
@@ -154,24 +155,24 @@ def test_missing_weights_wrong_sha256_unknown_version_and_unsafe_yaml(tiny_bundl
     d = _unpacked(tiny_bundle, tmp_path)
     (d / "tensorflow_saved_model_bundle.zip").unlink()
     with pytest.raises(ModelError, match="weights file 'tensorflow_saved_model_bundle.zip' .* is missing from the bundle"):
-        BundlePredictor(d)
+        BundleSource(d)
     with zipfile.ZipFile(tiny_bundle) as z:
         z.extract("tensorflow_saved_model_bundle.zip", d)
     with open(d / "model.onnx", "ab") as f:
         f.write(b"tampered")
     with pytest.raises(ModelError, match="(?i)sha256"):
-        BundlePredictor(d, weight_format="onnx")
+        BundleSource(d, weight_format="onnx")
     rdf = yaml.safe_load((d / "rdf.yaml").read_text())
     rdf["format_version"] = "9.1.0"
     (d / "rdf.yaml").write_text(yaml.safe_dump(rdf))
     with pytest.raises(ModelError, match="unsupported format_version '9.1.0'"):
-        BundlePredictor(d)
+        BundleSource(d)
     (d / "rdf.yaml").write_text("!!python/object/apply:os.system ['touch /tmp/ijseg_pwned']\n")
     with pytest.raises(ModelError, match="not a valid bioimage.io description"):
-        BundlePredictor(d)
+        BundleSource(d)
     assert not os.path.exists("/tmp/ijseg_pwned")
     with pytest.raises(ModelError, match="has no onnx weights|not supported"):
-        BundlePredictor(tiny_bundle, weight_format="pytorch_state_dict")
+        BundleSource(tiny_bundle, weight_format="pytorch_state_dict")
 
 
 def test_keras_lambda_layers_are_not_deserialised(tmp_path):
@@ -187,12 +188,12 @@ def test_keras_lambda_layers_are_not_deserialised(tmp_path):
     rdf["weights"]["keras_v3"].pop("sha256", None)
     (d / "rdf.yaml").write_text(yaml.safe_dump(rdf))
     with pytest.raises(ModelError, match="cannot load the keras_v3 weights .*Lambda"):
-        BundlePredictor(d).predict(np.random.default_rng(0).random((32, 32)).astype(np.float32))
+        Predictor(BundleSource(d)).predict(np.random.default_rng(0).random((32, 32)).astype(np.float32))
     shutil.rmtree(d)
 
 
 def test_running_a_bundle_leaves_the_working_folder_clean(tiny_bundle, in_tmp_dir):
-    b = BundlePredictor(tiny_bundle, weight_format="tensorflow_saved_model_bundle")
+    b = Predictor(BundleSource(tiny_bundle, weight_format="tensorflow_saved_model_bundle"))
     b.predict(np.random.default_rng(0).random((64, 64)).astype(np.float32))
     assert list(in_tmp_dir.iterdir()) == []
     b.close()

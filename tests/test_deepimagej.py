@@ -13,8 +13,8 @@ import yaml
 from conftest import REPO
 from ijseg._resources import macro_file
 from ijseg.errors import ConfigError
-from ijseg.export import deepimagej as dij
-from ijseg.export import export_bundle
+from ijseg.bundles import deepimagej as dij
+from ijseg.bundles import export_bundle
 from ijseg.postprocess import PostprocessOptions
 from ijseg.preprocess import PercentileNormalizer
 
@@ -104,7 +104,7 @@ def test_no_rdf(tmp_path):
 
 
 def test_04_export_refuses_names_that_break_303_macros(tiny_model, tmp_path):
-    with pytest.raises(ConfigError, match="'tile'.* choose another with --name"):
+    with pytest.raises(ConfigError, match="'tile'.* choose another name"):
         export_bundle(tiny_model, tmp_path / "b.zip", name="nuclei tiles", format_version="0.4")
     assert not (tmp_path / "b.zip").exists()
 

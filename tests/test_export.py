@@ -15,7 +15,7 @@ import yaml
 
 from ijseg.cli import main
 from ijseg.errors import ConfigError, DataError
-from ijseg.export import export_bundle
+from ijseg.bundles import export_bundle
 
 
 def _rdf(bundle: Path) -> dict:
@@ -122,7 +122,7 @@ def test_export_errors(tiny_model, sim_dataset, tmp_path, capsys):
         for s in split[part]:
             s["image"] = f"images/{Path(s['image']).name}"
     (moved / "split.json").write_text(json.dumps(split))
-    with pytest.raises(DataError, match="no sample image .* give one with --sample IMAGE"):
+    with pytest.raises(DataError, match="no sample image .* give one"):
         export_bundle(moved, tmp_path / "b.zip")
     zs = json.loads((moved / "config.json").read_text())
     zs["data_normalizer"] = {"name": "zscore"}
@@ -171,13 +171,14 @@ def test_format_04_deepimagej_block(tiny_bundle_04):
 
 
 def test_format_04_bundle_runs_in_ijseg(tiny_model, tiny_bundle_04, in_tmp_dir):
-    from ijseg.export.run import BundlePredictor
+    from ijseg._tiling import valid_size
+    from ijseg.pipeline import load_predictor
     from ijseg.predict import Predictor
 
     img = np.random.default_rng(4).gamma(2, 30, (200, 184)).astype(np.float32)
-    b = BundlePredictor(tiny_bundle_04)
-    assert b.in_axes == ["batch", "y", "x", "channel"] and b.config.data_target == "3class"
+    b = load_predictor(tiny_bundle_04)
+    assert b.model.in_axes == ["batch", "y", "x", "channel"] and b.config.data_target == "3class"
     ref = Predictor(tiny_model).predict(img)
-    assert b.n_channels == 1 and b.n_outputs == 3
+    assert b.config.data_n_channels == 1 and b.n_outputs == 3
     assert np.abs(b.predict(img) - ref).max() < 1e-4
-    assert np.abs(b.predict(img, tile=b._valid_size(90, "y")) - ref).max() < 1e-4  # tiled
+    assert np.abs(b.predict(img, tile=valid_size(90, minimum=b.model.minimum, step=b.model.step)) - ref).max() < 1e-4

@@ -59,7 +59,7 @@ def test_wheel_ships_macros_and_scripts(tmp_path, tiny_model):
     (wheel,) = (tmp_path / "dist").glob("ijseg-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"ijseg/macros/scale_range.ijm", "ijseg/macros/3class_to_instances.ijm",
-            "ijseg/fiji_scripts/batch_segment.ijm", "ijseg/export/_runtime_worker.py"} <= names
+            "ijseg/fiji_scripts/batch_segment.ijm", "ijseg/bundles/_runtime_worker.py"} <= names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"

@@ -9,10 +9,10 @@ import pytest
 import roifile
 import tifffile
 
-from ijseg._tiling import halo_for, tile_layout
+from ijseg._tiling import check_tile, halo_for, predict_tiled, tile_layout
 from ijseg.cli import main
 from ijseg.data.io import read_image
-from ijseg.errors import DataError, ModelError
+from ijseg.errors import ConfigError, DataError, ModelError
 from ijseg.models.folder import ModelFolder
 from ijseg.pipeline import predict_files
 from ijseg.predict import Predictor
@@ -36,12 +36,40 @@ def test_tile_layout_covers_once_and_aligns():
     assert halo_for(1, 8) == 0
 
 
+@pytest.mark.parametrize("minimum, step", [(8, 8), (48, 16), (40, 8)])
+def test_one_tiling_for_every_size_rule(minimum, step):
+    """A network with a 7x7 receptive field that zero-pads its input (as a U-Net does) and
+    accepts only sizes minimum + k * step: tiled output equals one pass, every window it is
+    given has a size it accepts (windows the border clips are grown back to the minimum)."""
+    from scipy import ndimage as ndi
+
+    seen = []
+
+    def run(batch):
+        for side in batch.shape[1:3]:
+            assert side >= minimum and (side - minimum) % step == 0, (side, minimum, step)
+        seen.append(batch.shape)
+        return np.stack([ndi.uniform_filter(b, size=(7, 7, 1), mode="constant") for b in batch])
+
+    x = np.random.default_rng(0).random((101, 77, 2)).astype(np.float32)
+    whole = predict_tiled(x, run, halo=4, minimum=minimum, step=step, tile=0)
+    assert len(seen) == 1
+    tiled = predict_tiled(x, run, halo=4, minimum=minimum, step=step, tile=48)
+    assert sum(s[0] for s in seen[1:]) > 2 and whole.shape == (101, 77, 2)
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+    check_tile(48, halo=4, minimum=minimum, step=step)
+    with pytest.raises(ConfigError, match="at least"):
+        check_tile(2 * step, halo=2 * step, minimum=step, step=step)
+    with pytest.raises(ConfigError, match="use 0"):
+        check_tile(-1, halo=4, minimum=minimum, step=step)
+
+
 def test_tiled_equals_untiled_on_512(tiny_model):
     pred = Predictor(tiny_model)
     img = np.random.default_rng(0).gamma(2, 20, (512, 512)).astype(np.float32)
     whole = pred.predict(img, tile=0)
     tiled = pred.predict(img, tile=96)
-    assert len(tile_layout((512, 512), window=96, halo=pred.halo, divisor=pred.divisor)) > 9
+    assert len(tile_layout((512, 512), window=96, halo=pred.halo, divisor=pred.model.step)) > 9
     assert np.abs(whole - tiled).max() < 1e-4
     odd = img[:301, :257]  # sizes that need padding
     assert np.abs(pred.predict(odd, tile=0) - pred.predict(odd, tile=80)).max() < 1e-4
@@ -51,7 +79,7 @@ def test_one_model_serves_many_images_without_retracing(tiny_model, sim_dataset)
     pred = Predictor(tiny_model)
     for size in (64, 96, 40, 200):
         pred.predict(np.random.default_rng(size).random((size, size + 8)).astype(np.float32))
-    assert pred._forward.experimental_get_tracing_count() == 1
+    assert pred.model._forward.experimental_get_tracing_count() == 1
 
 
 def test_normalisation_is_on_the_whole_image_not_per_tile(tiny_model):

@@ -97,7 +97,7 @@ def test_existing_folder_and_resume_errors(sim_dataset, tmp_path, tiny_config):
     with pytest.raises(ModelError, match="nothing to resume"):
         train(sim_dataset / "train", m, resume=True)
     train(sim_dataset / "train", m, tiny_config.replace(train_epochs=1), progress=False)
-    with pytest.raises(ModelError, match="already holds a model; use overwrite"):
+    with pytest.raises(ModelError, match="already holds a model; overwrite it, or resume"):
         train(sim_dataset / "train", m, tiny_config)
     assert train(sim_dataset / "train", m, tiny_config.replace(train_epochs=1), overwrite=True,
                  progress=False).epochs_done == 1

@@ -57,6 +57,7 @@ __all__ = [
     "train",
     "build_unet",
     "Predictor",
+    "ModelSource",
     "load_predictor",
     "PostprocessOptions",
     "segment",
@@ -79,12 +80,13 @@ _LAZY = {
     "train": "ijseg.train",
     "build_unet": "ijseg.models.unet",
     "Predictor": "ijseg.predict",
+    "ModelSource": "ijseg.models.source",
     "load_predictor": "ijseg.pipeline",
     "PostprocessOptions": "ijseg.postprocess",
     "segment": "ijseg.pipeline",
     "predict_files": "ijseg.pipeline",
     "evaluate": "ijseg.qc",
-    "export_bundle": "ijseg.export.bundle",
+    "export_bundle": "ijseg.bundles.export",
     "run_macro": "ijseg.ij.macro",
 }
 
@@ -94,7 +96,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .data.layouts import find_samples
     from .data.simulate import SimParams, simulate_dataset, simulate_image
     from .models.folder import ModelFolder
-    from .export.bundle import export_bundle
+    from .models.source import ModelSource
+    from .bundles.export import export_bundle
     from .ij.macro import run_macro
     from .models.unet import build_unet
     from .pipeline import load_predictor, predict_files, segment

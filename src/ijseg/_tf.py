@@ -1,7 +1,9 @@
 """The one place that imports TensorFlow/Keras and deals with versions and devices.
 
 Nothing else in ijseg imports TensorFlow at module level, so ``import ijseg`` stays fast and
-the ImageJ bridge can start without it.
+the ImageJ bridge can start without it. This module sets no environment variable: the ``ijseg``
+command line (:func:`ijseg.cli.main`), which owns its process, asks for a quiet TensorFlow with
+``TF_CPP_MIN_LOG_LEVEL=2``; a program that uses ijseg as a library keeps its own settings.
 """
 
 from __future__ import annotations
@@ -23,15 +25,26 @@ _INSTALL_HINT = "pip install tensorflow-cpu==2.21.0 keras==3.15.1  (or the GPU b
 _configured = False
 
 
+def _wants_quiet() -> bool:
+    """Whether the process asked TensorFlow for errors only (``TF_CPP_MIN_LOG_LEVEL`` 2 or 3)."""
+    if os.environ.get("IJSEG_TF_VERBOSE"):
+        return False
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) >= 2
+    except ValueError:
+        return False
+
+
 @contextlib.contextmanager
 def _quiet_fd2() -> Iterator[None]:
-    """Hide what TensorFlow's C++ side writes to stderr while it is imported.
+    """Hide what TensorFlow's C++ side writes to stderr while it is imported, when the process
+    asked for a quiet TensorFlow (:func:`_wants_quiet`).
 
     TF 2.21 logs oneDNN/CPU-feature notices before its logging is initialised, so
-    ``TF_CPP_MIN_LOG_LEVEL`` cannot silence them. Set ``IJSEG_TF_VERBOSE=1`` to see them.
+    ``TF_CPP_MIN_LOG_LEVEL`` alone cannot silence them. Set ``IJSEG_TF_VERBOSE=1`` to see them.
     Python exceptions are unaffected: they are raised after stderr is restored.
     """
-    if os.environ.get("IJSEG_TF_VERBOSE"):
+    if not _wants_quiet():
         yield
         return
     with quiet_fd2():
@@ -47,8 +60,6 @@ def import_tf():
         If TensorFlow or Keras 3 is not installed, with the install command.
     """
     global _configured
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
         with _quiet_fd2():
             import tensorflow as tf_

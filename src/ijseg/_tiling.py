@@ -1,4 +1,4 @@
-"""Tile layout for seamless prediction of images larger than one network pass.
+"""Tiled prediction: the one implementation for model folders and bioimage.io bundles.
 
 The image is cut into *cores* that cover it without overlap; each core is predicted inside a
 larger *window* that adds a halo of context on every side (clipped at the image border). Only
@@ -8,17 +8,32 @@ the whole image, and the halo is at least the network's receptive-field radius, 
 padding at a window edge cannot reach the core. Together this makes tiled output equal to
 untiled output up to floating-point rounding: no blending of overlaps is needed, because cores
 never overlap. Where the window edge is the image edge, both passes see the same border.
+
+A network accepts sizes ``minimum + k * step`` (an ijseg U-Net: ``minimum == step == 2**depth``;
+a bundle says its own in ``rdf.yaml``). :func:`predict_tiled` mirror-pads the image to such a
+size, cuts it with :func:`tile_layout` (windows that the image border would leave below the
+minimum are grown inwards), runs windows of equal shape in batches and stitches the cores.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Tile", "tile_layout", "halo_for", "DEFAULT_TILE"]
+import numpy as np
+
+from .errors import ConfigError, DataError
+
+__all__ = ["Tile", "tile_layout", "halo_for", "valid_size", "check_tile", "predict_tiled", "DEFAULT_TILE",
+           "BATCH_PIXELS"]
 
 #: largest window side fed to a network by default (model folders and bundles); larger images are tiled
 DEFAULT_TILE = 1024
+
+#: pixels predicted in one batch of windows (one 1024x1024 window): bounds the memory of the
+#: activations whatever the tile size, while small windows are still batched
+BATCH_PIXELS = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,7 +85,7 @@ def _axis(n: int, core: int, halo: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def tile_layout(shape: tuple[int, int], *, window: int, halo: int, divisor: int) -> list[Tile]:
+def tile_layout(shape: tuple[int, int], *, window: int, halo: int, divisor: int, minimum: int = 0) -> list[Tile]:
     """Tiles covering an image of ``shape`` (already padded to multiples of ``divisor``).
 
     Parameters
@@ -82,7 +97,10 @@ def tile_layout(shape: tuple[int, int], *, window: int, halo: int, divisor: int)
     halo
         Context added around each core (multiple of ``divisor``).
     divisor
-        ``2**depth`` of the network.
+        ``2**depth`` of the network (the step of the sizes it accepts).
+    minimum
+        Smallest window side the network accepts: a window that the image border clips below it
+        is grown inwards (its core stays the same).
 
     Raises
     ------
@@ -108,6 +126,133 @@ def tile_layout(shape: tuple[int, int], *, window: int, halo: int, divisor: int)
             f"tile size {window} is too small for a halo of {halo} pixels on each side; use a tile of at least "
             f"{2 * halo + divisor} pixels"
         )
-    rows = _axis(h, core, halo) if h > window else [(0, h, 0, h)]
-    cols = _axis(w, core, halo) if w > window else [(0, w, 0, w)]
+    rows = [_grow(a, minimum, h) for a in _axis(h, core, halo)] if h > window else [(0, h, 0, h)]
+    cols = [_grow(a, minimum, w) for a in _axis(w, core, halo)] if w > window else [(0, w, 0, w)]
     return [Tile((wy0, wy1, wx0, wx1), (cy0, cy1, cx0, cx1)) for wy0, wy1, cy0, cy1 in rows for wx0, wx1, cx0, cx1 in cols]
+
+
+def _grow(axis: tuple[int, int, int, int], minimum: int, n: int) -> tuple[int, int, int, int]:
+    """A window grown inwards to ``minimum`` (the image itself is at least that large)."""
+    w0, w1, c0, c1 = axis
+    if w1 - w0 >= minimum:
+        return axis
+    if w0 == 0:
+        return 0, min(n, minimum), c0, c1
+    return max(0, w1 - minimum), w1, c0, c1
+
+
+def valid_size(n: int, *, minimum: int, step: int) -> int:
+    """The smallest size ``>= n`` of the form ``minimum + k * step`` (``step`` 0: ``minimum``).
+
+    Examples
+    --------
+    >>> valid_size(100, minimum=8, step=8), valid_size(3, minimum=64, step=16), valid_size(70, minimum=64, step=16)
+    (104, 64, 80)
+    """
+    if step == 0 or n <= minimum:
+        return minimum
+    return minimum + -(-(n - minimum) // step) * step
+
+
+def _window(tile: int, *, minimum: int, step: int) -> int:
+    return max(int(tile), minimum) // step * step
+
+
+def check_tile(tile: int | None, *, halo: int, minimum: int, step: int) -> None:
+    """Raise :class:`ConfigError` unless ``tile`` is ``None`` (the default), ``0`` (no tiling) or
+    a window side that leaves a core inside the halo. Windows below ``minimum`` are enlarged to it.
+
+    Examples
+    --------
+    >>> check_tile(64, halo=24, minimum=8, step=8)
+    >>> check_tile(48, halo=24, minimum=8, step=8)
+    Traceback (most recent call last):
+    ...
+    ijseg.errors.ConfigError: tile size 48: use 0 (no tiling) or at least 56 pixels (this model needs a halo of 24 pixels on each side and sizes in multiples of 8)
+    """
+    if tile is None or tile == 0 or step == 0 or minimum % step:
+        return  # no tiling for these networks: one pass
+    halo = -(-halo // step) * step
+    smallest = 2 * halo + step
+    if tile < 0 or _window(tile, minimum=minimum, step=step) < smallest:
+        raise ConfigError(f"tile size {tile}: use 0 (no tiling) or at least {smallest} pixels (this model needs "
+                          f"a halo of {halo} pixels on each side and sizes in multiples of {step})")
+
+
+def predict_tiled(
+    x: np.ndarray,
+    run: Callable[[np.ndarray], np.ndarray],
+    *,
+    halo: int,
+    minimum: int,
+    step: int,
+    tile: int | None = None,
+    batch_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Apply ``run`` to ``x`` in windows with a halo and stitch the window cores.
+
+    Parameters
+    ----------
+    x
+        ``YXC`` network input (already normalised).
+    run
+        The network: ``(N, Y, X, C)`` windows of one shape -> ``(N, Y, X, K)`` outputs.
+    halo
+        Context on each side of a core (rounded up to ``step``).
+    minimum, step
+        The network accepts window sides ``minimum + k * step``; ``step`` 0 (a fixed size) or a
+        ``minimum`` that is no multiple of ``step`` gives one pass over the padded image.
+    tile
+        Largest window side (default :data:`DEFAULT_TILE`; ``0``: the whole image in one pass).
+    batch_size
+        Windows per call of ``run`` (default: as many as fit in :data:`BATCH_PIXELS` pixels).
+    progress
+        Called as ``progress(done, total)`` after each batch of windows.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Y, X, K)`` float32, the size of ``x``.
+
+    Examples
+    --------
+    A pixel-wise "network" gives the same output tiled and untiled:
+
+    >>> x = np.arange(40 * 56, dtype=np.float32).reshape(40, 56, 1)
+    >>> run = lambda b: np.concatenate([b, -b], axis=-1)
+    >>> y = predict_tiled(x, run, halo=8, minimum=8, step=8, tile=24)
+    >>> y.shape, bool(np.array_equal(y, predict_tiled(x, run, halo=8, minimum=8, step=8, tile=0)))
+    ((40, 56, 2), True)
+    """
+    h, w = x.shape[:2]
+    if step == 0 and max(h, w) > minimum:
+        raise DataError(f"image of {h}x{w} pixels is larger than the {minimum}x{minimum} pixels this network takes")
+    th, tw = valid_size(h, minimum=minimum, step=step), valid_size(w, minimum=minimum, step=step)
+    xp = np.pad(x, ((0, th - h), (0, tw - w), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+    if tile is None:
+        tile = DEFAULT_TILE
+    if tile == 0 or step == 0 or minimum % step:
+        tiles = [Tile((0, th, 0, tw), (0, th, 0, tw))]
+    else:
+        halo = -(-halo // step) * step
+        tiles = tile_layout((th, tw), window=_window(tile, minimum=minimum, step=step), halo=halo, divisor=step,
+                            minimum=minimum)
+    out: np.ndarray | None = None
+    groups: dict[tuple[int, int], list[Tile]] = {}
+    for t in tiles:
+        groups.setdefault(t.shape, []).append(t)
+    done = 0
+    for (wh, ww), group in groups.items():
+        bs = batch_size or max(1, BATCH_PIXELS // (wh * ww))
+        for i in range(0, len(group), bs):
+            batch = group[i : i + bs]
+            yb = run(np.stack([xp[t.window[0]:t.window[1], t.window[2]:t.window[3]] for t in batch]))
+            if out is None:
+                out = np.empty((th, tw, yb.shape[-1]), np.float32)
+            for t, y in zip(batch, yb):
+                out[t.core[0]:t.core[1], t.core[2]:t.core[3]] = y[t.core_in_window]
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(tiles))
+    return out[:h, :w]  # type: ignore[index]  (there is always a tile)

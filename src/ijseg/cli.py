@@ -334,9 +334,7 @@ def _postprocess_options(args):
     from .postprocess import PostprocessOptions
 
     try:
-        return PostprocessOptions(threshold=args.threshold, seed_threshold=args.seed_threshold,
-                                  min_size=args.min_size, max_size=args.max_size,
-                                  fill_holes=args.fill_holes, clear_border=args.clear_border, watershed=args.watershed)
+        return PostprocessOptions.from_mapping(vars(args))
     except ValueError as err:
         raise ConfigError(str(err)) from err
 
@@ -521,8 +519,8 @@ def _add_export(sub) -> None:
 def _cmd_export(args, ctx: Context) -> int:
     import zipfile
 
-    from .export import export_bundle
-    from .export.deepimagej import macro_lines, read_rdf
+    from .bundles import export_bundle
+    from .bundles.deepimagej import macro_lines, read_rdf
     from .postprocess import PostprocessOptions
 
     pp = None
@@ -548,7 +546,7 @@ def _cmd_export(args, ctx: Context) -> int:
 
 
 def _add_check(sub) -> None:
-    from .export.check import DEFAULT_TOLERANCE, RUNTIMES
+    from .bundles.check import DEFAULT_TOLERANCE, RUNTIMES
 
     p = sub.add_parser(
         "check", help="run a bundle in the runtimes deepImageJ uses and check deepImageJ's rules",
@@ -569,13 +567,15 @@ def _add_check(sub) -> None:
 
 
 def _cmd_check(args, ctx: Context) -> int:
-    from .export.check import RUNTIMES, check_bundle, format_table
+    from .bundles.check import RUNTIMES, check_bundle, format_table
 
     if not args.tolerance > 0:
         raise ConfigError(f"--tolerance must be > 0, got {args.tolerance}")
     runtimes = tuple(r for r in RUNTIMES if not args.runtime or r.slug in args.runtime)
+    from .ij.macro import run as run_imagej_macro
+
     rows = check_bundle(args.bundle, runtimes=runtimes, tolerance=args.tolerance, bioimageio=args.bioimageio,
-                        imagej=args.imagej, progress=None if args.quiet else log.info)
+                        imagej=run_imagej_macro if args.imagej else None, progress=None if args.quiet else log.info)
     print(f"{args.bundle}:")
     print(format_table(rows, args.tolerance))
     bad = [r for r in rows if not r.ok]
@@ -886,6 +886,12 @@ def _interruptible():
             signal.signal(sig, h)
 
 
+def _error_message(err: IjsegError, args: argparse.Namespace) -> str:
+    """The library's message, with the flags of this command for the parameters it names."""
+    flags = ", ".join("--" + o.replace("_", "-") for o in err.options if hasattr(args, o))
+    return f"{err} ({flags})" if flags else str(err)
+
+
 def _os_error_message(err: OSError) -> str:
     where = err.filename if err.filename is not None else ""
     reason = err.strerror or str(err)
@@ -922,7 +928,7 @@ def _dispatch(args: argparse.Namespace, predictors) -> int:
     try:
         return int(args.func(args, Context(predictors=predictors)) or 0)
     except IjsegError as err:
-        print(f"ijseg {args.command}: error: {err}", file=sys.stderr)
+        print(f"ijseg {args.command}: error: {_error_message(err, args)}", file=sys.stderr)
         if getattr(err, "stuck", False):  # ImageJ cannot be stopped: do not wait for its thread at exit
             sys.stdout.flush()
             sys.stderr.flush()
@@ -946,10 +952,20 @@ def _dispatch(args: argparse.Namespace, predictors) -> int:
         return 1
 
 
+def _own_process_environment() -> None:
+    """The process settings the ``ijseg`` executable owns (the library sets none): TensorFlow
+    logs errors only (its import notices are hidden too, see :mod:`ijseg._tf`; set
+    ``IJSEG_TF_VERBOSE=1`` to see them) and Keras uses TensorFlow; a value the user set is kept."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The ``ijseg`` executable: what :func:`run` does, with SIGTERM handled like Ctrl-C; usage
-    errors exit through argparse (code 2)."""
+    """The ``ijseg`` executable: what :func:`run` does, in the process environment of
+    :func:`_own_process_environment`, with SIGTERM handled like Ctrl-C; usage errors exit through
+    argparse (code 2)."""
     args = build_parser().parse_args(argv)  # usage errors, --help and --version exit here, as argparse does
+    _own_process_environment()
     _signals.clear()
     with _interruptible():
         return _dispatch(args, None)

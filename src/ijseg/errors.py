@@ -11,7 +11,20 @@ __all__ = ["IjsegError", "DataError", "ConfigError", "ModelError", "Interrupted"
 
 
 class IjsegError(Exception):
-    """Base class of all errors a user can act on."""
+    """Base class of all errors a user can act on.
+
+    Parameters
+    ----------
+    message
+        What is wrong, naming the file or value, and what was expected.
+    options
+        The parameters a user changes to fix it (``"sample"``, ``"name"``): library messages do
+        not name command-line flags; the command line adds its flags for these.
+    """
+
+    def __init__(self, message: str = "", *, options: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.options = tuple(options)
 
 
 class DataError(IjsegError):

@@ -27,14 +27,17 @@ log = logging.getLogger(__name__)
 OUTPUTS = ("labels", "mask", "probabilities")
 
 
-def load_predictor(model: str | os.PathLike, *, which: str = "best"):
-    """A :class:`Predictor` for a model folder, or a :class:`~ijseg.export.run.BundlePredictor`
-    for a bioimage.io bundle (``.zip``, ``rdf.yaml`` or a folder holding one)."""
-    from .export.run import BundlePredictor, is_bundle
+def load_predictor(model: str | os.PathLike, *, which: str = "best", weight_format: str | None = None) -> Predictor:
+    """The one way to load a model: a :class:`Predictor` over a model folder
+    (:class:`~ijseg.models.source.FolderSource`, ``which`` weights) or a bioimage.io bundle
+    (:class:`~ijseg.bundles.load.BundleSource`, ``.zip``, ``rdf.yaml`` or a folder holding one;
+    ``weight_format`` as in the bundle by default)."""
+    from .bundles.load import BundleSource, is_bundle
+    from .models.source import FolderSource
 
     if is_bundle(model):
-        return BundlePredictor(model)
-    return Predictor(model, which=which)
+        return Predictor(BundleSource(model, weight_format=weight_format))
+    return Predictor(FolderSource(model, which=which))
 
 
 class PredictorCache:
@@ -59,7 +62,7 @@ class PredictorCache:
     def __len__(self) -> int:
         return len(self._predictors)
 
-    def get(self, model: str | os.PathLike, *, which: str = "best"):
+    def get(self, model: str | os.PathLike, *, which: str = "best") -> Predictor:
         """The predictor of ``model`` (see :func:`load_predictor`)."""
         p = Path(model).expanduser()
         if not p.exists():
@@ -73,7 +76,7 @@ class PredictorCache:
         self.loads += 1
         self._predictors[key] = predictor
         while len(self._predictors) > self.size:
-            self._predictors.popitem(last=False)
+            self._predictors.popitem(last=False)  # not closed: a caller may still use it
         return predictor
 
 

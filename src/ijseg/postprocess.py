@@ -18,14 +18,16 @@ uint32.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from .config import DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD, Config
 
-__all__ = ["Segmentation", "PostprocessOptions", "postprocess", "relabel_sequential", "filter_sizes"]
+__all__ = ["Segmentation", "PostprocessOptions", "MACRO_KEYS", "postprocess", "relabel_sequential", "filter_sizes"]
 
 _EIGHT = np.ones((3, 3), bool)
 
@@ -75,6 +77,48 @@ class PostprocessOptions:
             raise ValueError(f"sizes must be >= 0, got min_size={self.min_size}, max_size={self.max_size}")
         if self.max_size and self.max_size < self.min_size:
             raise ValueError(f"max_size {self.max_size} is smaller than min_size {self.min_size}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, keys: Mapping[str, str] | None = None) -> PostprocessOptions:
+        """Options from a mapping such as parsed command-line arguments or IJSeg macro options.
+
+        Parameters
+        ----------
+        values
+            Option values; strings are parsed (numbers, ``true``/``false``). Absent options (or
+            ``None``) take their defaults.
+        keys
+            The key of each field in ``values`` (default: the field names); :data:`MACRO_KEYS`
+            for the keys of the IJSeg commands' macro options.
+
+        Raises
+        ------
+        ValueError
+            For a value that is not a number where one is needed, or out of range.
+
+        Examples
+        --------
+        >>> PostprocessOptions.from_mapping({"seed": "0.6", "min": "20", "exclude": "true"}, keys=MACRO_KEYS)
+        PostprocessOptions(threshold=0.5, seed_threshold=0.6, distance_threshold=0.05, min_size=20, max_size=0, fill_holes=False, clear_border=True, watershed=False)
+        """
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            key = (keys or {}).get(f.name, f.name)
+            value = values.get(key)
+            if value is None:
+                continue
+            try:
+                kwargs[f.name] = (str(value).lower() in ("true", "1", "yes") if f.type == "bool"
+                                  else int(float(value)) if f.type == "int" else float(value))
+            except (ValueError, OverflowError) as err:
+                raise ValueError(f"{key} must be a finite number, got {value!r}") from err
+        return cls(**kwargs)
+
+
+#: the keys of the IJSeg commands' macro options (ImageJ lower-cases them), by option field; the
+#: Java plugin's dialog records these
+MACRO_KEYS = {"threshold": "threshold", "seed_threshold": "seed", "min_size": "min", "max_size": "max",
+              "fill_holes": "fill", "clear_border": "exclude", "watershed": "watershed"}
 
 
 @dataclass

@@ -424,9 +424,8 @@ def _open_folder(model_dir, config: Config | None, *, resume: bool, overwrite: b
         if folder.exists or (folder / ModelFolder.CHECKPOINT).exists():
             if not overwrite:
                 raise ModelError(
-                    f"{folder.path}: already holds a model; use overwrite (--overwrite) to replace it "
-                    f"or resume (--resume) to continue its training"
-                )
+                    f"{folder.path}: already holds a model; overwrite it, or resume its training",
+                    options=("overwrite", "resume"))
             folder.clean()
     if epochs is not None:
         cfg = cfg.replace(train_epochs=epochs)

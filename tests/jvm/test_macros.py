@@ -56,8 +56,8 @@ def test_bundle_macros_with_the_models_own_parameters_equal_python(tiny_model, t
     from stardist.matching import matching
 
     from ijseg.config import Config
-    from ijseg.export import export_bundle
-    from ijseg.export.deepimagej import render_macro
+    from ijseg.bundles import export_bundle
+    from ijseg.bundles.deepimagej import render_macro
     from ijseg.postprocess import PostprocessOptions, postprocess
 
     # normalisation with other percentiles and eps, on a 2-channel image (channels as slices)

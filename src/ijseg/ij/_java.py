@@ -4,6 +4,12 @@ The embedded backend runs Debian's ImageJ (``/usr/share/java/ij.jar``) or the ``
 a user's Fiji in a JVM started through scyjava/JPype with the system Java: scyjava's JDK
 download and Maven endpoints are switched off, so nothing is fetched. A JVM starts once per
 process; its mode (with a display, or headless) cannot change afterwards.
+
+Process state: :func:`start_jvm` is the bridge's start and owns what it changes for the rest of
+the process: the JVM itself (with ``-Xrs``, so that SIGINT/SIGTERM stay Python's, and ImageJ's
+``System.exit`` guard), scyjava's configuration, and, on a machine without a screen, ``DISPLAY``
+set to the private Xvfb it starts (ImageJ's windows and dialogs need it for the life of the JVM;
+the Xvfb ends with the process). Nothing else in ijseg changes process-wide settings.
 """
 
 from __future__ import annotations
@@ -68,7 +74,8 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
         raise IjsegError("Java not found: apt-get install default-jdk-headless (or set JAVA_HOME)")
     jar = find_ij_jar(fiji)
     if jar is None:
-        raise IjsegError("ImageJ not found: apt-get install imagej, or give --fiji PATH / set FIJI_HOME or IJSEG_IJ_JAR")
+        raise IjsegError("ImageJ not found: apt-get install imagej, or give a Fiji.app folder (or set FIJI_HOME or "
+                         "IJSEG_IJ_JAR)", options=("fiji",))
     xvfb = None
     if display and not os.environ.get("DISPLAY"):
         from ._xvfb import Xvfb

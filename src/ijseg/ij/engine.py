@@ -14,7 +14,6 @@ import os
 
 import numpy as np
 
-from ..config import DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD
 from ..errors import IjsegError
 from ._java import jclass
 from ._images import from_imageplus, to_imageplus
@@ -36,10 +35,6 @@ def imageplus_to_image(imp):
     calibrated = unit not in ("pixel", "pixels", "")
     pixel_size = (float(cal.pixelHeight), float(cal.pixelWidth)) if calibrated else (1.0, 1.0)
     return Image(data, axes, pixel_size=pixel_size, unit=unit if calibrated else "pixel")
-
-
-def _bool(value) -> bool:
-    return str(value).lower() in ("true", "1", "yes")
 
 
 class PythonEngine:
@@ -69,21 +64,17 @@ class PythonEngine:
             return f"{type(err).__name__}: {err}"
 
     def _predict(self, imp, options: dict):
-        from ..postprocess import PostprocessOptions, postprocess
+        from ..postprocess import MACRO_KEYS, PostprocessOptions, postprocess
         from ..pipeline import result_image
 
         output = options.get("output", "labels")
         try:
-            pp = PostprocessOptions(
-                threshold=float(options.get("threshold", DEFAULT_THRESHOLD)),
-                seed_threshold=float(options.get("seed", DEFAULT_SEED_THRESHOLD)),
-                min_size=int(float(options.get("min", 0))), max_size=int(float(options.get("max", 0))),
-                fill_holes=_bool(options.get("fill")), clear_border=_bool(options.get("exclude")),
-                watershed=_bool(options.get("watershed")))
+            pp = PostprocessOptions.from_mapping(options, keys=MACRO_KEYS)
         except ValueError as err:
             raise IjsegError(str(err)) from err
         tile = int(float(options.get("tile", 0))) or None
         predictor = self.model(options["model"])
+        predictor.check_tile(tile)
         image = imageplus_to_image(imp)
         title = str(imp.getTitle())
         try:

@@ -9,14 +9,23 @@ own ImageJ 1.x jar (``jars/ij-*.jar``), where the IJSeg commands and macros work
 :func:`install` copies the IJSeg plugin jar, ``macros/`` and ``fiji_scripts/`` into a Fiji.app,
 and writes ``plugins/ijseg.properties`` with the ``ijseg`` executable, so that the commands
 work in that Fiji when it runs on its own.
+
+Process state: :func:`start_fiji` is a bridge start, the one place of this backend that changes
+process-wide settings: scyjava's configuration (no Maven endpoints, the IJSeg jar on the class
+path), ``JAVA_HOME`` for the duration of PyImageJ's start only (restored afterwards), and, when
+it falls back to the embedded backend, the JVM start hooks that importing pyimagej registered
+(scyjava has no public call to remove them; its private list is edited, checked against
+scyjava 1.12).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ConfigError, IjsegError
@@ -60,12 +69,12 @@ def start_fiji(path: str | os.PathLike, mode: str = "interactive"):
         import imagej
         import scyjava
 
-        _use_system_java()
         scyjava.config.endpoints.clear()
         from .plugin import JAR_NAME, plugin_home
 
-        scyjava.config.add_classpath(str(plugin_home(find_ij_jar(app)) / "plugins" / JAR_NAME))
-        ij = imagej.init(str(app), mode=mode)
+        with _system_java():
+            scyjava.config.add_classpath(str(plugin_home(find_ij_jar(app)) / "plugins" / JAR_NAME))
+            ij = imagej.init(str(app), mode=mode)
     except Exception as err:  # PyImageJ raises many kinds; all mean "no Fiji here"
         log.warning("Fiji at %s did not start through PyImageJ (%s: %s); using its ImageJ 1.x jar with the embedded "
                     "backend instead", app, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
@@ -80,12 +89,20 @@ def start_fiji(path: str | os.PathLike, mode: str = "interactive"):
     return ij
 
 
-def _use_system_java() -> None:
-    """Point JAVA_HOME at the system Java, so that PyImageJ's fetch="auto" uses it instead of
-    downloading one (pyimagej 1.8 fails outright with fetch="never")."""
+@contextlib.contextmanager
+def _system_java() -> Iterator[None]:
+    """JAVA_HOME at the system Java inside the block (unless set), so that PyImageJ's
+    fetch="auto" uses it instead of downloading one (pyimagej 1.8 fails outright with
+    fetch="never"); restored afterwards, when the JVM is running."""
     java = shutil.which("java")
-    if java and not os.environ.get("JAVA_HOME"):
-        os.environ["JAVA_HOME"] = str(Path(java).resolve().parents[1])
+    if not java or os.environ.get("JAVA_HOME"):
+        yield
+        return
+    os.environ["JAVA_HOME"] = str(Path(java).resolve().parents[1])
+    try:
+        yield
+    finally:
+        os.environ.pop("JAVA_HOME", None)
 
 
 def _drop_pyimagej_hooks() -> None:
@@ -123,7 +140,7 @@ def install(path: str | os.PathLike, *, executable: str | None = None) -> dict[s
     app = check_fiji(path)
     exe = executable or shutil.which("ijseg") or str(Path(sys.executable).with_name("ijseg"))
     if not Path(exe).is_file():
-        raise IjsegError(f"the ijseg command line was not found ({exe}); give it with --executable")
+        raise IjsegError(f"the ijseg command line was not found ({exe}); give its path", options=("executable",))
     written: dict[str, Path] = {}
     written["jar"] = build_plugin(find_ij_jar(app), app / "plugins" / JAR_NAME)
     props = app / "plugins" / "ijseg.properties"

@@ -118,8 +118,8 @@ def fill_parameters(code: str, values: dict[str, str]) -> str:
     for p in params:
         value = values.get(p.name, p.default)
         if value is None:
-            errors.append(f"parameter {p.name!r} ({p.type}{', ' + p.label if p.label else ''}) needs a value: "
-                          f"--arg {p.name}=...")
+            errors.append(f"parameter {p.name!r} ({p.type}{', ' + p.label if p.label else ''}) needs a value "
+                          f"({p.name}=...)")
             continue
         try:
             lines[p.line - 1] = f"{p.name} = {_literal(p, value)};"

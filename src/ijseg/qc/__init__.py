@@ -100,7 +100,7 @@ def evaluate(
             callback(k, len(samples))
     objects = object_metrics(truths, preds)
     summary: dict[str, Any] = {
-        "model": str(predictor.source),
+        "model": str(predictor.path),
         "data": str(where),
         "n_images": len(samples),
         "target": cfg.data_target,
@@ -114,7 +114,7 @@ def evaluate(
     summary["verdict"], summary["verdict_text"] = verdict(summary)
     atomic_write_csv(out / "metrics.csv", rows, float_format=".4f")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    write_report(summary, rows, out, history=history, title=title or f"ijseg quality control: {predictor.source.name}",
+    write_report(summary, rows, out, history=history, title=title or f"ijseg quality control: {predictor.path.name}",
                  n_overlays=n_overlays)
     log.info("QC: AP@0.5 = %.3f, F1@0.5 = %.3f on %d images; report in %s", summary["ap@0.5"], summary["f1@0.5"],
              len(samples), out / "report.html")

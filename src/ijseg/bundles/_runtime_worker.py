@@ -1,6 +1,6 @@
 """Run one weight file of a bundle in the Python environment of an old runtime.
 
-Started by :mod:`ijseg.export.check` with that environment's interpreter (Python 3.9, numpy and
+Started by :mod:`ijseg.bundles.check` with that environment's interpreter (Python 3.9, numpy and
 the runtime only: nothing of ijseg is imported), so it stays compatible with Python 3.9:
 
     python _runtime_worker.py FORMAT WEIGHTS INPUT.npy OUTPUT.npy INPUT_KEY OUTPUT_KEY

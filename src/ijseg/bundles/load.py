@@ -1,4 +1,4 @@
-"""Running bioimage.io model bundles (zip or folder) on 2-D images, offline.
+"""Reading and running bioimage.io model bundles (zip or folder) on 2-D images, offline.
 
 A bundle is untrusted input. Before anything is loaded:
 
@@ -13,7 +13,9 @@ A bundle is untrusted input. Before anything is loaded:
   and PyTorch weights (pickles) are refused.
 
 The bundle's own pre- and post-processing are applied by bioimageio.core's prediction
-pipeline; the result is a ``(Y, X, C)`` map that ijseg's post-processing turns into labels.
+pipeline; :class:`BundleSource` is a :class:`~ijseg.models.source.ModelSource`, so ijseg's one
+tiling (:mod:`ijseg._tiling`) runs it, and the ``(Y, X, C)`` result goes to ijseg's
+post-processing like a model folder's.
 """
 
 from __future__ import annotations
@@ -30,10 +32,9 @@ from typing import Any
 import numpy as np
 
 from ..config import Config
-from ..data.io import Image, to_model_input
-from ..errors import ConfigError, DataError, ModelError
+from ..errors import DataError, ModelError
 
-__all__ = ["BundlePredictor", "safe_extract", "is_bundle", "SUPPORTED_WEIGHTS", "MAX_UNPACKED", "MAX_FILES"]
+__all__ = ["BundleSource", "safe_extract", "is_bundle", "SUPPORTED_WEIGHTS", "MAX_UNPACKED", "MAX_FILES"]
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +166,14 @@ def _weights_file(rdf: dict, fmt: str) -> str | None:
     return entry.get("source") if isinstance(entry, dict) else None
 
 
-class BundlePredictor:
-    """A bioimage.io model bundle, loaded once, predicting ``(Y, X, C)`` maps of 2-D images.
+class BundleSource:
+    """A bioimage.io model bundle, loaded once, as a :class:`~ijseg.models.source.ModelSource`:
+    ``Predictor(BundleSource(path))`` runs it like a model folder (``ijseg predict``, ``ijseg qc``,
+    the ImageJ engine).
 
-    Has the interface of :class:`ijseg.predict.Predictor` (``config``, ``predict``), so
-    ``ijseg predict`` and ``ijseg qc`` run bundles like model folders.
+    The bundle's pre-processing is applied to the whole image (as in training, and as deepImageJ
+    does), the network to windows of the sizes the bundle accepts with the bundle's halo, and the
+    bundle's post-processing to the stitched output.
 
     Parameters
     ----------
@@ -177,52 +181,63 @@ class BundlePredictor:
         A ``.zip`` bundle, a folder with ``rdf.yaml``, or the ``rdf.yaml`` itself.
     weight_format
         One of :data:`SUPPORTED_WEIGHTS` (default: the first the bundle has).
+
+    Raises
+    ------
+    ModelError
+        For a missing, unsafe or invalid bundle, or weights ijseg does not run.
     """
 
     def __init__(self, source: str | os.PathLike, *, weight_format: str | None = None) -> None:
-        self.source = Path(source).absolute()
+        self.path = Path(source).absolute()
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
-        if not self.source.exists():
-            raise ModelError(f"{self.source}: model not found")
-        root = self._unpack()
-        root = root.absolute()
+        if not self.path.exists():
+            raise ModelError(f"{self.path}: model not found")
+        root = self._unpack().absolute()
         rdf_path = next((root / n for n in _RDF_NAMES if (root / n).is_file()), None)
         if rdf_path is None:
-            raise ModelError(f"{self.source}: no rdf.yaml in this bundle")
+            raise ModelError(f"{self.path}: no rdf.yaml in this bundle")
         self.rdf = _read_rdf(rdf_path)
+        self.weight_format = self._pick_weights(weight_format)
+        self._check_weight_files(rdf_path.parent)
+        self._load(rdf_path)
+
+    def _pick_weights(self, weight_format: str | None) -> str:
         available = [f for f in SUPPORTED_WEIGHTS if _weights_file(self.rdf, f)]
         if weight_format is not None:
             if weight_format not in SUPPORTED_WEIGHTS:
                 raise ModelError(f"weight format {weight_format!r} is not supported; ijseg runs {', '.join(SUPPORTED_WEIGHTS)}")
             if weight_format not in available:
-                raise ModelError(f"{self.source}: has no {weight_format} weights (has {', '.join(self.rdf.get('weights', {}))})")
-            available = [weight_format]
+                raise ModelError(f"{self.path}: has no {weight_format} weights (has {', '.join(self.rdf.get('weights', {}))})")
+            return weight_format
         if not available:
             raise ModelError(
-                f"{self.source}: no weights ijseg can run safely (has {', '.join(self.rdf.get('weights') or {}) or 'none'}; "
+                f"{self.path}: no weights ijseg can run safely (has {', '.join(self.rdf.get('weights') or {}) or 'none'}; "
                 f"supported: {', '.join(SUPPORTED_WEIGHTS)})"
             )
-        self.weight_format = available[0]
-        for fmt in self.rdf.get("weights") or {}:  # bioimageio.spec checks every entry: name the missing one
+        return available[0]
+
+    def _check_weight_files(self, root: Path) -> None:
+        """bioimageio.spec checks every weights entry: name the missing file first."""
+        for fmt in self.rdf.get("weights") or {}:
             wfile = _weights_file(self.rdf, fmt)
             if not isinstance(wfile, str) or "://" in wfile:
                 continue
-            wpath = (rdf_path.parent / wfile).resolve()
-            if rdf_path.parent.resolve() not in wpath.parents or not wpath.is_file():
-                raise ModelError(f"{self.source}: weights file {wfile!r} ({fmt}) is missing from the bundle")
-        self._load(rdf_path)
+            wpath = (root / wfile).resolve()
+            if root.resolve() not in wpath.parents or not wpath.is_file():
+                raise ModelError(f"{self.path}: weights file {wfile!r} ({fmt}) is missing from the bundle")
 
     # ------------------------------------------------------------------------------------------
     def _unpack(self) -> Path:
-        if self.source.is_file() and self.source.suffix.lower() == ".zip":
+        if self.path.is_file() and self.path.suffix.lower() == ".zip":
             self._tmp = tempfile.TemporaryDirectory(prefix="ijseg-bundle-")
-            return safe_extract(self.source, self._tmp.name)
-        if self.source.is_file() and self.source.name in _RDF_NAMES:
-            return self.source.parent
-        if self.source.is_dir():
-            return self.source
-        raise ModelError(f"{self.source}: not a model bundle (.zip, rdf.yaml, or a folder holding rdf.yaml)")
+            return safe_extract(self.path, self._tmp.name)
+        if self.path.is_file() and self.path.name in _RDF_NAMES:
+            return self.path.parent
+        if self.path.is_dir():
+            return self.path
+        raise ModelError(f"{self.path}: not a model bundle (.zip, rdf.yaml, or a folder holding rdf.yaml)")
 
     def _load(self, rdf_path: Path) -> None:
         import contextlib
@@ -232,171 +247,110 @@ class BundlePredictor:
         with contextlib.chdir(self._workdir.name):
             self._load_in_workdir(rdf_path)
 
-    def _load_in_workdir(self, rdf_path: Path) -> None:
-        from bioimageio.core import create_prediction_pipeline, load_model_description
+    def _describe(self, rdf_path: Path):
+        from bioimageio.core import load_model_description
         from bioimageio.spec import InvalidDescr
+
+        try:
+            descr = load_model_description(rdf_path, perform_io_checks=True)
+        except Exception as err:  # pydantic/IO errors from bioimageio.spec
+            raise ModelError(f"{self.path}: invalid bundle: {err}") from err
+        if isinstance(descr, InvalidDescr):
+            errors = [f"{'.'.join(map(str, e.loc))}: {e.msg}" for d in descr.validation_summary.details for e in d.errors]
+            raise ModelError(f"{self.path}: invalid bundle: " + "; ".join(errors[:5]))
+        if len(descr.inputs) != 1 or len(descr.outputs) != 1:
+            raise ModelError(f"{self.path}: ijseg runs models with one input and one output tensor "
+                             f"(this one has {len(descr.inputs)} and {len(descr.outputs)})")
+        return descr
+
+    def _load_in_workdir(self, rdf_path: Path) -> None:
+        from bioimageio.core import create_prediction_pipeline
 
         from .._tf import import_tf
 
         import_tf()  # quiet TensorFlow import, GPU memory growth
-        try:
-            descr = load_model_description(rdf_path, perform_io_checks=True)
-        except Exception as err:  # pydantic/IO errors from bioimageio.spec
-            raise ModelError(f"{self.source}: invalid bundle: {err}") from err
-        if isinstance(descr, InvalidDescr):
-            errors = [f"{'.'.join(map(str, e.loc))}: {e.msg}" for d in descr.validation_summary.details for e in d.errors]
-            raise ModelError(f"{self.source}: invalid bundle: " + "; ".join(errors[:5]))
-        if len(descr.inputs) != 1 or len(descr.outputs) != 1:
-            raise ModelError(f"{self.source}: ijseg runs models with one input and one output tensor "
-                             f"(this one has {len(descr.inputs)} and {len(descr.outputs)})")
-        self.descr = descr
+        self.descr = descr = self._describe(rdf_path)
         self.in_axes = _axis_ids(descr.inputs[0])
         self.out_axes = _axis_ids(descr.outputs[0])
         for where, axes in (("input", self.in_axes), ("output", self.out_axes)):
             extra = set(axes) - {"batch", "channel", "y", "x"}
             if extra or not {"y", "x"} <= set(axes):
-                raise ModelError(f"{self.source}: not a 2-D image model ({where} axes {', '.join(axes)})")
+                raise ModelError(f"{self.path}: not a 2-D image model ({where} axes {', '.join(axes)})")
         if isinstance(descr.inputs[0].axes, str):  # format 0.4: test tensors are listed on the model
-            self.n_channels = _channels_from_test(descr.test_inputs[0], self.in_axes, rdf_path.parent)
+            n_channels = _channels_from_test(descr.test_inputs[0], self.in_axes, rdf_path.parent)
             n_out = _channels_from_test(descr.test_outputs[0], self.out_axes, rdf_path.parent)
         else:
-            self.n_channels = _n_channels(descr.inputs[0])
+            n_channels = _n_channels(descr.inputs[0])
             n_out = _n_channels(descr.outputs[0])
-        ij = ((self.rdf.get("config") or {}).get("ijseg") or {}).get("config")
-        if ij:
-            self.config = Config.from_dict({k: v for k, v in ij.items()})
-        elif n_out == 1:
-            self.config = Config(data_n_channels=self.n_channels)
-        else:
-            self.config = Config(data_target="classes", data_mask_type="class", data_n_classes=n_out,
-                                 data_n_channels=self.n_channels)
+        self.config = _bundle_config(self.rdf, n_channels, n_out)
+        self.minimum, self.step = _size_rule(descr.inputs[0], "y")
+        if _size_rule(descr.inputs[0], "x") != (self.minimum, self.step):
+            raise ModelError(f"{self.path}: the input's y and x axes take different sizes "
+                             f"({_size_rule(descr.inputs[0], 'y')} and {_size_rule(descr.inputs[0], 'x')} as "
+                             f"(minimum, step)); ijseg runs models whose y and x sizes follow one rule")
+        self.halo = _halo(descr.outputs[0])
+        self._ids = _tensor_id(descr.inputs[0]), _tensor_id(descr.outputs[0])
         try:
             self.pipeline = create_prediction_pipeline(descr, weight_format=self.weight_format)
         except Exception as err:
-            raise ModelError(f"{self.source}: cannot load the {self.weight_format} weights ({err})") from err
-        log.info("loaded %s (%s weights)", self.source, self.weight_format)
+            raise ModelError(f"{self.path}: cannot load the {self.weight_format} weights ({err})") from err
+        log.info("loaded %s (%s weights)", self.path, self.weight_format)
 
     # ------------------------------------------------------------------------------------------
     @property
-    def n_outputs(self) -> int:
-        return self.config.n_outputs
-
-    @property
     def name(self) -> str:
-        return str(self.rdf.get("name", self.source.name))
+        return str(self.rdf.get("name", self.path.name))
 
-    def _valid_size(self, n: int, axis_id: str) -> int:
-        """Smallest size >= n that the input axis accepts."""
-        mn, step = _size_rule(self.descr.inputs[0], axis_id)
-        if step == 0:
-            return mn if mn else n
-        return mn if n <= mn else mn + -(-(n - mn) // step) * step
-
-    def _layout(self, x: np.ndarray, axes: list[str]) -> np.ndarray:
-        """``YXC`` array -> the tensor's axis order (with a batch axis if it has one)."""
-        spatial = [a for a in axes if a != "batch"]
-        arr = x if "channel" in spatial else x[..., 0]
-        arr = np.transpose(arr, [("y", "x", "channel").index(a) for a in spatial])
-        return np.expand_dims(arr, axes.index("batch")) if "batch" in axes else arr
-
-    @staticmethod
-    def _yxc(t) -> np.ndarray:
-        """A bioimageio Tensor -> ``YXC`` float32 (first batch entry)."""
-        data = t.data
-        dims = [str(d) for d in data.dims]
-        keep = [d for d in ("y", "x", "channel") if d in dims]
-        y = data.transpose(*[d for d in dims if d not in keep], *keep).values
-        y = y.reshape(y.shape[-len(keep):])
-        return np.asarray(y[..., None] if y.ndim == 2 else y, np.float32)
-
-    def _halo(self) -> int:
-        for a in self.descr.outputs[0].axes if not isinstance(self.descr.outputs[0].axes, str) else ():
-            if str(getattr(a, "id", "")) == "y":
-                return int(getattr(a, "halo", 0) or 0)
-        halo = getattr(self.descr.outputs[0], "halo", None)  # format 0.4: per axis list
-        if halo:
-            return int(halo[_axis_ids(self.descr.outputs[0]).index("y")])
-        return 0
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        """The network alone on a pre-processed ``YXC`` window of valid size."""
+    def _sample(self, x: np.ndarray, tensor_id, axes: list[str], name: str):
         from bioimageio.core import Sample, Tensor
 
-        tid, oid = _tensor_id(self.descr.inputs[0]), _tensor_id(self.descr.outputs[0])
-        sample = Sample(members={tid: Tensor(self._layout(x, self.in_axes), dims=self.in_axes)}, stat={}, id="tile")
-        out = self.pipeline.predict_sample_without_blocking(
-            sample, skip_preprocessing=True, skip_postprocessing=True, skip_input_padding=True,
-            skip_output_cropping=True,
-        )
-        y = self._yxc(out.members[oid])
-        if y.shape[:2] != x.shape[:2]:
-            raise ModelError(f"{self.source}: output size {y.shape[:2]} differs from input size {x.shape[:2]}; "
-                             f"ijseg runs models whose output has the input's size")
-        return y
+        return Sample(members={tensor_id: Tensor(_layout(x, axes), dims=axes)}, stat={}, id=name)
 
-    def check_tile(self, tile: int | None) -> None:
-        """Raise :class:`ConfigError` for a negative ``tile`` (smaller windows are enlarged to
-        the bundle's minimum input size)."""
-        if tile is not None and tile < 0:
-            raise ConfigError(f"tile size {tile}: use 0 (no tiling) or a positive number of pixels")
+    def check_shape(self, height: int, width: int) -> None:
+        """Smaller images are padded; a model of one fixed size takes no larger one."""
+        if self.step == 0 and max(height, width) > self.minimum:
+            raise DataError(f"image of {height}x{width} pixels is larger than the {self.minimum}x{self.minimum} "
+                            f"pixels this model takes")
 
-    def predict(self, image: Image | np.ndarray, *, tile: int | None = None, progress=None) -> np.ndarray:
-        """``(Y, X, C)`` output of the bundle for one image.
-
-        The bundle's pre-processing is applied to the whole image (as in training), the image is
-        mirror-padded to a size the network accepts and predicted in tiles with the bundle's
-        halo, and the bundle's post-processing is applied to the stitched result.
-        """
-        from bioimageio.core import Sample, Tensor
-
-        from .._tiling import DEFAULT_TILE, tile_layout
-
-        if isinstance(image, np.ndarray):
-            image = Image(image, "YX" if image.ndim == 2 else "YXC")
-        x = to_model_input(image, self.n_channels)
-        where = f"{image.path}: " if image.path else ""
-        if float(x.max()) == float(x.min()):
-            raise DataError(f"{where}image is empty (every pixel is {x.flat[0]:g})")
-        tid, oid = _tensor_id(self.descr.inputs[0]), _tensor_id(self.descr.outputs[0])
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        """The bundle's pre-processing, on the whole image."""
+        tid = self._ids[0]
         try:
-            sample = Sample(members={tid: Tensor(self._layout(x, self.in_axes), dims=self.in_axes)}, stat={}, id="image")
+            sample = self._sample(x, tid, self.in_axes, "image")
             self.pipeline.apply_preprocessing(sample)
-            xp = self._yxc(sample.members[tid])
-            h, w = xp.shape[:2]
-            th, tw = self._valid_size(h, "y"), self._valid_size(w, "x")
-            xp = np.pad(xp, ((0, th - h), (0, tw - w), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
-            mn, step = _size_rule(self.descr.inputs[0], "y")
-            window = max(th, tw) if tile == 0 else max(int(tile or DEFAULT_TILE), mn)
-            halo = self._halo()
-            if th <= window and tw <= window or step == 0 or mn % max(step, 1):
-                y = self._run(xp)
-            else:
-                d = step
-                window = window // d * d
-                halo = -(-halo // d) * d
-                y = None
-                for t in tile_layout((th, tw), window=window, halo=halo, divisor=d):
-                    wy0, wy1, wx0, wx1 = t.window
-                    # grow windows below the network's minimum (the image itself is large enough)
-                    if wy1 - wy0 < mn:
-                        wy0, wy1 = (max(0, wy1 - mn), max(0, wy1 - mn) + mn)
-                    if wx1 - wx0 < mn:
-                        wx0, wx1 = (max(0, wx1 - mn), max(0, wx1 - mn) + mn)
-                    out = self._run(xp[wy0:wy1, wx0:wx1])
-                    if y is None:
-                        y = np.empty((th, tw, out.shape[-1]), np.float32)
-                    cy0, cy1, cx0, cx1 = t.core
-                    y[cy0:cy1, cx0:cx1] = out[cy0 - wy0 : cy1 - wy0, cx0 - wx0 : cx1 - wx0]
-            if self.descr.outputs[0].postprocessing:
-                res = Sample(members={oid: Tensor(self._layout(y, self.out_axes), dims=self.out_axes)}, stat={},
-                             id="image")
-                self.pipeline.apply_postprocessing(res)
-                y = self._yxc(res.members[oid])
-        except (ModelError, DataError):
-            raise
         except Exception as err:
-            raise ModelError(f"{self.source}: prediction failed ({err})") from err
-        return np.ascontiguousarray(y[:h, :w], dtype=np.float32)
+            raise ModelError(f"{self.path}: pre-processing failed ({err})") from err
+        return _yxc(sample.members[tid])
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The network alone on pre-processed ``(N, Y, X, C)`` windows of sizes it accepts."""
+        tid, oid = self._ids
+        outs = []
+        for x in batch:
+            try:
+                out = self.pipeline.predict_sample_without_blocking(
+                    self._sample(x, tid, self.in_axes, "tile"), skip_preprocessing=True, skip_postprocessing=True,
+                    skip_input_padding=True, skip_output_cropping=True)
+            except Exception as err:
+                raise ModelError(f"{self.path}: prediction failed ({err})") from err
+            y = _yxc(out.members[oid])
+            if y.shape[:2] != x.shape[:2]:
+                raise ModelError(f"{self.path}: output size {y.shape[:2]} differs from input size {x.shape[:2]}; "
+                                 f"ijseg runs models whose output has the input's size")
+            outs.append(y)
+        return np.stack(outs)
+
+    def finish(self, y: np.ndarray) -> np.ndarray:
+        """The bundle's post-processing, on the stitched output."""
+        oid = self._ids[1]
+        if not self.descr.outputs[0].postprocessing:
+            return y
+        try:
+            res = self._sample(y, oid, self.out_axes, "image")
+            self.pipeline.apply_postprocessing(res)
+        except Exception as err:
+            raise ModelError(f"{self.path}: post-processing failed ({err})") from err
+        return _yxc(res.members[oid])
 
     def close(self) -> None:
         for attr in ("_tmp", "_workdir"):
@@ -406,4 +360,43 @@ class BundlePredictor:
                 setattr(self, attr, None)
 
     def __repr__(self) -> str:
-        return f"BundlePredictor({str(self.source)!r}, weight_format={self.weight_format!r})"
+        return f"BundleSource({str(self.path)!r}, weight_format={self.weight_format!r})"
+
+
+def _bundle_config(rdf: dict, n_channels: int, n_out: int) -> Config:
+    """ijseg's configuration of a bundle: the one it was exported with, else what its tensors say."""
+    ij = ((rdf.get("config") or {}).get("ijseg") or {}).get("config")
+    if ij:
+        return Config.from_dict(dict(ij))
+    if n_out == 1:
+        return Config(data_n_channels=n_channels)
+    return Config(data_target="classes", data_mask_type="class", data_n_classes=n_out, data_n_channels=n_channels)
+
+
+def _layout(x: np.ndarray, axes: list[str]) -> np.ndarray:
+    """``YXC`` array -> the tensor's axis order (with a batch axis if it has one)."""
+    spatial = [a for a in axes if a != "batch"]
+    arr = x if "channel" in spatial else x[..., 0]
+    arr = np.transpose(arr, [("y", "x", "channel").index(a) for a in spatial])
+    return np.expand_dims(arr, axes.index("batch")) if "batch" in axes else arr
+
+
+def _yxc(t) -> np.ndarray:
+    """A bioimageio Tensor -> ``YXC`` float32 (first batch entry)."""
+    data = t.data
+    dims = [str(d) for d in data.dims]
+    keep = [d for d in ("y", "x", "channel") if d in dims]
+    y = data.transpose(*[d for d in dims if d not in keep], *keep).values
+    y = y.reshape(y.shape[-len(keep):])
+    return np.asarray(y[..., None] if y.ndim == 2 else y, np.float32)
+
+
+def _halo(output) -> int:
+    """The halo of an output tensor along y (0.5: on the axis; 0.4: one value per axis)."""
+    if not isinstance(output.axes, str):
+        for a in output.axes:
+            if str(getattr(a, "id", "")) == "y":
+                return int(getattr(a, "halo", 0) or 0)
+        return 0
+    halo = getattr(output, "halo", None)
+    return int(halo[_axis_ids(output).index("y")]) if halo else 0

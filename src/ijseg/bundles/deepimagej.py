@@ -5,7 +5,7 @@ bioimageio.core is not deepImageJ's reader. deepImageJ 3.1 parses ``rdf.yaml`` w
 expects; deepImageJ 3.0.3 has a reader of its own and runs ``.ijm`` macros for pre- and
 post-processing. Each :class:`Rule` below names the source file where the behaviour was read
 (JDLL tag ``dl-modelrunner-0.6.1``, which deepImageJ 3.1 uses; deepimagej-plugin tag ``3.0.3``).
-:func:`problems` checks a bundle against them; :func:`ijseg.export.export_bundle` refuses to
+:func:`problems` checks a bundle against them; :func:`ijseg.bundles.export_bundle` refuses to
 write a bundle that breaks one, so every bundle ijseg writes is checked.
 
 The file is read as SnakeYAML reads it: PyYAML is also a YAML 1.1 parser, so ``eps: 1e-06``
@@ -622,7 +622,7 @@ def macro_lines(rdf: dict, *, bundle_path: str = "BUNDLE.zip", n_channels: int =
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - `python -m ijseg.export.deepimagej`
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - `python -m ijseg.bundles.deepimagej`
     import sys
 
     args = sys.argv[1:] if argv is None else argv

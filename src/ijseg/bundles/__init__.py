@@ -1,5 +1,5 @@
 """Export to bioimage.io model bundles (deepImageJ, BioImage Model Zoo)."""
 
-from .bundle import export_bundle
+from .export import export_bundle
 
 __all__ = ["export_bundle"]

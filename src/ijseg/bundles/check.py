@@ -7,7 +7,7 @@ pip for Python 3.9, so this check builds one cached virtual environment per runt
 ``~/.cache/ijseg/runtimes``, once), runs each weight format of the bundle there on the bundle's
 test input after the bundle's own pre-processing, and compares the result with the bundle's test
 output. It adds the current TensorFlow and onnxruntime, the deepImageJ rules
-(:mod:`ijseg.export.deepimagej`), bioimageio.core's own test, and, for bundles with ImageJ
+(:mod:`ijseg.bundles.deepimagej`), bioimageio.core's own test, and, for bundles with ImageJ
 pre-processing macros (format 0.4), that macro run in ImageJ.
 """
 
@@ -196,7 +196,7 @@ class _Bundle:
 
 
 def _open(bundle: Path, work: Path) -> _Bundle:
-    from .run import safe_extract
+    from .load import safe_extract
 
     root = bundle if bundle.is_dir() else safe_extract(bundle, work / "bundle")
     if not (root / "rdf.yaml").is_file():
@@ -268,10 +268,8 @@ def _run_bioimageio(bundle: Path, work: Path) -> CheckRow:
                     str(summary.status), note="; ".join(failed[:3]))
 
 
-def _run_imagej_macro(b: _Bundle, tol: float) -> CheckRow:
+def _run_imagej_macro(b: _Bundle, tol: float, run_imagej_macro: Callable) -> CheckRow:
     """The bundle's pre-processing macro in ImageJ against the bioimage.io pre-processing."""
-    from ..ij.macro import run as run_imagej_macro
-
     pre = ((b.rdf.get("config") or {}).get("deepimagej") or {}).get("prediction", {}).get("preprocess") or []
     files = [e["kwargs"] for e in pre if isinstance(e, dict) and e.get("kwargs")]
     if not files:
@@ -287,9 +285,12 @@ def _run_imagej_macro(b: _Bundle, tol: float) -> CheckRow:
 
 
 def check_bundle(bundle: str | os.PathLike, *, runtimes: tuple[Runtime, ...] = RUNTIMES,
-                 tolerance: float = DEFAULT_TOLERANCE, bioimageio: bool = True, imagej: bool = True,
+                 tolerance: float = DEFAULT_TOLERANCE, bioimageio: bool = True, imagej: Callable | None = None,
                  progress: Callable[[str], None] | None = None) -> list[CheckRow]:
     """Run every check on a bundle and return the rows of the table.
+
+    ``imagej`` runs a macro in ImageJ (:func:`ijseg.ij.macro.run`, which the ``ijseg check``
+    command passes: the bridge sits above this module); without it the ImageJ row is left out.
 
     Raises
     ------
@@ -313,8 +314,8 @@ def check_bundle(bundle: str | os.PathLike, *, runtimes: tuple[Runtime, ...] = R
                 rows.append(_run_runtime(rt, b, work, tolerance, progress))
         if bioimageio:
             rows.append(_run_bioimageio(bundle.resolve(), work))
-        if imagej and b.v04:
-            rows.append(_run_imagej_macro(b, tolerance))
+        if imagej is not None and b.v04:
+            rows.append(_run_imagej_macro(b, tolerance, imagej))
     return rows
 
 

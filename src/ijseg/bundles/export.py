@@ -2,7 +2,7 @@
 bioimageio.core run.
 
 ``rdf.yaml`` is rewritten after bioimageio.spec's packager with the types deepImageJ's reader
-expects, and every bundle is checked against :mod:`ijseg.export.deepimagej`'s rules before it is
+expects, and every bundle is checked against :mod:`ijseg.bundles.deepimagej`'s rules before it is
 renamed into place.
 
 The bundle is built with bioimageio.spec's own classes and packed with its packager. It holds:
@@ -99,7 +99,7 @@ def _sample_image(folder: ModelFolder, sample: str | os.PathLike | None) -> tupl
     if path is None:
         raise DataError(
             f"{folder.path}: no sample image for the bundle's test tensors (the training images are gone); "
-            f"give one with --sample IMAGE"
+            f"give one", options=("sample",)
         )
     x = to_model_input(read_image(path), cfg.data_n_channels)
     return x, path
@@ -312,7 +312,7 @@ def export_bundle(
     with tempfile.TemporaryDirectory(prefix="ijseg-export-") as tmpdir:
         tmp = Path(tmpdir)
         _write_files(tmp, test_raw, prob, _readme(cfg, norm, name, description, qc, folder.history(), halo))
-        entries = _write_weights(tmp, predictor.model, cfg, weights, format_version, tf, keras)
+        entries = _write_weights(tmp, predictor.model.keras, cfg, weights, format_version, tf, keras)
         if format_version == "0.4":
             descr = _descr_v04(tmp, cfg, name=name, description=description, authors=authors, license=license,
                                weights=tuple(entries), halo=halo, test_shape=test_raw.shape, qc=qc,
@@ -381,7 +381,7 @@ def _checked_name(name: str | None, cfg, folder: ModelFolder, format_version: st
     if format_version == "0.4" and clashes:
         raise ConfigError(f"model name {name!r}: deepImageJ 3.0.3 cannot run a model whose name contains "
                           f"{', '.join(repr(k) for k in clashes)} (it cuts its macro options at these words); choose "
-                          f"another with --name")
+                          f"another name", options=("name",))
     return name
 
 

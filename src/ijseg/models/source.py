@@ -1,0 +1,124 @@
+"""Where a network comes from, behind one interface.
+
+A :class:`ModelSource` is a loaded network with what tiled prediction needs to know about it:
+the ijseg configuration (channels in, outputs, target), the window sizes it accepts
+(``minimum + k * step``), the halo beyond its receptive field, and three steps:
+``prepare`` (the whole image -> network input: normalisation), ``run`` (a batch of windows)
+and ``finish`` (the stitched output -> what post-processing gets). :class:`ijseg.predict.Predictor`
+tiles over any source; :class:`FolderSource` is an ijseg model folder, and
+:class:`ijseg.bundles.load.BundleSource` a bioimage.io bundle.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .._tiling import halo_for
+from ..config import Config
+from ..errors import DataError, ModelError
+from ..preprocess import normalizer_from_dict
+from .folder import ModelFolder
+
+__all__ = ["ModelSource", "FolderSource"]
+
+
+@runtime_checkable
+class ModelSource(Protocol):
+    """A loaded network that :class:`~ijseg.predict.Predictor` runs in tiles.
+
+    Attributes
+    ----------
+    path
+        The model folder or bundle file.
+    config
+        ijseg configuration: ``data_n_channels`` input channels, ``n_outputs``, the target kind.
+    minimum, step
+        Window sides the network accepts: ``minimum + k * step`` (``step`` 0: only ``minimum``).
+    halo
+        Pixels of context each side of a window's core needs (the receptive-field radius).
+    """
+
+    path: Path
+    config: Config
+    minimum: int
+    step: int
+    halo: int
+
+    def check_shape(self, height: int, width: int) -> None:
+        """Raise :class:`~ijseg.errors.DataError` for an image size the network cannot take."""
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        """The whole ``YXC`` float32 image -> network input (normalised as in training)."""
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """``(N, Y, X, C)`` windows -> ``(N, Y, X, K)`` float32 outputs."""
+
+    def finish(self, y: np.ndarray) -> np.ndarray:
+        """The stitched ``(Y, X, K)`` output -> probabilities (or distances)."""
+
+    def close(self) -> None:
+        """Release temporary files and memory."""
+
+
+class FolderSource:
+    """An ijseg model folder (``ijseg train`` output) as a :class:`ModelSource`.
+
+    Parameters
+    ----------
+    model
+        The folder, or a :class:`ModelFolder`.
+    which
+        ``best`` (default) or ``last`` weights.
+
+    Raises
+    ------
+    ModelError
+        For a missing or unreadable folder or weights.
+    """
+
+    def __init__(self, model: str | os.PathLike | ModelFolder, *, which: str = "best") -> None:
+        from .._tf import import_tf
+        from .unet import receptive_field
+
+        self.folder = model if isinstance(model, ModelFolder) else ModelFolder(model)
+        self.path = self.folder.path
+        self.config: Config = self.folder.config()
+        self.keras = self.folder.load_keras(which)
+        self.normalizer = normalizer_from_dict(self.config.data_normalizer)
+        self.minimum = self.step = self.config.divisor
+        self.halo = halo_for(receptive_field(self.config), self.step)
+        tf, _ = import_tf()
+        spec = tf.TensorSpec([None, None, None, self.config.data_n_channels], tf.float32)
+        keras_model = self.keras
+        self._forward = tf.function(lambda x: keras_model(x, training=False), input_signature=[spec],
+                                    reduce_retracing=True)
+
+    def __repr__(self) -> str:
+        return f"FolderSource({str(self.path)!r})"
+
+    def check_shape(self, height: int, width: int) -> None:
+        if height < self.minimum or width < self.minimum:
+            raise DataError(f"image of {height}x{width} pixels is smaller than this network's minimum of "
+                            f"{self.minimum}x{self.minimum} (2**depth)")
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        return self.normalizer(x)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(self._forward(batch))
+        except Exception as err:  # TensorFlow raises ResourceExhaustedError etc.
+            if "OOM" in str(err) or "ResourceExhausted" in type(err).__name__:
+                raise ModelError(f"out of memory predicting {batch.shape[0]} tile(s) of {batch.shape[1]}x"
+                                 f"{batch.shape[2]} pixels; use a smaller tile size", options=("tile",)) from err
+            raise
+
+    def finish(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    def close(self) -> None:
+        self.keras = self._forward = None
