@@ -60,6 +60,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 else
     say "Python packages up to date"
 fi
+# --- the compiled measurement kernels (numba), so that the first measurement does not wait for them --
+"$VENV/bin/python" -c "import ijseg._kernels as k; k.warm_up()" && say "measurement kernels compiled"
 # --- 4. the IJSeg ImageJ plugin, compiled against the ImageJ found (cached; rebuilt on change) --
 if command -v javac >/dev/null 2>&1; then
     jar=$("$VENV/bin/python" -m ijseg.ij.plugin) && say "IJSeg plugin: $jar"

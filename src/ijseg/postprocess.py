@@ -150,15 +150,15 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
     array([[0, 1, 1],
            [2, 0, 3]], dtype=uint16)
     """
-    flat = labels.ravel()
-    ids, first = np.unique(flat, return_index=True)
-    keep = ids != 0
-    ids, first = ids[keep], first[keep]
-    order = ids[np.argsort(first)]
-    dtype = np.uint16 if order.size < 65535 else np.uint32
-    lut = np.zeros(int(labels.max(initial=0)) + 1, dtype)
-    lut[order] = np.arange(1, order.size + 1, dtype=dtype)
-    return lut[labels]
+    from ._kernels import first_seen_order
+
+    labels = np.asarray(labels)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"labels must not be negative, got {labels.min()}")
+    lut = first_seen_order(np.ascontiguousarray(labels).ravel().astype(np.int64, copy=False),
+                           int(labels.max(initial=0)))
+    n = int(lut.max(initial=0))
+    return lut.astype(np.uint16 if n < 65535 else np.uint32)[labels]
 
 
 def filter_sizes(labels: np.ndarray, min_size: int = 0, max_size: int = 0, *, clear_border: bool = False) -> np.ndarray:
