@@ -21,7 +21,10 @@ Methods
 * ijseg binary and ijseg 3-class: ijseg's default U-Net (depth 3, 32 filters, 1.9 M parameters,
   256x256 patches, batch 8, augmentation on), default post-processing (p > 0.5 / argmax with
   seeded growth); ijseg keeps its own 15 % of the training images for validation.
-  ijseg-3class-small: the same with 16 filters and 128x128 patches (``make demo``'s network).
+  ijseg-3class-small: the same with 16 filters and 128x128 patches (``make demo``'s network);
+  ijseg-3class-deep: depth 5 with 8 filters at full resolution (1.95 M parameters, a tenth of the
+  arithmetic per pixel). ijseg-default: ``ijseg train --time-limit MINUTES`` alone, that is every
+  default of the command line (its epochs, cosine learning rate over the budget).
 * StarDist 2D as its authors recommend for nuclei: 32 rays, grid (2, 2), 256x256 patches,
   batch 4, flips/rotations and intensity augmentation, percentile normalisation (1, 99.8),
   label holes filled, thresholds optimised on the validation images after training
@@ -67,11 +70,22 @@ DSB_TEST = [
     "cfabf7379c5591d4", "d3ce382f190ee247", "d4d6c683f249d825", "dec1764c00e8b3c4", "df33b11184427e05",
     "e2d22d3d283915df", "e321cfa987e77c21", "e4fc936ba57a936a", "f6863b83d75e5927", "ff599c7301daa1f7",
 ]
-METHODS = ("ijseg-binary", "ijseg-3class", "ijseg-3class-small", "stardist", "cellpose")
-#: Cellpose 3 runs in its own environment (``bash bench/setup_cellpose.sh``)
-CELLPOSE_PYTHON = Path(os.environ.get("IJSEG_CELLPOSE_PYTHON", REPO / ".venv-cellpose" / "bin" / "python"))
 #: ijseg-3class-small: the configuration of ``make demo`` (16 filters, 128x128 patches), 4x cheaper per pixel
 SMALL = {"unet_base_filters": 16, "train_patch_size": 128}
+THREE = {"data_target": "3class", "data_n_classes": 3}
+#: ijseg's variants: the configuration keys each sets on top of the defaults, with 25 steps per epoch
+#: until the budget ends; ``ijseg-default`` is ``ijseg train --time-limit MIN`` alone (the command
+#: line's configuration: every default, epochs until the budget ends)
+VARIANTS = {
+    "ijseg-default": None,
+    "ijseg-binary": {},
+    "ijseg-3class": THREE,
+    "ijseg-3class-small": {**THREE, **SMALL},
+    "ijseg-3class-deep": {**THREE, "unet_depth": 5, "unet_base_filters": 8},  # 1.95 M parameters, 28 GFLOP/MP
+}
+METHODS = (*VARIANTS, "stardist", "cellpose")
+#: Cellpose 3 runs in its own environment (``bash bench/setup_cellpose.sh``)
+CELLPOSE_PYTHON = Path(os.environ.get("IJSEG_CELLPOSE_PYTHON", REPO / ".venv-cellpose" / "bin" / "python"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,10 +191,11 @@ def run_ijseg(method: str, train_dir: Path, test: list[tuple[Path, Path]], minut
     from ijseg.predict import Predictor
     from ijseg.train import train
 
-    extra = {"data_target": "3class", "data_n_classes": 3} if method.startswith("ijseg-3class") else {}
-    if method.endswith("-small"):
-        extra.update(SMALL)
-    cfg = Config(train_epochs=MAX_EPOCHS, train_steps_per_epoch=STEPS_PER_EPOCH, **extra)
+    from ijseg.cli import EPOCHS_UNTIL_TIME_LIMIT
+
+    extra = VARIANTS[method]
+    cfg = (Config(train_epochs=EPOCHS_UNTIL_TIME_LIMIT) if extra is None
+           else Config(train_epochs=MAX_EPOCHS, train_steps_per_epoch=STEPS_PER_EPOCH, **extra))
     model_dir = work / method
     t0 = time.perf_counter()
     res = train(train_dir, model_dir, cfg, overwrite=True, qc=False, progress=False, time_limit=minutes)
@@ -195,8 +210,8 @@ def run_ijseg(method: str, train_dir: Path, test: list[tuple[Path, Path]], minut
     predict_s = time.perf_counter() - t0
     y_true = [read_mask(mask) for _, mask in test]
     return {"epochs": res.epochs_done, "best_epoch": res.best_epoch, "train_s": round(train_s, 1),
-            "wall_s": round(wall, 1), "patches_per_s": round(res.epochs_done * STEPS_PER_EPOCH * cfg.train_batch_size
-                                                             / train_s, 2),
+            "wall_s": round(wall, 1), "steps_per_epoch": cfg.train_steps_per_epoch,
+            "patches_per_s": round(res.epochs_done * cfg.train_steps_per_epoch * cfg.train_batch_size / train_s, 2),
             "predict_s": round(predict_s, 1), "n_params": pred.config.n_params, "patch": cfg.train_patch_size,
             **score(y_true, y_pred)}
 
@@ -369,7 +384,7 @@ def main(argv=None) -> int:
     for m in methods:
         print(f"--- {m}", flush=True)
         if m in ("stardist", "cellpose"):
-            split = next((run_dir / d / "split.json" for d in ("ijseg-binary", "ijseg-3class")
+            split = next((run_dir / d / "split.json" for d in VARIANTS
                           if (run_dir / d / "split.json").is_file()), None) or ijseg_split(train_dir, run_dir)
             run = run_stardist if m == "stardist" else run_cellpose
             r = run(split, test_pairs, args.minutes, run_dir)

@@ -104,3 +104,17 @@ def test_subprocess_smoke():
     r = subprocess.run([sys.executable, "-m", "ijseg", "train", "--data", "/nonexistent", "--model", "/tmp/x"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.strip() == "ijseg train: error: /nonexistent: dataset folder not found"
+
+
+def test_a_time_limit_alone_lets_the_budget_end_training(tmp_path):
+    from ijseg.cli import EPOCHS_UNTIL_TIME_LIMIT, _train_config, build_parser
+
+    def config(*extra):
+        return _train_config(build_parser().parse_args(["train", "--data", "d", "--model", "m", *extra]))
+
+    assert config("--time-limit", "8").train_epochs == EPOCHS_UNTIL_TIME_LIMIT
+    assert config("--time-limit", "8", "--epochs", "5").train_epochs == 5
+    assert config().train_epochs == 100
+    (tmp_path / "c.json").write_text(json.dumps({"train_epochs": 7}))
+    assert config("--time-limit", "8", "--config", str(tmp_path / "c.json")).train_epochs == 7
+    assert config("--lr-schedule", "plateau").train_lr_schedule == "plateau"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -288,3 +289,22 @@ def test_time_limit_stops_before_an_epoch_would_end_past_it(sim_dataset, tmp_pat
     assert res.time_limit_reached and res.epochs_done == 2
     res = train(sim_dataset / "train", tmp_path / "m", resume=True, epochs=3, progress=False, qc=False, time_limit=60)
     assert not res.time_limit_reached and res.epochs_done == 3
+
+
+def test_cosine_learning_rate_over_the_epochs_and_over_the_time_budget(sim_dataset, tmp_path, tiny_config):
+    top = tiny_config.train_learning_rate
+    cfg = tiny_config.replace(train_epochs=3, train_lr_schedule="cosine")
+    train(sim_dataset / "train", tmp_path / "a", cfg, progress=False, qc=False)
+    lrs = [float(r["lr"]) for r in _history(tmp_path / "a")]  # the rate at each epoch's first step
+    expected = [top * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * e / 3))) for e in range(3)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-5)
+    # with a time limit alone ("auto"), the rate falls over the budget and the budget ends training
+    cfg = tiny_config.replace(train_epochs=10_000)
+    res = train(sim_dataset / "train", tmp_path / "b", cfg, progress=False, qc=False, time_limit=0.5)
+    lrs = [float(r["lr"]) for r in _history(tmp_path / "b")]
+    assert res.time_limit_reached and len(lrs) >= 3
+    assert lrs[0] == pytest.approx(top, rel=1e-3) and all(b < a for a, b in zip(lrs, lrs[1:]))
+    # the plateau schedule keeps the rate while the loss improves, time limit or not
+    cfg = tiny_config.replace(train_epochs=2, train_lr_schedule="plateau")
+    train(sim_dataset / "train", tmp_path / "c", cfg, progress=False, qc=False, time_limit=60)
+    assert all(float(r["lr"]) == pytest.approx(top) for r in _history(tmp_path / "c"))

@@ -85,6 +85,9 @@ def _cmd_simulate(args, ctx: Context) -> int:
 # train
 
 #: CLI flag -> Config field (flags left out keep the config file's or the default value)
+#: ``train_epochs`` of a run that only has a time limit: the budget, not an epoch count, ends it
+EPOCHS_UNTIL_TIME_LIMIT = 100_000
+
 _TRAIN_FLAGS = {
     "val_fraction": "data_val_fraction",
     "boundary_width": "data_boundary_width",
@@ -104,6 +107,7 @@ _TRAIN_FLAGS = {
     "batch_size": "train_batch_size",
     "patch_size": "train_patch_size",
     "reduce_lr_patience": "train_reduce_lr_patience",
+    "lr_schedule": "train_lr_schedule",
     "early_stopping": "train_early_stopping_patience",
     "augment": "train_augment",
     "mixed_precision": "train_mixed_precision",
@@ -163,7 +167,12 @@ def _add_train(sub) -> None:
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace a model already in --model")
     g.add_argument("--time-limit", type=float, metavar="MIN",
-                   help="stop after the last epoch that ends within MIN minutes (--resume goes on from there)")
+                   help="train for MIN minutes: epochs until the last one that ends within MIN minutes (unless "
+                        "--epochs is given), the learning rate decaying over the budget (cosine); --resume goes on "
+                        "from there")
+    g.add_argument("--lr-schedule", choices=("auto", "plateau", "cosine"),
+                   help="plateau: halve the learning rate when the validation loss stalls; cosine: decay over the "
+                        "time budget or the epochs; auto (default): cosine with --time-limit, else plateau")
     g.add_argument("--no-qc", dest="qc", action="store_false",
                    help="skip the quality control on the validation images at the end")
     p.set_defaults(func=_cmd_train)
@@ -207,6 +216,8 @@ def _train_config(args):
             d["data_n_classes"] = fixed.get(args.target, d.get("data_n_classes", 2))
     if args.normalizer is not None:
         d["data_normalizer"] = {"name": args.normalizer}
+    if args.time_limit is not None and args.epochs is None and "train_epochs" not in base:
+        d["train_epochs"] = EPOCHS_UNTIL_TIME_LIMIT  # the budget ends training
     for flag, key in _TRAIN_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:

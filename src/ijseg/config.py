@@ -72,6 +72,12 @@ def _kinds(hint) -> tuple[type, ...]:
     return (typing.get_origin(hint) or hint,)
 
 
+#: learning-rate schedules: ``plateau`` (halve after ``train_reduce_lr_patience`` epochs without
+#: improvement), ``cosine`` (from ``train_learning_rate`` down to 1 % of it over the time budget, or
+#: over the epochs without one), ``auto`` (``cosine`` when training has a time limit, else ``plateau``)
+LR_SCHEDULES = ("auto", "plateau", "cosine")
+
+
 @dataclass
 class Config:
     """Everything needed to rebuild, train and apply a model.
@@ -105,6 +111,7 @@ class Config:
     train_steps_per_epoch: int = 100
     train_batch_size: int = 8
     train_patch_size: int = 256
+    train_lr_schedule: str = "auto"
     train_reduce_lr_factor: float = 0.5
     train_reduce_lr_patience: int = 10
     train_early_stopping_patience: int = 0
@@ -232,6 +239,8 @@ class Config:
             errors.append(
                 f"train_patch_size must be a multiple of 2**unet_depth = {self.divisor}, got {self.train_patch_size}"
             )
+        if self.train_lr_schedule not in LR_SCHEDULES:
+            errors.append(f"train_lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.train_lr_schedule!r}")
         rng("train_reduce_lr_factor", 0.0, 1.0)
         rng("train_reduce_lr_patience", 0)
         rng("train_early_stopping_patience", 0)

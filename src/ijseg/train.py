@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -182,6 +183,7 @@ class _EpochEnd:
     bar = None
     t0 = 0.0
     lr = 0.0
+    epoch = 0
 
     def set_model(self, model):
         super().set_model(model)
@@ -197,9 +199,30 @@ class _EpochEnd:
         from tqdm.auto import tqdm
 
         self.t0 = time.perf_counter()
+        self.epoch = epoch
+        self._set_cosine_lr(0)
         self.lr = float(np.asarray(self.model.optimizer.learning_rate))
-        self.bar = tqdm(total=self.cfg.train_steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.train_epochs}",
+        of = (f" ({(self.t0 - self.started) / 60:.1f} of {self.time_limit:g} min)" if self.time_limit
+              else f"/{self.cfg.train_epochs}")
+        self.bar = tqdm(total=self.cfg.train_steps_per_epoch, desc=f"epoch {epoch + 1}{of}",
                         unit="step", disable=not self.progress, leave=True, dynamic_ncols=True)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch:
+            self._set_cosine_lr(batch)
+
+    def _set_cosine_lr(self, batch: int) -> None:
+        """The cosine schedule: from the configured learning rate down to 1 % of it, over the time
+        budget (this run's) or, without one, over the epochs (a resumed run continues the curve)."""
+        if not self.cosine:
+            return
+        if self.time_limit:
+            frac = (time.perf_counter() - self.started) / (self.time_limit * 60)
+        else:
+            steps = self.cfg.train_steps_per_epoch
+            frac = (self.epoch * steps + batch) / (self.cfg.train_epochs * steps)
+        top = self.cfg.train_learning_rate
+        self.model.optimizer.learning_rate.assign(top * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))))
 
     def _stop_requested(self) -> bool:
         if self.stop is not None and self.stop.is_set():
@@ -291,7 +314,8 @@ def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str,
     bar, time limit and stop requests. Keras's own callbacks run only for completed epochs: an
     epoch cut by a stop request is dropped whole."""
     schedule = []  # Keras callbacks, with the state key of their counter
-    if cfg.train_reduce_lr_patience and cfg.train_reduce_lr_factor < 1:
+    cosine = cfg.train_lr_schedule == "cosine" or (cfg.train_lr_schedule == "auto" and bool(time_limit))
+    if not cosine and cfg.train_reduce_lr_patience and cfg.train_reduce_lr_factor < 1:
         schedule.append((keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", mode="min", factor=cfg.train_reduce_lr_factor, patience=cfg.train_reduce_lr_patience,
             min_delta=_MIN_DELTA, min_lr=_MIN_LR), "lr_wait"))
@@ -301,7 +325,7 @@ def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str,
 
     cb = type("EpochEnd", (_EpochEnd, keras.callbacks.Callback), {})()
     cb.__dict__.update(keras=keras, folder=folder, cfg=cfg, state=state, history=history, progress=progress,
-                       callback=callback, time_limit=time_limit, stop=stop, schedule=schedule,
+                       callback=callback, time_limit=time_limit, stop=stop, schedule=schedule, cosine=cosine,
                        started=time.perf_counter())
     return cb
 
@@ -347,7 +371,8 @@ def train(
         Called with ``{"event": "epoch_end", "epoch": ..., "logs": {...}}`` after each epoch.
     time_limit
         Minutes: training stops after the last epoch that ends within this time (measured from
-        the first epoch; data loading not counted). Resume continues with the remaining epochs.
+        the first epoch; data loading not counted); the learning rate decays over it (cosine,
+        ``train_lr_schedule`` auto). Resume continues with the remaining epochs.
     stop
         An event that another thread or a signal handler sets to stop training cleanly: the
         current step finishes, the epoch in progress is dropped, and :func:`train` returns with
