@@ -371,8 +371,7 @@ def train(
         Called with ``{"event": "epoch_end", "epoch": ..., "logs": {...}}`` after each epoch.
     time_limit
         Minutes: training stops after the last epoch that ends within this time (measured from
-        the first epoch; data loading not counted); the learning rate decays over it (cosine,
-        ``train_lr_schedule`` auto). Resume continues with the remaining epochs.
+        the first epoch, data loading not counted), the learning rate decaying over it (cosine).
     stop
         An event that another thread or a signal handler sets to stop training cleanly: the
         current step finishes, the epoch in progress is dropped, and :func:`train` returns with
