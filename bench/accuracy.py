@@ -54,6 +54,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+# an entry point, like the ijseg command line: TensorFlow logs errors only (the library sets nothing)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED = Path(os.environ.get("IJSEG_SHARED", REPO.parent / "shared"))
 THRESHOLDS = (0.5, 0.7, 0.9)
 STEPS_PER_EPOCH = 25
@@ -82,6 +84,7 @@ VARIANTS = {
     "ijseg-3class": THREE,
     "ijseg-3class-small": {**THREE, **SMALL},
     "ijseg-3class-deep": {**THREE, "unet_depth": 5, "unet_base_filters": 8},  # 1.95 M parameters, 28 GFLOP/MP
+    "ijseg-3class-d4": {**THREE, "unet_depth": 4, "unet_base_filters": 16},  # 1.94 M parameters, 92 GFLOP/MP
 }
 METHODS = (*VARIANTS, "stardist", "cellpose")
 #: Cellpose 3 runs in its own environment (``bash bench/setup_cellpose.sh``)

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+# an entry point, like the ijseg command line: TensorFlow logs errors only (the library sets nothing)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 IJSEG = str(Path(sys.executable).with_name("ijseg"))
 sys.path.insert(0, str(REPO / "bench"))
 
