@@ -85,6 +85,8 @@ VARIANTS = {
     "ijseg-3class-small": {**THREE, **SMALL},
     "ijseg-3class-deep": {**THREE, "unet_depth": 5, "unet_base_filters": 8},  # 1.95 M parameters, 28 GFLOP/MP
     "ijseg-3class-d4": {**THREE, "unet_depth": 4, "unet_base_filters": 16},  # 1.94 M parameters, 92 GFLOP/MP
+    "ijseg-3class-deep128": {**THREE, "unet_depth": 5, "unet_base_filters": 8, "train_patch_size": 128,
+                             "train_batch_size": 16},
 }
 METHODS = (*VARIANTS, "stardist", "cellpose")
 #: Cellpose 3 runs in its own environment (``bash bench/setup_cellpose.sh``)
