@@ -3,6 +3,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 IJSEG  := $(VENV)/bin/ijseg
 DEMO   ?= demo
+## training budget of the demo (the defaults otherwise: 3-class U-Net, cosine learning rate over the budget)
+DEMO_MINUTES ?= 4
 PYTEST := $(PY) -m pytest
 
 .PHONY: setup demo test test-slow compat lock clean
@@ -13,9 +15,7 @@ setup:
 ## Main job end to end on simulated data: simulate -> train -> QC -> predict -> export -> headless ImageJ batch macro.
 demo: setup
 	$(IJSEG) simulate --preset sim3k-100 --out $(DEMO)/data --seed 1
-	$(IJSEG) train --data $(DEMO)/data/train --model $(DEMO)/model --classes 3 \
-		--base-filters 16 --depth 3 --patch-size 128 --batch-size 8 \
-		--epochs 15 --steps-per-epoch 40 --overwrite
+	$(IJSEG) train --data $(DEMO)/data/train --model $(DEMO)/model --time-limit $(DEMO_MINUTES) --overwrite
 	$(IJSEG) qc --model $(DEMO)/model --data $(DEMO)/data/test --out $(DEMO)/qc
 	$(IJSEG) predict --model $(DEMO)/model --input $(DEMO)/data/test/images --out $(DEMO)/predictions
 	$(IJSEG) export --model $(DEMO)/model --out $(DEMO)/bundle.zip --name "ijseg demo - touching nuclei (3 classes)"

@@ -12,7 +12,9 @@ from ijseg.errors import ConfigError
 
 def test_defaults_and_roundtrip(tmp_path):
     cfg = Config()
-    assert (cfg.unet_depth, cfg.unet_base_filters, cfg.train_patch_size) == (3, 32, 256)
+    assert (cfg.unet_depth, cfg.unet_base_filters, cfg.train_patch_size) == (5, 8, 128)
+    assert (cfg.data_target, cfg.n_outputs, cfg.final_activation, cfg.loss) == ("3class", 3, "softmax",
+                                                                               "crossentropy_dice")
     assert cfg.data_normalizer["name"] == "percentile"
     assert (cfg.data_normalizer["pmin"], cfg.data_normalizer["pmax"]) == (1.0, 99.8)
     cfg.save(tmp_path / "config.json")
@@ -57,7 +59,8 @@ def test_consistency_rules():
 
 
 def test_outputs_and_losses():
-    assert (Config().n_outputs, Config().final_activation, Config().loss) == (1, "sigmoid", "crossentropy")
+    b = Config(data_target="binary", data_n_classes=2)
+    assert (b.n_outputs, b.final_activation, b.loss) == (1, "sigmoid", "crossentropy")
     c = Config(data_target="classes", data_mask_type="class", data_n_classes=4, train_loss="cce_dice")
     assert (c.n_outputs, c.final_activation, c.loss) == (4, "softmax", "crossentropy_dice")
     d = Config(data_target="distance", data_n_classes=1)

@@ -12,7 +12,7 @@ from ijseg.data.simulate import PRESETS, simulate_image
 from ijseg.data.targets import labels_to_3class, labels_to_distance
 from ijseg.postprocess import PostprocessOptions, filter_sizes, postprocess, relabel_sequential
 
-BIN = Config()
+BIN = Config(data_target="binary", data_n_classes=2)
 C3 = Config(data_target="3class", data_n_classes=3)
 
 

@@ -147,8 +147,8 @@ def test_learns_on_real_nuclei(dsb_dir, tmp_path):
         (data / sub).mkdir(parents=True)
         for f in sorted((dsb_dir / sub).iterdir())[:8]:
             shutil.copy(f, data / sub / f.name)
-    cfg = Config(unet_depth=2, unet_base_filters=8, train_patch_size=64, train_batch_size=8, train_epochs=4,
-                 train_steps_per_epoch=5, train_learning_rate=3e-3)
+    cfg = Config(data_target="binary", unet_depth=2, unet_base_filters=8, train_patch_size=64, train_batch_size=8,
+                 train_epochs=4, train_steps_per_epoch=5, train_learning_rate=3e-3)
     res = train(data, tmp_path / "m", cfg, progress=False)
     losses = [h["loss"] for h in res.history]
     assert losses[-1] < 0.8 * losses[0], losses

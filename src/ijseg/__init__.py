@@ -13,8 +13,8 @@ and :func:`segment` (post-processing with :class:`PostprocessOptions`, measureme
 Examples
 --------
 >>> import ijseg
->>> ijseg.Config().n_outputs
-1
+>>> ijseg.Config().n_outputs  # background, interior, boundary
+3
 
 Measurements are ImageJ's Analyze Particles columns, on numpy labels:
 

@@ -130,8 +130,8 @@ def _add_train(sub) -> None:
     p.add_argument("--config", type=Path, help="JSON file with configuration keys (see README)")
     g = p.add_argument_group("targets")
     g.add_argument("--classes", type=int,
-                   help="2: foreground/background; 3: background/interior/boundary (from instance masks); "
-                        "with --mask-type class: the number of classes in the masks")
+                   help="2: foreground/background; 3: background/interior/boundary (from instance masks, the "
+                        "default); with --mask-type class: the number of classes in the masks (default 2)")
     g.add_argument("--target", choices=("binary", "3class", "distance", "classes"),
                    help="training target (default from --classes: 2 -> binary, 3 -> 3class)")
     g.add_argument("--mask-type", choices=("instance", "class"),
@@ -142,8 +142,8 @@ def _add_train(sub) -> None:
                    help="intensity normalisation (default percentile 1-99.8)")
     g.add_argument("--val-fraction", type=float, help="fraction of images for validation, 0.1-0.3 (default 0.15)")
     g = p.add_argument_group("network")
-    g.add_argument("--depth", type=int, help="down-sampling levels (default 3)")
-    g.add_argument("--base-filters", type=int, help="channels of the first level, doubled per level (default 32)")
+    g.add_argument("--depth", type=int, help="down-sampling levels (default 5)")
+    g.add_argument("--base-filters", type=int, help="channels of the first level, doubled per level (default 8)")
     g.add_argument("--kernel-size", type=int, help="convolution size, 3/5/7 (default 3)")
     g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalisation (default on)")
     g.add_argument("--dropout", type=float, help="dropout rate in each block (default 0)")
@@ -155,8 +155,8 @@ def _add_train(sub) -> None:
     g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     g.add_argument("--epochs", type=int, help="default 100; with --resume, the new total")
     g.add_argument("--steps-per-epoch", type=int, help="default 100")
-    g.add_argument("--batch-size", type=int, help="default 8")
-    g.add_argument("--patch-size", type=int, help="square patch size, a multiple of 2**depth (default 256)")
+    g.add_argument("--batch-size", type=int, help="default 16")
+    g.add_argument("--patch-size", type=int, help="square patch size, a multiple of 2**depth (default 128)")
     g.add_argument("--reduce-lr-patience", type=int, help="halve the learning rate after N epochs without improvement (0: off)")
     g.add_argument("--early-stopping", type=int, metavar="N", help="stop after N epochs without improvement (0: off)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="data augmentation (default on)")
@@ -209,6 +209,8 @@ def _train_config(args):
                     f"--classes {args.classes} with instance masks: use 2 (binary) or 3 (3class), "
                     f"or --mask-type class for masks that hold class numbers"
                 )
+    if mask_type == "class" and args.classes is None and args.target is None and "data_target" not in base:
+        d.update(data_target="binary", data_n_classes=2)  # the 3-class default is made from instance labels
     if args.target is not None:
         d["data_target"] = args.target
         if args.classes is None:

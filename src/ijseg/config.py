@@ -72,6 +72,9 @@ def _kinds(hint) -> tuple[type, ...]:
     return (typing.get_origin(hint) or hint,)
 
 
+#: the number of classes each instance-derived target has
+_CLASSES_OF_TARGET = {"binary": 2, "3class": 3, "distance": 1}
+
 #: learning-rate schedules: ``plateau`` (halve after ``train_reduce_lr_patience`` epochs without
 #: improvement), ``cosine`` (from ``train_learning_rate`` down to 1 % of it over the time budget, or
 #: over the epochs without one), ``auto`` (``cosine`` when training has a time limit, else ``plateau``)
@@ -82,22 +85,26 @@ LR_SCHEDULES = ("auto", "plateau", "cosine")
 class Config:
     """Everything needed to rebuild, train and apply a model.
 
-    Attributes are documented in the README's configuration table; the defaults give a U-Net
-    of about 1.9 million parameters (depth 3, 32 base filters) trained on 256x256 patches.
+    Attributes are documented in the README's configuration table. The defaults give a 3-class
+    (background / interior / boundary) U-Net of 1.95 million parameters with depth 5 and 8
+    filters at full resolution, trained on batches of 16 patches of 128x128: most parameters sit at
+    the coarse levels, where they cost little, so the network computes 28 GFLOP per megapixel (a
+    tenth of depth 3 with 32 filters) with a receptive field of 408 pixels (see BENCHMARKS.md,
+    "Levers").
     """
 
     config_version: int = CONFIG_VERSION
     # --- data -----------------------------------------------------------------------------
-    data_target: str = "binary"
+    data_target: str = "3class"
     data_mask_type: str = "instance"
-    data_n_classes: int = 2
+    data_n_classes: int | None = None  # None: from data_target (binary 2, 3class 3, distance 1)
     data_n_channels: int = 1
     data_boundary_width: int = 2
     data_val_fraction: float = 0.15
     data_normalizer: dict = field(default_factory=_default_normalizer)
     # --- network --------------------------------------------------------------------------
-    unet_depth: int = 3
-    unet_base_filters: int = 32
+    unet_depth: int = 5
+    unet_base_filters: int = 8
     unet_kernel_size: int = 3
     unet_batch_norm: bool = True
     unet_dropout: float = 0.0
@@ -109,8 +116,8 @@ class Config:
     train_momentum: float = 0.9
     train_epochs: int = 100
     train_steps_per_epoch: int = 100
-    train_batch_size: int = 8
-    train_patch_size: int = 256
+    train_batch_size: int = 16
+    train_patch_size: int = 128
     train_lr_schedule: str = "auto"
     train_reduce_lr_factor: float = 0.5
     train_reduce_lr_patience: int = 10
@@ -126,6 +133,8 @@ class Config:
 
     def __post_init__(self) -> None:
         self.train_loss = _LOSS_ALIASES.get(self.train_loss, self.train_loss)
+        if self.data_n_classes is None:
+            self.data_n_classes = _CLASSES_OF_TARGET.get(self.data_target)
         self.validate()
 
     # ------------------------------------------------------------------------------------------
@@ -195,13 +204,16 @@ class Config:
             errors.append(f"data_target must be one of {', '.join(TARGETS)}, got {self.data_target!r}")
         if self.data_mask_type not in MASK_TYPES:
             errors.append(f"data_mask_type must be one of {', '.join(MASK_TYPES)}, got {self.data_mask_type!r}")
-        expected_classes = {"binary": 2, "3class": 3, "distance": 1}.get(self.data_target)
-        if expected_classes is not None and self.data_n_classes != expected_classes:
+        expected_classes = _CLASSES_OF_TARGET.get(self.data_target)
+        if self.data_n_classes is None:
+            errors.append(f"data_n_classes must be given for data_target {self.data_target!r}")
+        elif expected_classes is not None and self.data_n_classes != expected_classes:
             errors.append(
                 f"data_n_classes must be {expected_classes} for data_target {self.data_target!r}, got {self.data_n_classes}"
             )
         if self.data_target == "classes":
-            rng("data_n_classes", 2, 256)
+            if self.data_n_classes is not None:
+                rng("data_n_classes", 2, 256)
             if self.data_mask_type != "class":
                 errors.append("data_target 'classes' needs data_mask_type 'class' (masks that hold class numbers)")
         elif self.data_mask_type == "class" and self.data_target != "binary":

@@ -105,14 +105,25 @@ def _sample_image(folder: ModelFolder, sample: str | os.PathLike | None) -> tupl
     return x, path
 
 
-def _crop_for_test(x: np.ndarray, divisor: int) -> np.ndarray:
+def min_input_size(halo: int, divisor: int) -> int:
+    """The smallest input side of a bundle: a tile that leaves a core of ``divisor`` pixels inside
+    the halo on both sides (bioimageio.core crops the halo from every block)."""
+    return 2 * halo + divisor
+
+
+def _crop_for_test(x: np.ndarray, divisor: int, minimum: int) -> np.ndarray:
+    """The test input: the centre of the sample, at most ``TEST_SIZE`` pixels a side (or the
+    bundle's minimum input size, if larger), a size the bundle accepts (``minimum + k * divisor``);
+    a sample smaller than the minimum is mirror-padded to it."""
     h, w = x.shape[:2]
-    sh = min(TEST_SIZE, h // divisor * divisor)
-    sw = min(TEST_SIZE, w // divisor * divisor)
+    side = max(TEST_SIZE, minimum)
+    sh, sw = min(side, h // divisor * divisor), min(side, w // divisor * divisor)
     if sh < divisor or sw < divisor:
         raise DataError(f"sample image of {h}x{w} pixels is smaller than the network's minimum {divisor}x{divisor}")
     y0, x0 = (h - sh) // 2, (w - sw) // 2
-    return x[y0 : y0 + sh, x0 : x0 + sw]
+    crop = x[y0 : y0 + sh, x0 : x0 + sw]
+    pad = ((0, max(0, minimum - sh)), (0, max(0, minimum - sw))) + ((0, 0),) * (crop.ndim - 2)
+    return np.pad(crop, pad, mode="reflect")
 
 
 def _save_keras(model, path: Path) -> None:
@@ -302,7 +313,7 @@ def export_bundle(
     tf, keras = import_tf()
     halo = halo_for(receptive_field(cfg), cfg.divisor)
     raw, sample_path = _sample_image(folder, sample)
-    test_raw = _crop_for_test(raw, cfg.divisor)
+    test_raw = _crop_for_test(raw, cfg.divisor, min_input_size(halo, cfg.divisor))
     prob, qc = predictor.predict(test_raw, tile=0), _qc_summary(folder)
     pp = dict((postprocess or _qc_postprocess(qc)).__dict__)
     description = description or _default_description(cfg)
@@ -452,7 +463,7 @@ def _descr_v05(tmp: Path, cfg, entries: dict[str, Any], attachments: list, *, na
     out_names = _output_names(cfg)
     channel_names = [m.Identifier(f"channel{c}") for c in range(cfg.data_n_channels)]
     # the smallest tile must leave a core inside the halo on both sides
-    size = m.ParameterizedSize(min=2 * halo + cfg.divisor, step=cfg.divisor)
+    size = m.ParameterizedSize(min=min_input_size(halo, cfg.divisor), step=cfg.divisor)
     inp = m.InputTensorDescr(
         id=m.TensorId(INPUT_ID),
         description="raw image",
@@ -611,7 +622,7 @@ def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, 
         },
     }
     step = cfg.divisor
-    mn = 2 * halo + step
+    mn = min_input_size(halo, step)
     return _validated(m4.ModelDescr,
         name=name,
         description=description,

@@ -8,7 +8,8 @@ any image whose sides are multiples of ``2**depth`` works. The final 1x1 convolu
 by a sigmoid (one output) or softmax (several classes) *inside* the graph, in float32 also under
 mixed precision, so an exported model outputs probabilities.
 
-Defaults (depth 3, 32 base filters, batch-norm) give 1.93 million parameters.
+Defaults (depth 5, 8 base filters, batch-norm) give 1.95 million parameters, most of them at
+the coarse levels (receptive field 408 pixels, 28 GFLOP per megapixel).
 """
 
 from __future__ import annotations
