@@ -42,7 +42,7 @@ def test_config_file_and_flags(sim_dataset, tmp_path, capsys):
     "extra, message",
     [
         (["--val-fraction", "0.5"], "data_val_fraction must be <= 0.3"),
-        (["--patch-size", "30"], "train_patch_size must be a multiple of 2**unet_depth = 8"),
+        (["--patch-size", "30"], "train_patch_size must be a multiple of 2**unet_depth = 32"),
         (["--classes", "5"], "--classes 5 with instance masks"),
         (["--loss", "hinge"], "train_loss must be 'auto' or one of"),
         (["--epochs", "0"], "train_epochs must be >= 1"),

@@ -47,7 +47,7 @@ def test_consistency_rules():
     with pytest.raises(ConfigError, match="train_patch_size must be a multiple of 2\\*\\*unet_depth = 16"):
         Config(unet_depth=4, train_patch_size=200)
     with pytest.raises(ConfigError, match="data_n_classes must be 3 for data_target '3class'"):
-        Config(data_target="3class")
+        Config(data_target="3class", data_n_classes=2)
     with pytest.raises(ConfigError, match="needs data_mask_type 'class'"):
         Config(data_target="classes", data_n_classes=4)
     with pytest.raises(ConfigError, match="train_loss for distance targets must be mse or mae"):

@@ -26,8 +26,8 @@ def test_any_multiple_of_divisor_works_and_outputs_probabilities(size):
 
 
 def test_sigmoid_residual_dropout_and_mixed_precision():
-    cfg = Config(unet_depth=2, unet_base_filters=4, train_patch_size=16, unet_residual=True, unet_dropout=0.2,
-                 train_mixed_precision=True, data_n_channels=2)
+    cfg = Config(data_target="binary", unet_depth=2, unet_base_filters=4, train_patch_size=16, unet_residual=True,
+                 unet_dropout=0.2, train_mixed_precision=True, data_n_channels=2)
     m = build_unet(cfg)
     y = np.asarray(m(np.ones((1, 16, 16, 2), np.float32)))
     assert y.dtype == np.float32 and y.shape == (1, 16, 16, 1) and np.all((y > 0) & (y < 1))

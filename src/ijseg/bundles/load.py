@@ -369,7 +369,7 @@ def _bundle_config(rdf: dict, n_channels: int, n_out: int) -> Config:
     if ij:
         return Config.from_dict(dict(ij))
     if n_out == 1:
-        return Config(data_n_channels=n_channels)
+        return Config(data_target="binary", data_n_channels=n_channels)
     return Config(data_target="classes", data_mask_type="class", data_n_classes=n_out, data_n_channels=n_channels)
 
 
