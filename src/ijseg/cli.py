@@ -323,7 +323,8 @@ def _add_postprocess_args(p) -> None:
     g.add_argument("--clear-border", action="store_true", help="remove objects touching the image border")
     g.add_argument("--watershed", action="store_true",
                    help="split touching objects of a binary model (distance-transform watershed)")
-    g.add_argument("--tile", type=_tile_size, help="largest tile side in pixels, halo included (default 1024; 0: no tiling)")
+    g.add_argument("--tile", type=_tile_size, help="largest tile side in pixels, halo included (default: by the "
+                                                   "network's width, 2048 for the default network; 0: no tiling)")
 
 
 def _tile_size(text: str) -> int:

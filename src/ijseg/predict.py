@@ -120,8 +120,9 @@ class Predictor:
         image
             Raw image (normalised here with the model's normaliser).
         tile
-            Largest window side in pixels (default :data:`DEFAULT_TILE`); a window includes the
-            halo. ``0`` predicts the whole image in one pass.
+            Largest window side in pixels (default: the model's ``default_tile``, 2048 for the
+            default network); a window includes the halo. ``0`` predicts the whole image in one
+            pass.
         progress
             Called as ``progress(done, total)`` after each batch of windows.
 
@@ -132,7 +133,8 @@ class Predictor:
         """
         x = self.prepare(image)
         y = predict_tiled(x, self.model.run, halo=self.model.halo, minimum=self.model.minimum, step=self.model.step,
-                          tile=tile, batch_size=self.batch_size, progress=progress)
+                          tile=self.model.default_tile if tile is None else tile, batch_size=self.batch_size,
+                          progress=progress)
         return np.ascontiguousarray(self.model.finish(y), dtype=np.float32)
 
     def close(self) -> None:

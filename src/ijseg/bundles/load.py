@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config
+from .._tiling import default_tile
 from ..errors import DataError, ModelError
 
 __all__ = ["BundleSource", "safe_extract", "is_bundle", "SUPPORTED_WEIGHTS", "MAX_UNPACKED", "MAX_FILES"]
@@ -289,6 +290,9 @@ class BundleSource:
                              f"({_size_rule(descr.inputs[0], 'y')} and {_size_rule(descr.inputs[0], 'x')} as "
                              f"(minimum, step)); ijseg runs models whose y and x sizes follow one rule")
         self.halo = _halo(descr.outputs[0])
+        # an ijseg bundle's network is known: the same default window as its model folder
+        known = ((self.rdf.get("config") or {}).get("ijseg") or {}).get("config")
+        self.default_tile = default_tile(self.config.unet_base_filters if known else None, self.step or 1)
         self._ids = _tensor_id(descr.inputs[0]), _tensor_id(descr.outputs[0])
         try:
             self.pipeline = create_prediction_pipeline(descr, weight_format=self.weight_format)

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .._tiling import halo_for
+from .._tiling import default_tile, halo_for
 from ..config import Config
 from ..errors import DataError, ModelError
 from ..preprocess import normalizer_from_dict
@@ -40,6 +40,8 @@ class ModelSource(Protocol):
         Window sides the network accepts: ``minimum + k * step`` (``step`` 0: only ``minimum``).
     halo
         Pixels of context each side of a window's core needs (the receptive-field radius).
+    default_tile
+        The window side used when the caller gives none (bounded memory, few repeated halos).
     """
 
     path: Path
@@ -47,6 +49,7 @@ class ModelSource(Protocol):
     minimum: int
     step: int
     halo: int
+    default_tile: int
 
     def check_shape(self, height: int, width: int) -> None:
         """Raise :class:`~ijseg.errors.DataError` for an image size the network cannot take."""
@@ -91,6 +94,7 @@ class FolderSource:
         self.normalizer = normalizer_from_dict(self.config.data_normalizer)
         self.minimum = self.step = self.config.divisor
         self.halo = halo_for(receptive_field(self.config), self.step)
+        self.default_tile = default_tile(self.config.unet_base_filters, self.step)
         tf, _ = import_tf()
         spec = tf.TensorSpec([None, None, None, self.config.data_n_channels], tf.float32)
         keras_model = self.keras
