@@ -25,8 +25,8 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 
-__all__ = ["Tile", "tile_layout", "halo_for", "valid_size", "check_tile", "predict_tiled", "default_tile",
-           "DEFAULT_TILE", "BATCH_PIXELS"]
+__all__ = ["Tile", "tile_layout", "halo_for", "valid_size", "smallest_window", "check_tile", "predict_tiled",
+           "default_tile", "DEFAULT_TILE", "BATCH_PIXELS"]
 
 #: largest window side fed to a network by default when nothing is known of its width; larger
 #: images are tiled
@@ -131,7 +131,7 @@ def tile_layout(shape: tuple[int, int], *, window: int, halo: int, divisor: int,
     if core < divisor:
         raise ValueError(
             f"tile size {window} is too small for a halo of {halo} pixels on each side; use a tile of at least "
-            f"{2 * halo + divisor} pixels"
+            f"{smallest_window(halo, divisor)} pixels"
         )
     rows = [_grow(a, minimum, h) for a in _axis(h, core, halo)] if h > window else [(0, h, 0, h)]
     cols = [_grow(a, minimum, w) for a in _axis(w, core, halo)] if w > window else [(0, w, 0, w)]
@@ -176,6 +176,27 @@ def valid_size(n: int, *, minimum: int, step: int) -> int:
     return minimum + -(-(n - minimum) // step) * step
 
 
+def smallest_window(halo: int, step: int) -> int:
+    """The smallest window that leaves a core of ``step`` pixels inside the halo (rounded up to
+    ``step``) on both sides: the smallest tile, and a bundle's smallest input.
+
+    Examples
+    --------
+    >>> smallest_window(24, 8), smallest_window(20, 8)
+    (56, 56)
+    """
+    return 2 * _round_up(halo, step) + step
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def _one_pass(minimum: int, step: int) -> bool:
+    """Networks of one fixed size, or whose minimum is off their step grid, are not tiled."""
+    return step == 0 or minimum % step != 0
+
+
 def _window(tile: int, *, minimum: int, step: int) -> int:
     return max(int(tile), minimum) // step * step
 
@@ -192,13 +213,12 @@ def check_tile(tile: int | None, *, halo: int, minimum: int, step: int) -> None:
     ...
     ijseg.errors.ConfigError: tile size 48: use 0 (no tiling) or at least 56 pixels (this model needs a halo of 24 pixels on each side and sizes in multiples of 8)
     """
-    if tile is None or tile == 0 or step == 0 or minimum % step:
-        return  # no tiling for these networks: one pass
-    halo = -(-halo // step) * step
-    smallest = 2 * halo + step
+    if tile is None or tile == 0 or _one_pass(minimum, step):
+        return
+    smallest = smallest_window(halo, step)
     if tile < 0 or _window(tile, minimum=minimum, step=step) < smallest:
         raise ConfigError(f"tile size {tile}: use 0 (no tiling) or at least {smallest} pixels (this model needs "
-                          f"a halo of {halo} pixels on each side and sizes in multiples of {step})")
+                          f"a halo of {_round_up(halo, step)} pixels on each side and sizes in multiples of {step})")
 
 
 def predict_tiled(
@@ -255,12 +275,11 @@ def predict_tiled(
     xp = np.pad(x, ((0, th - h), (0, tw - w), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
     if tile is None:
         tile = DEFAULT_TILE
-    if tile == 0 or step == 0 or minimum % step:
+    if tile == 0 or _one_pass(minimum, step):
         tiles = [Tile((0, th, 0, tw), (0, th, 0, tw))]
     else:
-        halo = -(-halo // step) * step
-        tiles = tile_layout((th, tw), window=_window(tile, minimum=minimum, step=step), halo=halo, divisor=step,
-                            minimum=minimum)
+        tiles = tile_layout((th, tw), window=_window(tile, minimum=minimum, step=step), halo=_round_up(halo, step),
+                            divisor=step, minimum=minimum)
     out: np.ndarray | None = None
     groups: dict[tuple[int, int], list[Tile]] = {}
     for t in tiles:

@@ -213,9 +213,8 @@ def _train_config(args):
         d.update(data_target="binary", data_n_classes=2)  # the 3-class default is made from instance labels
     if args.target is not None:
         d["data_target"] = args.target
-        if args.classes is None:
-            fixed = {"binary": 2, "3class": 3, "distance": 1}
-            d["data_n_classes"] = fixed.get(args.target, d.get("data_n_classes", 2))
+        if args.classes is None:  # None: the Config derives it from the target
+            d["data_n_classes"] = d.get("data_n_classes", 2) if args.target == "classes" else None
     if args.normalizer is not None:
         d["data_normalizer"] = {"name": args.normalizer}
     if args.time_limit is not None and args.epochs is None and "train_epochs" not in base:

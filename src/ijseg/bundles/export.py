@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .._fileio import atomic_path
+from .._tiling import smallest_window
 from ..errors import ConfigError, DataError, ModelError
 from ..models.folder import ModelFolder
 from ..postprocess import PostprocessOptions
@@ -103,12 +104,6 @@ def _sample_image(folder: ModelFolder, sample: str | os.PathLike | None) -> tupl
         )
     x = to_model_input(read_image(path), cfg.data_n_channels)
     return x, path
-
-
-def min_input_size(halo: int, divisor: int) -> int:
-    """The smallest input side of a bundle: a tile that leaves a core of ``divisor`` pixels inside
-    the halo on both sides (bioimageio.core crops the halo from every block)."""
-    return 2 * halo + divisor
 
 
 def _crop_for_test(x: np.ndarray, divisor: int, minimum: int) -> np.ndarray:
@@ -301,7 +296,6 @@ def export_bundle(
     spec = _require("bioimageio.spec", "bioimageio.spec")
 
     from .._tf import import_tf
-    from .._tiling import halo_for
     from ..models.unet import receptive_field
     from ..predict import Predictor
 
@@ -311,9 +305,9 @@ def export_bundle(
     norm = normalizer_from_dict(cfg.data_normalizer)
     predictor = Predictor(folder)
     tf, keras = import_tf()
-    halo = halo_for(receptive_field(cfg), cfg.divisor)
+    halo = predictor.halo
     raw, sample_path = _sample_image(folder, sample)
-    test_raw = _crop_for_test(raw, cfg.divisor, min_input_size(halo, cfg.divisor))
+    test_raw = _crop_for_test(raw, cfg.divisor, smallest_window(halo, cfg.divisor))
     prob, qc = predictor.predict(test_raw, tile=0), _qc_summary(folder)
     pp = dict((postprocess or _qc_postprocess(qc)).__dict__)
     description = description or _default_description(cfg)
@@ -463,7 +457,7 @@ def _descr_v05(tmp: Path, cfg, entries: dict[str, Any], attachments: list, *, na
     out_names = _output_names(cfg)
     channel_names = [m.Identifier(f"channel{c}") for c in range(cfg.data_n_channels)]
     # the smallest tile must leave a core inside the halo on both sides
-    size = m.ParameterizedSize(min=min_input_size(halo, cfg.divisor), step=cfg.divisor)
+    size = m.ParameterizedSize(min=smallest_window(halo, cfg.divisor), step=cfg.divisor)
     inp = m.InputTensorDescr(
         id=m.TensorId(INPUT_ID),
         description="raw image",
@@ -622,7 +616,7 @@ def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, 
         },
     }
     step = cfg.divisor
-    mn = min_input_size(halo, step)
+    mn = smallest_window(halo, step)
     return _validated(m4.ModelDescr,
         name=name,
         description=description,

@@ -284,14 +284,14 @@ class BundleSource:
             n_channels = _n_channels(descr.inputs[0])
             n_out = _n_channels(descr.outputs[0])
         self.config = _bundle_config(self.rdf, n_channels, n_out)
-        self.minimum, self.step = _size_rule(descr.inputs[0], "y")
-        if _size_rule(descr.inputs[0], "x") != (self.minimum, self.step):
-            raise ModelError(f"{self.path}: the input's y and x axes take different sizes "
-                             f"({_size_rule(descr.inputs[0], 'y')} and {_size_rule(descr.inputs[0], 'x')} as "
-                             f"(minimum, step)); ijseg runs models whose y and x sizes follow one rule")
+        rule_y, rule_x = _size_rule(descr.inputs[0], "y"), _size_rule(descr.inputs[0], "x")
+        if rule_x != rule_y:
+            raise ModelError(f"{self.path}: the input's y and x axes take different sizes ({rule_y} and {rule_x} "
+                             f"as (minimum, step)); ijseg runs models whose y and x sizes follow one rule")
+        self.minimum, self.step = rule_y
         self.halo = _halo(descr.outputs[0])
         # an ijseg bundle's network is known: the same default window as its model folder
-        known = ((self.rdf.get("config") or {}).get("ijseg") or {}).get("config")
+        known = _ijseg_config(self.rdf) is not None
         self.default_tile = default_tile(self.config.unet_base_filters if known else None, self.step or 1)
         self._ids = _tensor_id(descr.inputs[0]), _tensor_id(descr.outputs[0])
         try:
@@ -367,9 +367,14 @@ class BundleSource:
         return f"BundleSource({str(self.path)!r}, weight_format={self.weight_format!r})"
 
 
+def _ijseg_config(rdf: dict) -> dict | None:
+    """The ijseg configuration an ijseg bundle was exported with (None for other bundles)."""
+    return ((rdf.get("config") or {}).get("ijseg") or {}).get("config") or None
+
+
 def _bundle_config(rdf: dict, n_channels: int, n_out: int) -> Config:
     """ijseg's configuration of a bundle: the one it was exported with, else what its tensors say."""
-    ij = ((rdf.get("config") or {}).get("ijseg") or {}).get("config")
+    ij = _ijseg_config(rdf)
     if ij:
         return Config.from_dict(dict(ij))
     if n_out == 1:
