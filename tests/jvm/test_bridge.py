@@ -204,3 +204,33 @@ def test_interactive_session_needs_a_display():
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     proc = subprocess.run([IJSEG, "imagej"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "needs a display" in proc.stderr
+
+
+def test_an_abort_that_lands_before_the_macro_starts_still_stops_it(tmp_path):
+    """Ctrl-C while the worker thread has not entered the interpreter yet: the macro must not run
+    on and save its output after the batch has cleaned up."""
+    import threading
+    import time
+
+    from ijseg.ij.macro import _stop_worker
+
+    start_jvm(display=True)
+    written = tmp_path / "written.txt"
+    interp = jclass("ij.macro.Interpreter")()
+    outcome: dict = {}
+    ended = threading.Event()
+
+    def work():
+        time.sleep(0.5)  # the interrupt comes first
+        outcome["thread"] = jclass("java.lang.Thread").currentThread()
+        try:
+            interp.runBatchMacro(f'wait(1000); File.saveString("late", "{written}");', None)
+        except Exception as err:
+            outcome["error"] = err
+        finally:
+            ended.set()
+
+    threading.Thread(target=work, daemon=True).start()
+    assert _stop_worker(ended, interp, outcome)
+    time.sleep(1.5)
+    assert not written.exists()

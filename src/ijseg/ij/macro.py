@@ -10,6 +10,8 @@ interpreter and raises :class:`MacroError` with ImageJ's message and the line of
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -179,9 +181,14 @@ def _failure(outcome: dict, blocked, interp, lines: list[str], printed: str, tim
 
 def _run_in_worker(interp, code: str, imp, outcome: dict, timeout: float | None) -> None:
     """Run ``interp.runBatchMacro`` in a thread; fill ``outcome`` with ``result`` or ``error``,
-    or ``dialog``/``timeout`` and the ``line`` where it was stopped."""
-    import threading
-    import time
+    or ``dialog``/``timeout`` and the ``line`` where it was stopped.
+
+    The thread's end is an Event that the thread sets, not ``Thread.join``/``is_alive``: a
+    KeyboardInterrupt raised inside ``join`` can leave a running thread marked as ended (CPython
+    before 3.13 releases the thread's state lock on the way out), and the interrupted macro then
+    saved its output after the batch had removed its temporary files.
+    """
+    ended = threading.Event()
 
     def work():
         outcome["thread"] = jclass("java.lang.Thread").currentThread()
@@ -189,45 +196,51 @@ def _run_in_worker(interp, code: str, imp, outcome: dict, timeout: float | None)
             outcome["result"] = interp.runBatchMacro(code, imp)
         except Exception as err:  # RuntimeException("Macro canceled"), ThreadDeath...
             outcome["error"] = err
+        finally:
+            ended.set()
 
-    worker = threading.Thread(target=work, name="ijseg-macro", daemon=True)
     bridge = jclass("ijseg.Bridge")
     deadline = time.monotonic() + timeout if timeout else None
-    worker.start()
     try:
-        while worker.is_alive():
-            worker.join(_POLL_S)
-            if not worker.is_alive():
-                break
+        # started inside the try: an interrupt can land while start() waits for the thread
+        threading.Thread(target=work, name="ijseg-macro", daemon=True).start()
+        while not ended.wait(_POLL_S):
             dialog = str(bridge.closeModalDialogs())
             if dialog:
                 outcome.update(dialog=dialog, line=int(interp.getLineNumber()))
-                _stop_worker(worker, interp, outcome)
+                _stop_worker(ended, interp, outcome)
                 return
             if deadline is not None and time.monotonic() > deadline:
                 outcome["line"] = int(interp.getLineNumber())
-                outcome["timeout"] = "stopped" if _stop_worker(worker, interp, outcome) else "stuck"
+                outcome["timeout"] = "stopped" if _stop_worker(ended, interp, outcome) else "stuck"
                 return
     except KeyboardInterrupt:
-        _stop_worker(worker, interp, outcome)
+        _stop_worker(ended, interp, outcome)
         raise
 
 
-def _stop_worker(worker, interp, outcome: dict) -> bool:
+def _stop_worker(ended: threading.Event, interp, outcome: dict, *, patience: float = 4.0) -> bool:
     """Abort the macro (ends macro loops), else stop its Java thread (ends Java loops, up to
-    Java 19); true when the worker ended."""
-    try:
-        interp.abortMacro()  # waits up to 2 s for the interpreter to end
-    except Exception:  # the interpreter may end meanwhile
-        pass
-    worker.join(2)
-    if worker.is_alive() and "thread" in outcome:
+    Java 19); true when the worker ended (``ended`` set).
+
+    The abort is repeated until the worker ends (for up to ``patience`` seconds): an abort that
+    lands before the interpreter has started is lost, since starting resets it, and the macro
+    would then run to its end, saving its outputs after the caller has cleaned up.
+    """
+    deadline = time.monotonic() + patience
+    while not ended.is_set() and time.monotonic() < deadline:
+        try:
+            interp.abortMacro()  # waits up to 2 s for a running interpreter to end
+        except Exception:  # the interpreter may end meanwhile
+            pass
+        ended.wait(0.05)
+    if not ended.is_set() and "thread" in outcome:
         try:
             outcome["thread"].stop()  # deprecated; throws UnsupportedOperationException from Java 20
         except Exception:
             pass
-        worker.join(3)
-    return not worker.is_alive()
+        ended.wait(3)
+    return ended.is_set()
 
 
 def _at_line(line: int, lines: list[str], text: str) -> str:
