@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import labels_with_touching
+from scipy import ndimage as ndi
 from stardist.matching import matching
 
 from ijseg.config import Config
@@ -92,3 +93,44 @@ def test_options_are_validated():
         PostprocessOptions(min_size=5, max_size=2)
     with pytest.raises(ValueError, match="expected a \\(Y, X, 3\\) prediction"):
         postprocess(np.zeros((4, 4, 1)), C3)
+
+
+def _landscape(rng, plateaus: bool):
+    h, w = rng.integers(3, 90, 2)
+    el = ndi.gaussian_filter(rng.random((h, w)), rng.uniform(0.5, 3)).astype(np.float32)
+    if plateaus:
+        el = np.round(el * 20) / 20
+    fg = el > np.quantile(el, 0.3)
+    seeds, _ = ndi.label(el > np.quantile(el, 0.85))
+    return seeds.astype(np.int32), fg, -el
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_seeded_growth_is_scikit_images_watershed(seed):
+    """The compiled flood gives scikit-image's marker watershed label for label, on smooth random
+    landscapes with many seeds and foreground that no seed reaches."""
+    from skimage.segmentation import watershed
+
+    from ijseg._kernels import seeded_flood
+
+    rng = np.random.default_rng(seed)
+    for _ in range(30):
+        seeds, fg, el = _landscape(rng, plateaus=False)
+        np.testing.assert_array_equal(seeded_flood(seeds, fg, el), watershed(el, seeds, mask=fg, connectivity=1))
+
+
+def test_seeded_growth_on_plateaus_is_a_watershed():
+    """With ties the order of equal costs may differ from scikit-image's heap, but the result is
+    still a partition of the same reachable foreground into connected regions around the seeds."""
+    from skimage.segmentation import watershed
+
+    from ijseg._kernels import seeded_flood
+
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        seeds, fg, el = _landscape(rng, plateaus=True)
+        labels = seeded_flood(seeds, fg, el)
+        np.testing.assert_array_equal(labels > 0, watershed(el, seeds, mask=fg, connectivity=1) > 0)
+        np.testing.assert_array_equal(labels[seeds > 0], seeds[seeds > 0])
+        for i in range(1, seeds.max() + 1):
+            assert ndi.label(labels == i)[1] == 1

@@ -206,10 +206,12 @@ def _watershed_split(fg: np.ndarray) -> np.ndarray:
 
 
 def _seeded_growth(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray) -> np.ndarray:
-    """Grow seed labels over ``fg``; foreground pieces without a seed become new objects."""
-    from skimage.segmentation import watershed
+    """Grow seed labels over ``fg`` (a 4-connected watershed on ``elevation``, as scikit-image's
+    ``watershed`` with ``connectivity=1``); foreground pieces without a seed become new objects."""
+    from ._kernels import seeded_flood
 
-    labels = watershed(elevation, seeds, mask=fg, connectivity=1)
+    labels = seeded_flood(np.ascontiguousarray(seeds, dtype=np.int32), np.ascontiguousarray(fg, dtype=bool),
+                          np.ascontiguousarray(elevation, dtype=np.float32))
     orphans = fg & (labels == 0)
     if orphans.any():
         extra, n = ndi.label(orphans, structure=_EIGHT)
