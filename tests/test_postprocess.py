@@ -97,9 +97,11 @@ def test_options_are_validated():
 
 def _landscape(rng, plateaus: bool):
     h, w = rng.integers(3, 90, 2)
-    el = ndi.gaussian_filter(rng.random((h, w)), rng.uniform(0.5, 3)).astype(np.float32)
+    el = ndi.gaussian_filter(rng.random((h, w)), rng.uniform(0.5, 3))
     if plateaus:
-        el = np.round(el * 20) / 20
+        el = (np.round(el * 20) / 20).astype(np.float32)
+    else:  # distinct values at least one of the flood's levels apart: the same order, no ties
+        el = (np.argsort(np.argsort(el, axis=None)).reshape(h, w) / (h * w)).astype(np.float32)
     fg = el > np.quantile(el, 0.3)
     seeds, _ = ndi.label(el > np.quantile(el, 0.85))
     return seeds.astype(np.int32), fg, -el
@@ -108,7 +110,8 @@ def _landscape(rng, plateaus: bool):
 @pytest.mark.parametrize("seed", range(3))
 def test_seeded_growth_is_scikit_images_watershed(seed):
     """The compiled flood gives scikit-image's marker watershed label for label, on smooth random
-    landscapes with many seeds and foreground that no seed reaches."""
+    landscapes with many seeds and foreground that no seed reaches (elevations no closer than
+    the flood's level step, where its queue orders as scikit-image's heap)."""
     from skimage.segmentation import watershed
 
     from ijseg._kernels import seeded_flood
@@ -134,3 +137,13 @@ def test_seeded_growth_on_plateaus_is_a_watershed():
         np.testing.assert_array_equal(labels[seeds > 0], seeds[seeds > 0])
         for i in range(1, seeds.max() + 1):
             assert ndi.label(labels == i)[1] == 1
+
+
+def test_argmax_and_seeds_is_numpys_argmax():
+    from ijseg._kernels import argmax_and_seeds
+
+    rng = np.random.default_rng(3)
+    prob = np.round(rng.random((31, 17, 3)) * 4).astype(np.float32) / 4  # many ties
+    cls, seeds = argmax_and_seeds(prob, 1, 0.5)
+    np.testing.assert_array_equal(cls, np.argmax(prob, axis=-1))
+    np.testing.assert_array_equal(seeds, (prob[..., 1] > 0.5) & (cls > 0))

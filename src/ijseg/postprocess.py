@@ -210,8 +210,7 @@ def _seeded_growth(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray) -> 
     ``watershed`` with ``connectivity=1``); foreground pieces without a seed become new objects."""
     from ._kernels import seeded_flood
 
-    labels = seeded_flood(np.ascontiguousarray(seeds, dtype=np.int32), np.ascontiguousarray(fg, dtype=bool),
-                          np.ascontiguousarray(elevation, dtype=np.float32))
+    labels = seeded_flood(seeds, fg, elevation)
     orphans = fg & (labels == 0)
     if orphans.any():
         extra, n = ndi.label(orphans, structure=_EIGHT)
@@ -240,12 +239,14 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
         raise ValueError(f"expected a (Y, X, {config.n_outputs}) prediction, got shape {prob.shape}")
     target = config.data_target
     if target == "3class":
-        cls = np.argmax(prob, axis=-1).astype(np.uint8)
+        from ._kernels import argmax_and_seeds
+
+        cls, seed_mask = argmax_and_seeds(np.ascontiguousarray(prob, dtype=np.float32), 1, opt.seed_threshold)
         fg = cls > 0
         if opt.fill_holes:
             fg = ndi.binary_fill_holes(fg)
         # 4-connected confident interiors: thin diagonal bridges do not merge nuclei
-        seeds, _ = ndi.label((prob[..., 1] > opt.seed_threshold) & fg)
+        seeds, _ = ndi.label(seed_mask)
         labels = _seeded_growth(seeds, fg, -prob[..., 1])
         mask = cls
     elif target == "distance":
