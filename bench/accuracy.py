@@ -211,13 +211,14 @@ def run_ijseg(method: str, train_dir: Path, test: list[tuple[Path, Path]], minut
     t0 = time.perf_counter()
     for img, _ in test:
         prob = pred.predict(read_image(img))
-        y_pred.append(postprocess(prob, pred.config).labels)
+        y_pred.append(postprocess(prob, pred.config, pred.postprocessing).labels)
     predict_s = time.perf_counter() - t0
     y_true = [read_mask(mask) for _, mask in test]
     return {"epochs": res.epochs_done, "best_epoch": res.best_epoch, "train_s": round(train_s, 1),
             "wall_s": round(wall, 1), "steps_per_epoch": cfg.train_steps_per_epoch,
             "patches_per_s": round(res.epochs_done * cfg.train_steps_per_epoch * cfg.train_batch_size / train_s, 2),
             "predict_s": round(predict_s, 1), "n_params": pred.config.n_params, "patch": cfg.train_patch_size,
+            "batch": cfg.train_batch_size, "tuned": res.tuned,
             **score(y_true, y_pred)}
 
 

@@ -7,7 +7,12 @@ matmul peak, start-up time, training throughput and the ImageJ bridge overhead.
 1. Inference: simulated touching nuclei (sim3k density) of 512x512 and 2048x2048. ijseg is the
    ``ijseg predict`` path (normalise, tiled U-Net, post-processing to labels, measurements);
    StarDist is ``predict_instances`` on the percentile-normalised image (labels, no
-   measurements). Median of ``--repeat`` runs after one warm-up; megapixels per second.
+   measurements). Median of ``--repeat`` runs after one warm-up; megapixels per second. Also
+   the share of post-processing plus measurements in ijseg's time, and the time to write what
+   ``ijseg predict`` writes (labels TIFF, measurement CSV, ROI zip), which StarDist does not do.
+   Then the model exported as a bioimage.io bundle predicts the same image as the folder in
+   each weight format (max abs difference), and ``ijseg predict`` runs on one ``--memory``-sized
+   image as a child process whose peak resident memory is read back.
 2. Roofline: the U-Net's forward FLOPs (2 x MACs of its convolutions) over the measured time
    of the bare network, against a float32 matmul (TensorFlow and numpy) on this machine; the same
    in bfloat16 where the CPU has it (mixed precision).
@@ -69,10 +74,10 @@ def inference(ijseg_model: Path, stardist_model: Path, sizes: list[int], repeat:
 
     from ijseg.data.io import Image
     from ijseg.measure import measure
+    from ijseg.pipeline import load_predictor, write_outputs
     from ijseg.postprocess import postprocess
-    from ijseg.predict import Predictor
 
-    pred = Predictor(ijseg_model)
+    pred = load_predictor(ijseg_model)
     sd = StarDist2D(None, name=stardist_model.name, basedir=str(stardist_model.parent))
     rows = []
     for size in sizes:
@@ -82,14 +87,16 @@ def inference(ijseg_model: Path, stardist_model: Path, sizes: list[int], repeat:
         parts = {}
 
         def ijseg_run(image=image, x=x, parts=parts):
+            # the steps of ijseg.pipeline.segment, timed one by one
             t0 = time.perf_counter()
             prob = pred.predict(image)
             t1 = time.perf_counter()
-            seg = postprocess(prob, pred.config)
+            seg = postprocess(prob, pred.config, pred.postprocessing)
             t2 = time.perf_counter()
-            measure(seg.labels, x, pixel_size=image.pixel_size)
+            table = measure(seg.labels, x, pixel_size=image.pixel_size)
             t3 = time.perf_counter()
-            parts.update(network=t1 - t0, postprocess=t2 - t1, measure=t3 - t2, n=int(seg.labels.max()))
+            parts.update(network=t1 - t0, postprocess=t2 - t1, measure=t3 - t2, n=int(seg.labels.max()),
+                         result=(image, prob, seg, table))
 
         def stardist_run(x=x, parts=parts):
             labels, _ = sd.predict_instances(normalize(x, 1, 99.8, axis=(0, 1)), show_tile_progress=False)
@@ -97,13 +104,60 @@ def inference(ijseg_model: Path, stardist_model: Path, sizes: list[int], repeat:
 
         t_ij = _median_time(ijseg_run, repeat)
         t_sd = _median_time(stardist_run, repeat)
+        with tempfile.TemporaryDirectory() as tmp:  # what `ijseg predict` writes: labels, table, ROIs
+            t_write = _median_time(lambda: write_outputs(Path(tmp), "img", *parts["result"], "labels"), repeat)
         mp = size * size / 1e6
+        post = parts["postprocess"] + parts["measure"]
         rows.append({"size": size, "ijseg_s": t_ij, "stardist_s": t_sd, "ijseg_mp_s": mp / t_ij,
                      "stardist_mp_s": mp / t_sd, "ratio": t_sd / t_ij, "ijseg_network_s": parts["network"],
                      "ijseg_postprocess_s": parts["postprocess"], "ijseg_measure_s": parts["measure"],
+                     "post_measure_share": post / (parts["network"] + post), "ijseg_write_s": t_write,
                      "ijseg_objects": parts["n"], "stardist_objects": parts["sd_n"]})
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def bundle_agreement(ijseg_model: Path, size: int = 512) -> dict:
+    """Export the model as a bioimage.io bundle and predict one image through the bundle (its
+    weights, pre- and post-processing run by bioimageio.core) and through the folder."""
+    from ijseg.bundles.export import export_bundle
+    from ijseg.data.io import Image
+    from ijseg.pipeline import load_predictor
+
+    img, _ = sim_image(size, seed=3)
+    image = Image(img, "YX")
+    folder = load_predictor(ijseg_model).predict(image)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = export_bundle(ijseg_model, Path(tmp) / "bundle.zip")
+        out = {"size": size}
+        for fmt in ("keras_v3", "tensorflow_saved_model_bundle", "onnx"):
+            prob = load_predictor(bundle, weight_format=fmt).predict(image)
+            out[f"max_abs_diff_{fmt}"] = float(np.abs(prob - folder).max())
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def peak_memory(ijseg_model: Path, size: int = 8192) -> dict:
+    """Peak resident memory of an ``ijseg predict`` process on one ``size`` x ``size`` image (a
+    2048 x 2048 simulated image repeated), from the kernel's accounting of the finished child."""
+    import tifffile
+
+    tile, _ = sim_image(2048, seed=11)
+    reps = -(-size // 2048)
+    img = np.tile(tile, (reps, reps))[:size, :size]
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "big.tif"
+        tifffile.imwrite(f, img)
+        child = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+                 "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+                 "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t)")
+        r = subprocess.run([sys.executable, "-c", child, IJSEG, "-q", "predict", "--model", str(ijseg_model),
+                            "--input", str(f), "--out", str(Path(tmp) / "out")],
+                           check=True, capture_output=True, text=True)
+    kib, seconds = r.stdout.split()
+    out = {"size": size, "peak_rss_gb": int(kib) * 1024 / 1e9, "wall_s": float(seconds)}
+    print(json.dumps(out), flush=True)
+    return out
 
 
 def unet_flops(model) -> float:
@@ -239,13 +293,24 @@ def bridge(ijseg_model: Path, n: int) -> dict:
 def tables(r: dict) -> str:
     lines = ["Inference (median of %d runs after a warm-up):" % r["repeat"], "",
              "| image | ijseg s | ijseg MP/s | StarDist s | StarDist MP/s | StarDist time / ijseg time | "
-             "ijseg network / post-processing / measurements s | objects ijseg / StarDist |",
-             "|---|---|---|---|---|---|---|---|"]
+             "ijseg network / post-processing / measurements s | post-processing + measurements share | "
+             "writing labels, table, ROIs s | objects ijseg / StarDist |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in r["inference"]:
         lines.append(f"| {row['size']}x{row['size']} | {row['ijseg_s']:.2f} | {row['ijseg_mp_s']:.2f} | "
                      f"{row['stardist_s']:.2f} | {row['stardist_mp_s']:.2f} | {row['ratio']:.2f} | "
                      f"{row['ijseg_network_s']:.2f} / {row['ijseg_postprocess_s']:.2f} / {row['ijseg_measure_s']:.2f}"
-                     f" | {row['ijseg_objects']} / {row['stardist_objects']} |")
+                     f" | {row['post_measure_share']:.2f} | {row['ijseg_write_s']:.2f} "
+                     f"| {row['ijseg_objects']} / {row['stardist_objects']} |")
+    if r.get("bundle"):
+        b = r["bundle"]
+        lines += ["", f"Bundle against model folder, one {b['size']}x{b['size']} image, max abs difference of the "
+                  "probabilities:", "", "| weights | max abs difference |", "|---|---|"]
+        lines += [f"| {k[len('max_abs_diff_'):]} | {v:.2g} |" for k, v in b.items() if k.startswith("max_abs_diff_")]
+    if r.get("memory"):
+        m = r["memory"]
+        lines += ["", f"`ijseg predict` on one {m['size']}x{m['size']} image: peak RSS {m['peak_rss_gb']:.2f} GB, "
+                  f"{m['wall_s']:.1f} s for the whole process."]
     f = r["roofline"]
     lines += ["", "U-Net forward pass against the matmul peak (1024x1024 input, one pass):", "",
               "| quantity | float32 | bfloat16 (mixed precision) |", "|---|---|---|",
@@ -294,6 +359,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="512,2048")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--bridge-images", type=int, default=100, help="0 skips the bridge benchmark")
+    ap.add_argument("--memory", type=int, default=8192, help="side of the peak-memory image (0 skips it)")
+    ap.add_argument("--no-bundle", dest="bundle", action="store_false",
+                    help="skip the bundle against folder check (exports the model)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "speed.json")
     args = ap.parse_args(argv)
     for m in (args.ijseg_model, args.stardist_model):
@@ -307,6 +375,10 @@ def main(argv=None) -> int:
          "cpu": _cpu(), "cores": os.cpu_count()}
     r["inference"] = inference(args.ijseg_model, args.stardist_model, [int(s) for s in args.sizes.split(",")],
                                args.repeat)
+    if args.bundle:
+        r["bundle"] = bundle_agreement(args.ijseg_model)
+    if args.memory:
+        r["memory"] = peak_memory(args.ijseg_model, args.memory)
     r["roofline"] = roofline(args.ijseg_model, args.repeat)
     r["training_step"] = training_step(args.repeat)
     r["startup"] = startup(args.ijseg_model, args.repeat)

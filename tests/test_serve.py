@@ -14,7 +14,6 @@ import tifffile
 
 from ijseg.pipeline import PredictorCache, load_predictor, segment
 from ijseg.data.io import read_image
-from ijseg.postprocess import PostprocessOptions
 
 IJSEG = str(Path(sys.executable).with_name("ijseg"))
 
@@ -45,7 +44,7 @@ def test_serve_answers_requests_until_its_input_ends(tiny_model, sim_dataset, tm
     assert [code for code, _ in replies] == [0, 0, 0, 1, 2]
     predictor = load_predictor(tiny_model)
     for f in images:
-        _, seg, _ = segment(predictor, read_image(f), PostprocessOptions())
+        _, seg, _ = segment(predictor, read_image(f))  # the model's own post-processing, as the CLI
         np.testing.assert_array_equal(tifffile.imread(tmp_path / f.stem / f"{f.stem}_labels.tif"), seg.labels)
     assert (tmp_path / "table.csv").is_file()
     assert replies[3][1] == [f"ijseg predict: error: {tmp_path / 'nope'}: model not found (a model folder written by "

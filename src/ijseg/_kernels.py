@@ -391,6 +391,23 @@ def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray) -> np
 
 
 @njit(cache=True, nogil=True)
+def _enqueue(pixel, nxt, head, tail, n: int, at: int, level: int):  # pragma: no cover - compiled
+    """Append pixel ``at`` to the list of ``level`` as entry ``n``; returns the entry arrays
+    (grown when full)."""
+    if n == pixel.size:
+        pixel = np.concatenate((pixel, np.empty_like(pixel)))
+        nxt = np.concatenate((nxt, np.empty_like(nxt)))
+    pixel[n] = at
+    nxt[n] = -1
+    if tail[level] >= 0:
+        nxt[tail[level]] = n
+    else:
+        head[level] = n
+    tail[level] = n
+    return pixel, nxt
+
+
+@njit(cache=True, nogil=True)
 def _flood(seeds, fg, elevation, lo: float, scale: float, n_levels: int):  # pragma: no cover - compiled
     """:func:`seeded_flood` on levels ``(elevation - lo) * scale``."""
     h, w = seeds.shape
@@ -400,70 +417,37 @@ def _flood(seeds, fg, elevation, lo: float, scale: float, n_levels: int):  # pra
     pixel = np.empty(1024, np.int64)  # entries: the pixel, and the next entry of the same level
     nxt = np.empty(1024, np.int64)
     n = 0
-    lowest = n_levels
-    for phase in range(2):  # 0: the seeds' frontier, in raster order; 1: the flood
-        y = 0
-        x = -1
-        level = 0
-        while True:
-            if phase == 0:
-                x += 1
-                if x == w:
-                    x = 0
-                    y += 1
-                    if y == h:
-                        break
-                if labels[y, x] == 0:
-                    continue
-                if not ((y > 0 and fg[y - 1, x] and labels[y - 1, x] == 0)
-                        or (y + 1 < h and fg[y + 1, x] and labels[y + 1, x] == 0)
-                        or (x > 0 and fg[y, x - 1] and labels[y, x - 1] == 0)
-                        or (x + 1 < w and fg[y, x + 1] and labels[y, x + 1] == 0)):
-                    continue
-                new_level = min(n_levels - 1, max(0, int((elevation[y, x] - lo) * scale)))
-                at = y * w + x
-            else:
-                while level < n_levels and head[level] < 0:
-                    level += 1
-                if level == n_levels:
-                    break
-                e = head[level]
-                head[level] = nxt[e]
-                if head[level] < 0:
-                    tail[level] = -1
-                at = pixel[e]
-                y = at // w
-                x = at - y * w
-                lab = labels[y, x]
-                for k in range(4):
-                    ny = y + _DY[k]
-                    nx = x + _DX[k]
-                    if ny < 0 or ny >= h or nx < 0 or nx >= w or not fg[ny, nx] or labels[ny, nx] != 0:
-                        continue
-                    labels[ny, nx] = lab  # labelled when queued: no cheaper path can reach it later
-                    nl = max(level, min(n_levels - 1, max(0, int((elevation[ny, nx] - lo) * scale))))
-                    if n == pixel.size:
-                        pixel = np.concatenate((pixel, np.empty_like(pixel)))
-                        nxt = np.concatenate((nxt, np.empty_like(nxt)))
-                    pixel[n] = ny * w + nx
-                    nxt[n] = -1
-                    if tail[nl] >= 0:
-                        nxt[tail[nl]] = n
-                    else:
-                        head[nl] = n
-                    tail[nl] = n
-                    n += 1
+    for y in range(h):  # the seeds' frontier, in raster order
+        for x in range(w):
+            if labels[y, x] != 0 and (
+                    (y > 0 and fg[y - 1, x] and labels[y - 1, x] == 0)
+                    or (y + 1 < h and fg[y + 1, x] and labels[y + 1, x] == 0)
+                    or (x > 0 and fg[y, x - 1] and labels[y, x - 1] == 0)
+                    or (x + 1 < w and fg[y, x + 1] and labels[y, x + 1] == 0)):
+                level = min(n_levels - 1, max(0, int((elevation[y, x] - lo) * scale)))
+                pixel, nxt = _enqueue(pixel, nxt, head, tail, n, y * w + x, level)
+                n += 1
+    level = 0
+    while True:  # the flood: lowest level first, first in first out within a level
+        while level < n_levels and head[level] < 0:
+            level += 1
+        if level == n_levels:
+            break
+        e = head[level]
+        head[level] = nxt[e]
+        if head[level] < 0:
+            tail[level] = -1
+        y = pixel[e] // w
+        x = pixel[e] - y * w
+        lab = labels[y, x]
+        for k in range(4):
+            ny = y + _DY[k]
+            nx = x + _DX[k]
+            if ny < 0 or ny >= h or nx < 0 or nx >= w or not fg[ny, nx] or labels[ny, nx] != 0:
                 continue
-            if n == pixel.size:
-                pixel = np.concatenate((pixel, np.empty_like(pixel)))
-                nxt = np.concatenate((nxt, np.empty_like(nxt)))
-            pixel[n] = at
-            nxt[n] = -1
-            if tail[new_level] >= 0:
-                nxt[tail[new_level]] = n
-            else:
-                head[new_level] = n
-            tail[new_level] = n
+            labels[ny, nx] = lab  # labelled when queued: no cheaper path can reach it later
+            nl = max(level, min(n_levels - 1, max(0, int((elevation[ny, nx] - lo) * scale))))
+            pixel, nxt = _enqueue(pixel, nxt, head, tail, n, ny * w + nx, nl)
             n += 1
     return labels
 

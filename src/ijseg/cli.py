@@ -298,6 +298,11 @@ def _cmd_train(args, ctx: Context) -> int:
           f"best epoch {result.best_epoch} (validation loss {result.best_val_loss:.4g}"
           + (f", foreground IoU {last['val_fg_iou']:.3f} at the last epoch" if "val_fg_iou" in last else "")
           + f"); model in {result.model_dir}")
+    if result.tuned is not None:
+        t = result.tuned
+        score = t["scores"][f"{t['value']:g}"]
+        print(f"post-processing: {t['option'].replace('_', ' ')} {t['value']:g}, chosen on {t['n_images']} validation "
+              f"image(s) ({t['objective']}: {score:.3f})")
     if result.qc is not None:
         print(f"validation QC: AP@0.5 {result.qc['ap@0.5']:.3f}, F1@0.5 {result.qc['f1@0.5']:.3f}; "
               f"report: {result.model_dir / 'qc' / 'report.html'}")
@@ -309,18 +314,23 @@ def _cmd_train(args, ctx: Context) -> int:
 
 
 def _add_postprocess_args(p) -> None:
-    g = p.add_argument_group("post-processing")
+    g = p.add_argument_group("post-processing",
+                             "Options not given keep the model's: those 'ijseg train' chose on the validation "
+                             "images (MODEL/postprocessing.json, or a bundle's), else the defaults.")
     from .config import DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD
 
-    g.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"foreground probability threshold (default {DEFAULT_THRESHOLD:g})")
-    g.add_argument("--seed-threshold", type=float, default=DEFAULT_SEED_THRESHOLD,
-                   help=f"3-class models: interior probability that seeds an object (default {DEFAULT_SEED_THRESHOLD:g})")
-    g.add_argument("--min-size", type=int, default=0, help="remove objects smaller than N pixels")
-    g.add_argument("--max-size", type=int, default=0, help="remove objects larger than N pixels (0: no limit)")
-    g.add_argument("--fill-holes", action="store_true", help="fill holes in objects")
-    g.add_argument("--clear-border", action="store_true", help="remove objects touching the image border")
-    g.add_argument("--watershed", action="store_true",
+    # None: not given, the model's value applies (store_true flags too, so a bundle's True stays)
+    g.add_argument("--threshold", type=float,
+                   help=f"foreground probability threshold (default: the model's, else {DEFAULT_THRESHOLD:g})")
+    g.add_argument("--seed-threshold", type=float,
+                   help="3-class models: interior probability that seeds an object (default: the model's, chosen "
+                        f"on its validation images, else {DEFAULT_SEED_THRESHOLD:g})")
+    g.add_argument("--min-size", type=int, help="remove objects smaller than N pixels")
+    g.add_argument("--max-size", type=int, help="remove objects larger than N pixels (0: no limit)")
+    g.add_argument("--fill-holes", action="store_true", default=None, help="fill holes in objects")
+    g.add_argument("--clear-border", action="store_true", default=None,
+                   help="remove objects touching the image border")
+    g.add_argument("--watershed", action="store_true", default=None,
                    help="split touching objects of a binary model (distance-transform watershed)")
     g.add_argument("--tile", type=_tile_size, help="largest tile side in pixels, halo included (default: by the "
                                                    "network's width, 2048 for the default network; 0: no tiling)")
@@ -343,11 +353,13 @@ def _checked_tile(predictor, tile: int | None) -> None:
         raise ConfigError(f"--tile: {err}") from err
 
 
-def _postprocess_options(args):
+def _postprocess_options(args, base=None):
+    """The post-processing options given on the command line over ``base`` (a model's own); called
+    once without ``base`` to refuse bad values before a model is loaded."""
     from .postprocess import PostprocessOptions
 
     try:
-        return PostprocessOptions.from_mapping(vars(args))
+        return PostprocessOptions.from_mapping(vars(args), base=base)
     except ValueError as err:
         raise ConfigError(str(err)) from err
 
@@ -402,13 +414,14 @@ def _check_model_path(path: Path) -> None:
 def _cmd_predict(args, ctx: Context) -> int:
     from .pipeline import load_predictor, predict_files
 
-    options = _postprocess_options(args)
+    _postprocess_options(args)
     files = _input_files(args.input)
     check_output_dir(args.out)
     _check_model_path(args.model)
     predictor = (ctx.predictors.get(args.model, which=args.weights) if ctx.predictors is not None
                  else load_predictor(args.model, which=args.weights))
     _checked_tile(predictor, args.tile)
+    options = _postprocess_options(args, predictor.postprocessing)
     rows, failures = predict_files(predictor, files, args.out, output=args.output, options=options, tile=args.tile,
                                    progress=not args.quiet and len(files) > 1)
     if len(files) == 1 and failures:
@@ -480,13 +493,14 @@ def _cmd_qc(args, ctx: Context) -> int:
     from .pipeline import load_predictor
     from .qc import evaluate
 
-    options = _postprocess_options(args)
+    _postprocess_options(args)
     check_output_dir(args.out, "the QC folder")
     _check_model_path(args.model)
     if not args.data.exists():
         raise DataError(f"{args.data}: test dataset not found")
     predictor = load_predictor(args.model, which=args.weights)
     _checked_tile(predictor, args.tile)
+    options = _postprocess_options(args, predictor.postprocessing)
     summary = evaluate(predictor, args.data, args.out, options=options, tile=args.tile,
                        history=ModelFolder(args.model) / ModelFolder.HISTORY, progress=not args.quiet)
     iou = summary["pixels"]["iou"]
@@ -521,11 +535,11 @@ def _add_export(sub) -> None:
     p.add_argument("--weights", nargs="+", choices=("keras_v3", "tensorflow_saved_model_bundle", "onnx"),
                    default=["keras_v3", "tensorflow_saved_model_bundle", "onnx"], help="weight formats (default all)")
     p.add_argument("--threshold", type=float,
-                   help="the model's foreground threshold, written into the bundle and its macros (default: the one "
-                        "of the model's QC, else the default threshold)")
+                   help="the model's foreground threshold, written into the bundle and its macros (default: the "
+                        "model's, else the default threshold)")
     p.add_argument("--seed-threshold", type=float,
-                   help="3-class models: the interior probability that seeds an object (default: the model's QC "
-                        "setting, else the default seed threshold)")
+                   help="3-class models: the interior probability that seeds an object (default: the model's, "
+                        "chosen on its validation images, else the default seed threshold)")
     p.set_defaults(func=_cmd_export)
 
 
@@ -534,14 +548,13 @@ def _cmd_export(args, ctx: Context) -> int:
 
     from .bundles import export_bundle
     from .bundles.deepimagej import macro_lines, read_rdf
+    from .bundles.export import model_postprocessing
     from .postprocess import PostprocessOptions
 
     pp = None
     if args.threshold is not None or args.seed_threshold is not None:
-        given = {k: v for k, v in (("threshold", args.threshold), ("seed_threshold", args.seed_threshold))
-                 if v is not None}
         try:
-            pp = PostprocessOptions(**given)
+            pp = PostprocessOptions.from_mapping(vars(args), base=model_postprocessing(args.model))
         except ValueError as err:
             raise ConfigError(str(err)) from err
     check_output_file(args.out, "the bundle")

@@ -90,13 +90,14 @@ def output_names(stem: str, output: str) -> dict[str, str]:
 
 
 def segment(predictor: Predictor, image: Image, options=None, *, tile: int | None = None):
-    """Probabilities, segmentation and measurement table of one image."""
+    """Probabilities, segmentation and measurement table of one image (``options`` default: the
+    model's own, :attr:`Predictor.postprocessing`)."""
     from .measure import measure
     from .postprocess import postprocess
 
     x = to_model_input(image, predictor.config.data_n_channels)
     prob = predictor.predict(image, tile=tile)
-    seg = postprocess(prob, predictor.config, options)
+    seg = postprocess(prob, predictor.config, options or predictor.postprocessing)
     table = measure(seg.labels, x[..., 0], pixel_size=image.pixel_size)
     return prob, seg, table
 

@@ -19,7 +19,7 @@ uint32.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -79,17 +79,21 @@ class PostprocessOptions:
             raise ValueError(f"max_size {self.max_size} is smaller than min_size {self.min_size}")
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], *, keys: Mapping[str, str] | None = None) -> PostprocessOptions:
+    def from_mapping(cls, values: Mapping[str, Any], *, keys: Mapping[str, str] | None = None,
+                     base: PostprocessOptions | None = None) -> PostprocessOptions:
         """Options from a mapping such as parsed command-line arguments or IJSeg macro options.
 
         Parameters
         ----------
         values
             Option values; strings are parsed (numbers, ``true``/``false``). Absent options (or
-            ``None``) take their defaults.
+            ``None``) take their values in ``base``.
         keys
             The key of each field in ``values`` (default: the field names); :data:`MACRO_KEYS`
             for the keys of the IJSeg commands' macro options.
+        base
+            The options that absent values keep (default: the defaults); a model's own
+            post-processing (:attr:`ijseg.predict.Predictor.postprocessing`).
 
         Raises
         ------
@@ -101,7 +105,7 @@ class PostprocessOptions:
         >>> PostprocessOptions.from_mapping({"seed": "0.6", "min": "20", "exclude": "true"}, keys=MACRO_KEYS)
         PostprocessOptions(threshold=0.5, seed_threshold=0.6, distance_threshold=0.05, min_size=20, max_size=0, fill_holes=False, clear_border=True, watershed=False)
         """
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = asdict(base) if base is not None else {}
         for f in fields(cls):
             key = (keys or {}).get(f.name, f.name)
             value = values.get(key)

@@ -22,6 +22,7 @@ from .data.io import Image, to_model_input
 from .errors import DataError
 from .models.folder import ModelFolder
 from .models.source import FolderSource, ModelSource
+from .postprocess import PostprocessOptions
 
 __all__ = ["Predictor", "DEFAULT_TILE", "BATCH_PIXELS"]
 
@@ -73,6 +74,13 @@ class Predictor:
     @property
     def halo(self) -> int:
         return self.model.halo
+
+    @property
+    def postprocessing(self) -> PostprocessOptions:
+        """The model's post-processing options: those chosen on its validation images when it
+        was trained (``MODEL/postprocessing.json``, a bundle's ``config.ijseg.postprocessing``),
+        else the defaults. They apply wherever no options are given."""
+        return self.model.postprocessing
 
     def check_tile(self, tile: int | None) -> None:
         """Raise :class:`~ijseg.errors.ConfigError` unless ``tile`` is ``None``, ``0`` or a window

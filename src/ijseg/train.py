@@ -58,6 +58,9 @@ class TrainResult:
     #: stopped on request (``stop`` set, e.g. by Ctrl-C) before ``epochs``; the epoch in
     #: progress was dropped and the folder holds the last completed one
     interrupted: bool = False
+    #: how the post-processing was chosen on the validation images (``MODEL/postprocessing.json``'s
+    #: ``tuned``), None when it was not
+    tuned: dict[str, Any] | None = None
 
     @property
     def last(self) -> dict[str, float]:
@@ -339,6 +342,7 @@ def train(
     overwrite: bool = False,
     epochs: int | None = None,
     qc: bool = True,
+    tune: bool = True,
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
     time_limit: float | None = None,
@@ -362,21 +366,19 @@ def train(
         Replace a model already in ``model_dir`` (otherwise that is an error).
     epochs
         Total number of epochs; with ``resume`` this may extend the original run.
-    qc
-        At the end, run quality control (:func:`ijseg.qc.evaluate`) with the best weights on
-        the validation images and write it into ``MODEL/qc/``.
-    progress
-        Show tqdm progress bars.
-    callback
-        Called with ``{"event": "epoch_end", "epoch": ..., "logs": {...}}`` after each epoch.
+    qc, tune
+        At the end, with the best weights, on the validation images: choose the post-processing
+        (:func:`ijseg.qc.tune.tune_postprocess`, ``MODEL/postprocessing.json``), then run quality
+        control (:func:`ijseg.qc.evaluate`, ``MODEL/qc/``).
+    progress, callback
+        Show tqdm progress bars; call ``callback({"event": "epoch_end", "epoch", "logs"})``.
     time_limit
-        Minutes: training stops after the last epoch that ends within this time (measured from
-        the first epoch, data loading not counted), the learning rate decaying over it (cosine).
+        Minutes: training stops after the last epoch that ends within this time (from the first
+        epoch), the learning rate decaying over it (cosine).
     stop
-        An event that another thread or a signal handler sets to stop training cleanly: the
-        current step finishes, the epoch in progress is dropped, and :func:`train` returns with
-        ``interrupted=True`` (no quality control). The command line sets it on Ctrl-C, so that
-        an interrupted run leaves TensorFlow the way a finished one does.
+        An event that another thread or a signal handler (the command line's Ctrl-C) sets to
+        stop cleanly: the current step finishes, the epoch in progress is dropped, and
+        :func:`train` returns with ``interrupted=True`` (no tuning, no quality control).
 
     Raises
     ------
@@ -404,9 +406,10 @@ def train(
         keras, folder=folder, cfg=cfg, state=state, history=history, progress=progress, callback=callback,
         time_limit=time_limit, stop=stop))
     interrupted = bool(state.get("interrupted")) or (stop is not None and stop.is_set())
-    summary = _final_qc(folder, val_s, progress) if qc and state["epoch"] > 0 and not interrupted else None
+    finished = state["epoch"] > 0 and not interrupted
+    tuned, summary = _finish(folder, val_s, tune=tune and finished, qc=qc and finished, progress=progress)
     return TrainResult(
-        qc=summary, model_dir=folder.path, epochs_done=state["epoch"], best_epoch=state["best_epoch"],
+        qc=summary, tuned=tuned, model_dir=folder.path, epochs_done=state["epoch"], best_epoch=state["best_epoch"],
         best_val_loss=state["best_val_loss"], history=history, stopped_early=state.get("stopped_early", False),
         time_limit_reached=state.get("time_limit_reached", False), interrupted=interrupted,
     )
@@ -526,6 +529,26 @@ def _datasets(tf, cfg: Config, train_pairs, val_pairs, *, seed: int):
              p, cfg.train_batch_size, cfg.train_steps_per_epoch, cfg.train_epochs,
              policy_name(cfg.train_mixed_precision), len(vx))
     return train_ds, tf.data.Dataset.from_tensor_slices((vx, vy)).batch(cfg.train_batch_size)
+
+
+def _finish(folder: ModelFolder, val_s, *, tune: bool, qc: bool, progress: bool):
+    """The steps after training: the post-processing tuned, then quality control (each optional)."""
+    tuned = _tune(folder, val_s, progress) if tune else None
+    return tuned, (_final_qc(folder, val_s, progress) if qc else None)
+
+
+def _tune(folder: ModelFolder, val_s, progress: bool) -> dict | None:
+    """Choose the post-processing on the validation images with the best weights; write it."""
+    from .postprocess import PostprocessOptions
+    from .predict import Predictor
+    from .qc.tune import tune_postprocess, write_postprocessing
+
+    found = tune_postprocess(Predictor(folder), val_s, PostprocessOptions(), progress=progress)
+    if found is None:
+        return None
+    options, report = found
+    write_postprocessing(folder / ModelFolder.POSTPROCESSING, options, report)
+    return report
 
 
 def _final_qc(folder: ModelFolder, val_s, progress: bool) -> dict:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -17,7 +18,6 @@ from ijseg.ij import MacroError, jclass, run, start_jvm
 from ijseg.ij._xvfb import Xvfb
 from ijseg.ij.engine import install_engine
 from ijseg.measure import measure
-from ijseg.postprocess import PostprocessOptions
 from ijseg.pipeline import load_predictor, segment
 
 pytestmark = pytest.mark.jvm
@@ -51,7 +51,7 @@ def test_predict_and_measure_in_process_equal_python(tiny_model, images):
     code = _predict_macro(tiny_model) + 'run("IJSeg Measure", "labels=[cells_labels] intensity=[cells.tif]");\n'
     r = run(code, img.data, title="cells.tif")
     assert set(r.images) == {"cells.tif", "cells_labels"}
-    _, seg, _ = segment(load_predictor(tiny_model), img, PostprocessOptions())
+    _, seg, _ = segment(load_predictor(tiny_model), img)  # the model's post-processing: seed not given
     np.testing.assert_array_equal(r.images["cells_labels"], seg.labels)
     table = measure(seg.labels, img.data)
     assert len(r.results) == seg.n_objects > 0
@@ -138,7 +138,7 @@ def test_standalone_imagej_runs_the_command_line(tiny_model, images, tmp_path, s
     assert engine.startswith("engine: ijseg command line (") and ("server pid" in engine) == server, engine
     predictor = load_predictor(tiny_model)
     for i in range(2):
-        _, seg, _ = segment(predictor, read_image(images[i]), PostprocessOptions())
+        _, seg, _ = segment(predictor, read_image(images[i]))
         np.testing.assert_array_equal(tifffile.imread(out[i]), seg.labels)
     assert f"objects: {seg.n_objects}" in proc.stdout
 
@@ -156,7 +156,7 @@ def test_batch_segment_script_without_display(tiny_model, sim_dataset, tmp_path)
     summary = (out / "summary.csv").read_text().splitlines()
     assert summary[0] == "Slice,Count,Total Area,Average Size,%Area,Mean" and len(summary) == len(files) + 1
     for f, line in zip(files, summary[1:]):
-        _, seg, _ = segment(predictor, read_image(f), PostprocessOptions(min_size=3))
+        _, seg, _ = segment(predictor, read_image(f), dataclasses.replace(predictor.postprocessing, min_size=3))
         np.testing.assert_array_equal(tifffile.imread(out / f"{f.stem}_labels.tif"), seg.labels)
         rows = (out / f"{f.stem}_results.csv").read_text().splitlines()
         assert len(rows) == seg.n_objects + 1 and line.startswith(f"{f.name},{seg.n_objects},")
@@ -177,7 +177,7 @@ def test_segment_and_measure_macro_counts_every_object(tiny_model, images, tmp_p
                            "--arg", f"image={images[0]}", "--arg", f"model={tiny_model}", "--arg",
                            f"output={tmp_path}"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    _, seg, _ = segment(load_predictor(tiny_model), read_image(images[0]), PostprocessOptions())
+    _, seg, _ = segment(load_predictor(tiny_model), read_image(images[0]))
     count_mask = tifffile.imread(tmp_path / f"{images[0].stem}_count_mask.tif")
     assert count_mask.max() == seg.n_objects
     rows = (tmp_path / f"{images[0].stem}_results.csv").read_text().splitlines()

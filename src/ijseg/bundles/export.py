@@ -27,6 +27,7 @@ The bundle is built with bioimageio.spec's own classes and packed with its packa
 from __future__ import annotations
 
 import datetime
+import dataclasses
 import json
 import logging
 import os
@@ -42,11 +43,12 @@ from .._fileio import atomic_path
 from .._tiling import smallest_window
 from ..errors import ConfigError, DataError, ModelError
 from ..models.folder import ModelFolder
+from ..models.source import stored_postprocessing
 from ..postprocess import PostprocessOptions
 from ..preprocess import normalizer_from_dict
 from . import deepimagej
 
-__all__ = ["export_bundle", "WEIGHT_FORMATS", "INPUT_ID", "OUTPUT_ID"]
+__all__ = ["export_bundle", "model_postprocessing", "WEIGHT_FORMATS", "INPUT_ID", "OUTPUT_ID"]
 
 log = logging.getLogger(__name__)
 
@@ -285,8 +287,7 @@ def export_bundle(
         block and ImageJ macros that deepImageJ up to 3.0.3 reads).
     postprocess
         Thresholds of the model's post-processing, written into ``config.ijseg.postprocessing``
-        and into the bundle's ImageJ macros (default: those of the model's quality control in
-        ``MODEL/qc/summary.json``, else ijseg's defaults).
+        and into the bundle's ImageJ macros (default: :func:`model_postprocessing`).
 
     Raises
     ------
@@ -309,7 +310,7 @@ def export_bundle(
     raw, sample_path = _sample_image(folder, sample)
     test_raw = _crop_for_test(raw, cfg.divisor, smallest_window(halo, cfg.divisor))
     prob, qc = predictor.predict(test_raw, tile=0), _qc_summary(folder)
-    pp = dict((postprocess or _qc_postprocess(qc)).__dict__)
+    pp = dataclasses.asdict(postprocess or model_postprocessing(folder))
     description = description or _default_description(cfg)
     ijseg_config = {"config": cfg.to_dict(), "qc": qc, "sample": str(sample_path), "halo": halo,
                     "receptive_field": receptive_field(cfg), "postprocessing": pp}
@@ -350,10 +351,13 @@ def _qc_summary(folder: ModelFolder) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def _qc_postprocess(qc: dict | None) -> PostprocessOptions:
-    """The post-processing of the model's QC (``MODEL/qc/summary.json``), else the defaults."""
-    known = set(PostprocessOptions.__dataclass_fields__)
-    return PostprocessOptions(**{k: v for k, v in ((qc or {}).get("postprocessing") or {}).items() if k in known})
+def model_postprocessing(model_dir: str | os.PathLike | ModelFolder) -> PostprocessOptions:
+    """A model folder's post-processing: the options training chose on the validation images
+    (``MODEL/postprocessing.json``), else those of its QC (``MODEL/qc/summary.json``, models
+    trained before the tuning), else the defaults."""
+    folder = model_dir if isinstance(model_dir, ModelFolder) else ModelFolder(model_dir)
+    stored = folder.postprocessing() or ((_qc_summary(folder) or {}).get("postprocessing") or {})
+    return stored_postprocessing(stored, folder.path)
 
 
 def _default_description(cfg) -> str:

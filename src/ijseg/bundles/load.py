@@ -34,6 +34,7 @@ import numpy as np
 from ..config import Config
 from .._tiling import default_tile
 from ..errors import DataError, ModelError
+from ..models.source import stored_postprocessing
 
 __all__ = ["BundleSource", "safe_extract", "is_bundle", "SUPPORTED_WEIGHTS", "MAX_UNPACKED", "MAX_FILES"]
 
@@ -293,6 +294,8 @@ class BundleSource:
         # an ijseg bundle's network is known: the same default window as its model folder
         known = _ijseg_config(self.rdf) is not None
         self.default_tile = default_tile(self.config.unet_base_filters if known else None, self.step or 1)
+        self.postprocessing = stored_postprocessing(
+            ((self.rdf.get("config") or {}).get("ijseg") or {}).get("postprocessing") or {}, self.path)
         self._ids = _tensor_id(descr.inputs[0]), _tensor_id(descr.outputs[0])
         try:
             self.pipeline = create_prediction_pipeline(descr, weight_format=self.weight_format)

@@ -69,12 +69,14 @@ class PythonEngine:
 
         output = options.get("output", "labels")
         try:
-            pp = PostprocessOptions.from_mapping(options, keys=MACRO_KEYS)
+            PostprocessOptions.from_mapping(options, keys=MACRO_KEYS)  # bad values fail before the model loads
         except ValueError as err:
             raise IjsegError(str(err)) from err
         tile = int(float(options.get("tile", 0))) or None
         predictor = self.model(options["model"])
         predictor.check_tile(tile)
+        # options not given (the dialog's seed threshold 0) keep the model's own
+        pp = PostprocessOptions.from_mapping(options, keys=MACRO_KEYS, base=predictor.postprocessing)
         image = imageplus_to_image(imp)
         title = str(imp.getTitle())
         try:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -35,8 +36,10 @@ class ModelFolder:
     CURVES = "learning_curves.png"
     SPLIT = "split.json"
     QC = "qc"
+    #: the post-processing options chosen on the validation images (:mod:`ijseg.qc.tune`)
+    POSTPROCESSING = "postprocessing.json"
     #: files that training writes (and ``--overwrite`` removes)
-    OUTPUTS = (CONFIG, WEIGHTS_BEST, WEIGHTS_LAST, CHECKPOINT, HISTORY, CURVES, SPLIT)
+    OUTPUTS = (CONFIG, WEIGHTS_BEST, WEIGHTS_LAST, CHECKPOINT, HISTORY, CURVES, SPLIT, POSTPROCESSING)
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -69,6 +72,23 @@ class ModelFolder:
             return Config.load(self.path / self.CONFIG)
         except Exception as err:
             raise ModelError(f"{self.path}: cannot use this model: {err}") from err
+
+    def postprocessing(self) -> dict:
+        """The stored post-processing options (``postprocessing.json``), empty when there are none.
+
+        Raises
+        ------
+        ModelError
+            If the file cannot be read.
+        """
+        path = self.path / self.POSTPROCESSING
+        if not path.is_file():
+            return {}
+        try:
+            return dict(json.loads(path.read_text(encoding="utf-8"))["postprocessing"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ModelError(f"{path}: unreadable post-processing settings ({err}); delete the file to use the "
+                             "defaults") from err
 
     def weights_path(self, which: str = "best") -> Path:
         """Path of the best or last weights; ``best`` falls back to ``last`` if absent."""

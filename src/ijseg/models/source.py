@@ -20,6 +20,7 @@ import numpy as np
 from .._tiling import default_tile, halo_for
 from ..config import Config
 from ..errors import DataError, ModelError
+from ..postprocess import PostprocessOptions
 from ..preprocess import normalizer_from_dict
 from .folder import ModelFolder
 
@@ -42,6 +43,9 @@ class ModelSource(Protocol):
         Pixels of context each side of a window's core needs (the receptive-field radius).
     default_tile
         The window side used when the caller gives none (bounded memory, few repeated halos).
+    postprocessing
+        The model's post-processing options (thresholds chosen on its validation images), which
+        apply where the caller gives none.
     """
 
     path: Path
@@ -50,6 +54,7 @@ class ModelSource(Protocol):
     step: int
     halo: int
     default_tile: int
+    postprocessing: PostprocessOptions
 
     def check_shape(self, height: int, width: int) -> None:
         """Raise :class:`~ijseg.errors.DataError` for an image size the network cannot take."""
@@ -95,6 +100,7 @@ class FolderSource:
         self.minimum = self.step = self.config.divisor
         self.halo = halo_for(receptive_field(self.config), self.step)
         self.default_tile = default_tile(self.config.unet_base_filters, self.step)
+        self.postprocessing = stored_postprocessing(self.folder.postprocessing(), self.path)
         tf, _ = import_tf()
         spec = tf.TensorSpec([None, None, None, self.config.data_n_channels], tf.float32)
         keras_model = self.keras
@@ -126,3 +132,18 @@ class FolderSource:
 
     def close(self) -> None:
         self.keras = self._forward = None
+
+
+def stored_postprocessing(values: dict, where) -> PostprocessOptions:
+    """Post-processing options stored with a model (unknown keys ignored, absent ones default).
+
+    Raises
+    ------
+    ModelError
+        For values out of range.
+    """
+    known = {f for f in PostprocessOptions.__dataclass_fields__}
+    try:
+        return PostprocessOptions(**{k: v for k, v in (values or {}).items() if k in known})
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"{where}: invalid post-processing settings: {err}") from err

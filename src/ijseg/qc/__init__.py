@@ -18,6 +18,7 @@ The metrics are :mod:`ijseg.qc.metrics` (pure functions of arrays), the page
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -64,7 +65,7 @@ def evaluate(
     out
         QC folder (created).
     options
-        Post-processing settings.
+        Post-processing settings (default: the model's, :attr:`~ijseg.predict.Predictor.postprocessing`).
     n_overlays
         Overlays shown in the report (the worst and the best images by F1 at IoU 0.5); an
         overlay PNG is written for every image.
@@ -84,6 +85,7 @@ def evaluate(
     from tqdm.auto import tqdm
 
     cfg = predictor.config
+    options = options or predictor.postprocessing
     samples = _checked_samples(data)
     where = data if isinstance(data, (str, os.PathLike)) else "the test set"
     out = Path(out)
@@ -104,7 +106,7 @@ def evaluate(
         "data": str(where),
         "n_images": len(samples),
         "target": cfg.data_target,
-        "postprocessing": (options or PostprocessOptions()).__dict__,
+        "postprocessing": dataclasses.asdict(options),
         "pixels": {"iou": pixels.iou(), "dice": pixels.dice()},
         "objects": objects,
         "ap@0.5": objects["0.5"]["ap"],

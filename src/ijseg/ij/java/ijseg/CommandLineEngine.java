@@ -150,7 +150,10 @@ public class CommandLineEngine implements Engine {
 		return new FileSaver(copy).saveAsTiff(file.getPath());
 	}
 
+	/** Adds {@code flag value}; an option not given (null) is left to the model's own value. */
 	private static void add(List<String> cmd, String flag, String value) {
+		if (value == null)
+			return;
 		cmd.add(flag);
 		cmd.add(value);
 	}

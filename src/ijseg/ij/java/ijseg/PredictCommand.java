@@ -18,8 +18,11 @@ import java.util.Map;
  * Plugins &gt; IJSeg &gt; IJSeg Predict: segments the current image with an ijseg model.
  *
  * <pre>
- * run("IJSeg Predict", "model=[/data/model] output=labels threshold=0.50 seed=0.80 size=0-Infinity tile=0");
+ * run("IJSeg Predict", "model=[/data/model] output=labels threshold=0.50 seed=0 size=0-Infinity tile=0");
  * </pre>
+ *
+ * Seed threshold 0 (the default) uses the model's own, chosen on its validation images when it
+ * was trained; a value between 0 and 1 replaces it.
  *
  * The result is a new image titled after the input: {@code blobs.tif} gives {@code blobs_labels}
  * (16-bit instance labels), {@code blobs_mask} (8-bit, objects 255; with an inverting LUT
@@ -47,7 +50,7 @@ public class PredictCommand implements PlugIn {
 		gd.addChoice("Output", OUTPUTS, macro ? "labels" : Prefs.get("ijseg.output", "labels"));
 		gd.addNumericField("Threshold", macro ? Defaults.THRESHOLD : Prefs.get("ijseg.threshold", Defaults.THRESHOLD), 2, 6,
 			"foreground probability");
-		gd.addNumericField("Seed threshold", Defaults.SEED_THRESHOLD, 2, 6, "3-class models: interior probability of seeds");
+		gd.addNumericField("Seed threshold", 0, 2, 6, "3-class models: interior probability of seeds (0: the model's)");
 		gd.addStringField("Size", "0-Infinity", 14);
 		gd.addCheckbox("Watershed (split touching objects of binary models)", false);
 		gd.addCheckbox("Fill holes", false);
@@ -74,8 +77,8 @@ public class PredictCommand implements PlugIn {
 			problem = "model not found: " + model;
 		else if (Double.isNaN(threshold) || threshold <= 0 || threshold >= 1)
 			problem = "threshold must be between 0 and 1";
-		else if (Double.isNaN(seed) || seed <= 0 || seed >= 1)
-			problem = "seed threshold must be between 0 and 1";
+		else if (Double.isNaN(seed) || seed < 0 || seed >= 1)
+			problem = "seed threshold must be between 0 and 1 (0: the model's)";
 		else if (Double.isNaN(tile) || tile < 0)
 			problem = "tile must be 0 (automatic) or a size in pixels";
 		long[] range = null;
@@ -90,7 +93,8 @@ public class PredictCommand implements PlugIn {
 		}
 		options.put("model", model);
 		options.put("threshold", String.valueOf(threshold));
-		options.put("seed", String.valueOf(seed));
+		if (seed > 0) // else the model's own, chosen on its validation images when it was trained
+			options.put("seed", String.valueOf(seed));
 		options.put("min", String.valueOf(range[0]));
 		options.put("max", String.valueOf(range[1]));
 		options.put("tile", String.valueOf((long) tile));
