@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 __all__ = ["trace", "perimeter", "convex_hull", "feret", "polygon_area", "object_row", "N_VALUES",
-           "first_seen_order", "argmax_and_seeds", "seeded_flood", "FLOOD_LEVELS", "warm_up"]
+           "first_seen_order", "label_sizes", "argmax_and_seeds", "seeded_flood", "FLOOD_LEVELS", "warm_up"]
 
 _CORNER = 2.0 - math.sqrt(2.0)
 
@@ -356,13 +356,24 @@ def argmax_and_seeds(prob: np.ndarray, seed_channel: int, seed_threshold: float)
     return cls, seeds
 
 
+@njit(cache=True, nogil=True)
+def label_sizes(flat: np.ndarray, n_max: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Pixel count of each label 0..n_max of ``flat`` (``np.bincount`` without its int64 copy)."""
+    sizes = np.zeros(n_max + 1, np.int64)
+    for v in flat:
+        sizes[v] += 1
+    return sizes
+
+
 #: cost levels of :func:`seeded_flood`'s queue
 FLOOD_LEVELS = 65536
 
 
-def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray) -> np.ndarray:
+def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *,
+                 highest_first: bool = False) -> np.ndarray:
     """Grow the labels of ``seeds`` (2-D int, 0 = none) over ``fg`` (2-D bool), 4-connected,
-    lowest ``elevation`` first: a marker-controlled watershed (Meyer's priority flood, the
+    lowest ``elevation`` first (``highest_first``: as on ``-elevation``, without the copy; the
+    elevation may be a strided view such as one channel of a prediction): a marker-controlled watershed (Meyer's priority flood, the
     algorithm of scikit-image's ``watershed``). A pixel's cost is the highest elevation on its
     path from a seed pixel, that pixel's own elevation included; equal costs go first-come
     first-served. Foreground that no seed reaches stays 0.
@@ -378,16 +389,31 @@ def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray) -> np
     """
     seeds = np.ascontiguousarray(seeds, dtype=np.int32)
     fg = np.ascontiguousarray(fg, dtype=np.bool_)
-    elevation = np.asarray(elevation)
+    elevation = np.asarray(elevation, dtype=np.float32)
     if not seeds.shape == fg.shape == elevation.shape or seeds.ndim != 2:
         raise ValueError(f"seeds, fg and elevation must be 2-D of one shape, got {seeds.shape}, {fg.shape}, "
                          f"{elevation.shape}")
-    where = fg | (seeds > 0)
-    if not where.any():
+    lo, hi = _range_where(elevation, fg, seeds)
+    if lo > hi:  # no foreground, no seeds
         return seeds.copy()
-    lo, hi = float(elevation[where].min()), float(elevation[where].max())
     scale = (FLOOD_LEVELS - 1) / (hi - lo) if hi > lo else 0.0
-    return _flood(seeds, fg, np.ascontiguousarray(elevation, dtype=np.float32), lo, scale, FLOOD_LEVELS)
+    if highest_first:
+        return _flood(seeds, fg, elevation, hi, -scale, FLOOD_LEVELS)
+    return _flood(seeds, fg, elevation, lo, scale, FLOOD_LEVELS)
+
+
+@njit(cache=True, nogil=True)
+def _range_where(elevation, fg, seeds):  # pragma: no cover - compiled
+    """Lowest and highest elevation over the foreground and the seeds (inf, -inf if none)."""
+    lo, hi = np.inf, -np.inf
+    h, w = fg.shape
+    for y in range(h):
+        for x in range(w):
+            if fg[y, x] or seeds[y, x] != 0:
+                v = elevation[y, x]
+                lo = min(lo, v)
+                hi = max(hi, v)
+    return lo, hi
 
 
 @njit(cache=True, nogil=True)
@@ -408,8 +434,8 @@ def _enqueue(pixel, nxt, head, tail, n: int, at: int, level: int):  # pragma: no
 
 
 @njit(cache=True, nogil=True)
-def _flood(seeds, fg, elevation, lo: float, scale: float, n_levels: int):  # pragma: no cover - compiled
-    """:func:`seeded_flood` on levels ``(elevation - lo) * scale``."""
+def _flood(seeds, fg, elevation, origin: float, scale: float, n_levels: int):  # pragma: no cover - compiled
+    """:func:`seeded_flood` on levels ``(elevation - origin) * scale``."""
     h, w = seeds.shape
     labels = seeds.copy()
     head = np.full(n_levels, -1, np.int64)  # per level: first and last entry of its list
@@ -424,7 +450,7 @@ def _flood(seeds, fg, elevation, lo: float, scale: float, n_levels: int):  # pra
                     or (y + 1 < h and fg[y + 1, x] and labels[y + 1, x] == 0)
                     or (x > 0 and fg[y, x - 1] and labels[y, x - 1] == 0)
                     or (x + 1 < w and fg[y, x + 1] and labels[y, x + 1] == 0)):
-                level = min(n_levels - 1, max(0, int((elevation[y, x] - lo) * scale)))
+                level = min(n_levels - 1, max(0, int((elevation[y, x] - origin) * scale)))
                 pixel, nxt = _enqueue(pixel, nxt, head, tail, n, y * w + x, level)
                 n += 1
     level = 0
@@ -446,7 +472,7 @@ def _flood(seeds, fg, elevation, lo: float, scale: float, n_levels: int):  # pra
             if ny < 0 or ny >= h or nx < 0 or nx >= w or not fg[ny, nx] or labels[ny, nx] != 0:
                 continue
             labels[ny, nx] = lab  # labelled when queued: no cheaper path can reach it later
-            nl = max(level, min(n_levels - 1, max(0, int((elevation[ny, nx] - lo) * scale))))
+            nl = max(level, min(n_levels - 1, max(0, int((elevation[ny, nx] - origin) * scale))))
             pixel, nxt = _enqueue(pixel, nxt, head, tail, n, ny * w + nx, nl)
             n += 1
     return labels
@@ -463,3 +489,8 @@ def warm_up() -> None:
     first_seen_order(np.zeros(4, np.int64), 0)
     seeded_flood(np.eye(2, dtype=np.int32), mask[:, :2], np.zeros((2, 2), np.float32))
     argmax_and_seeds(np.zeros((2, 2, 3), np.float32), 1, 0.5)
+    seeded_flood(np.eye(2, dtype=np.int32), mask[:, :2], np.zeros((2, 2, 3), np.float32)[..., 1], highest_first=True)
+    first_seen_order(np.zeros(4, np.int32), 0)
+    first_seen_order(np.zeros(4, np.uint16), 0)
+    for dtype in (np.int32, np.int64, np.uint16):
+        label_sizes(np.zeros(4, dtype), 0)

@@ -95,9 +95,9 @@ def segment(predictor: Predictor, image: Image, options=None, *, tile: int | Non
     from .measure import measure
     from .postprocess import postprocess
 
-    x = to_model_input(image, predictor.config.data_n_channels)
     prob = predictor.predict(image, tile=tile)
     seg = postprocess(prob, predictor.config, options or predictor.postprocessing)
+    x = to_model_input(image, predictor.config.data_n_channels)  # after the network: less memory at once
     table = measure(seg.labels, x[..., 0], pixel_size=image.pixel_size)
     return prob, seg, table
 

@@ -159,7 +159,8 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.size and labels.min() < 0:
         raise ValueError(f"labels must not be negative, got {labels.min()}")
-    lut = first_seen_order(np.ascontiguousarray(labels).ravel().astype(np.int64, copy=False),
+    flat = np.ascontiguousarray(labels).ravel()
+    lut = first_seen_order(flat if flat.dtype in (np.int32, np.int64, np.uint16) else flat.astype(np.int64),
                            int(labels.max(initial=0)))
     n = int(lut.max(initial=0))
     return lut.astype(np.uint16 if n < 65535 else np.uint32)[labels]
@@ -170,7 +171,10 @@ def filter_sizes(labels: np.ndarray, min_size: int = 0, max_size: int = 0, *, cl
     n = int(labels.max(initial=0))
     if n == 0:
         return labels
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    from ._kernels import label_sizes
+
+    flat = labels.ravel()
+    sizes = label_sizes(flat if flat.dtype in (np.int32, np.int64, np.uint16) else flat.astype(np.int64), n)
     drop = np.zeros(n + 1, bool)
     if min_size:
         drop |= sizes < min_size
@@ -209,16 +213,17 @@ def _watershed_split(fg: np.ndarray) -> np.ndarray:
     return watershed(-dist, markers, mask=fg, connectivity=2)
 
 
-def _seeded_growth(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray) -> np.ndarray:
+def _seeded_growth(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *, highest_first: bool = False
+                   ) -> np.ndarray:
     """Grow seed labels over ``fg`` (a 4-connected watershed on ``elevation``, as scikit-image's
     ``watershed`` with ``connectivity=1``); foreground pieces without a seed become new objects."""
     from ._kernels import seeded_flood
 
-    labels = seeded_flood(seeds, fg, elevation)
+    labels = seeded_flood(seeds, fg, elevation, highest_first=highest_first)
     orphans = fg & (labels == 0)
     if orphans.any():
         extra, n = ndi.label(orphans, structure=_EIGHT)
-        labels = np.where(extra > 0, extra + labels.max(), labels)
+        labels[orphans] = extra[orphans] + labels.max()  # in place: no image-sized temporaries
     return labels
 
 
@@ -251,7 +256,8 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
             fg = ndi.binary_fill_holes(fg)
         # 4-connected confident interiors: thin diagonal bridges do not merge nuclei
         seeds, _ = ndi.label(seed_mask)
-        labels = _seeded_growth(seeds, fg, -prob[..., 1])
+        labels = _seeded_growth(seeds, fg, prob[..., 1], highest_first=True)
+        del seeds  # a large image's memory: the labels are a new array
         mask = cls
     elif target == "distance":
         d = prob[..., 0]
@@ -262,7 +268,7 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
 
         peaks = h_maxima(np.where(fg, d, 0).astype(np.float32), 0.1) > 0
         seeds, _ = ndi.label(peaks & fg, structure=_EIGHT)
-        labels = _seeded_growth(seeds, fg, -d)
+        labels = _seeded_growth(seeds, fg, d, highest_first=True)
         mask = fg.astype(np.uint8)
     elif config.n_outputs == 1:  # binary, or a 2-class class-mask model
         fg = prob[..., 0] > opt.threshold
