@@ -149,11 +149,14 @@ def peak_memory(ijseg_model: Path, size: int = 8192) -> dict:
         f = Path(tmp) / "big.tif"
         tifffile.imwrite(f, img)
         child = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-                 "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+                 "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+                 "r.returncode and sys.exit(r.stderr); "
                  "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t)")
-        r = subprocess.run([sys.executable, "-c", child, IJSEG, "-q", "predict", "--model", str(ijseg_model),
+        r = subprocess.run([sys.executable, "-c", child, IJSEG, "-q", "predict", "--model", str(ijseg_model.resolve()),
                             "--input", str(f), "--out", str(Path(tmp) / "out")],
-                           check=True, capture_output=True, text=True)
+                           capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"ijseg predict on a {size}x{size} image failed: {r.stderr.strip()}")
     kib, seconds = r.stdout.split()
     out = {"size": size, "peak_rss_gb": int(kib) * 1024 / 1e9, "wall_s": float(seconds)}
     print(json.dumps(out), flush=True)

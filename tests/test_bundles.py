@@ -197,3 +197,15 @@ def test_running_a_bundle_leaves_the_working_folder_clean(tiny_bundle, in_tmp_di
     b.predict(np.random.default_rng(0).random((64, 64)).astype(np.float32))
     assert list(in_tmp_dir.iterdir()) == []
     b.close()
+
+
+@pytest.mark.parametrize("weight_format", ["keras_v3", "onnx"])
+def test_loading_a_bundle_leaves_the_process_environment_alone(tiny_bundle, weight_format, monkeypatch):
+    """bioimageio.core's Keras adapter sets KERAS_BACKEND (torch by default) process-wide, and it
+    unzips weights into the current folder: a child `ijseg predict` then failed to import
+    TensorFlow. Both are put back."""
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    cwd = os.getcwd()
+    pred = Predictor(BundleSource(tiny_bundle, weight_format=weight_format))
+    pred.predict(np.random.default_rng(0).random((64, 64), np.float32))
+    assert "KERAS_BACKEND" not in os.environ and os.getcwd() == cwd

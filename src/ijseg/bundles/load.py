@@ -242,12 +242,20 @@ class BundleSource:
         raise ModelError(f"{self.path}: not a model bundle (.zip, rdf.yaml, or a folder holding rdf.yaml)")
 
     def _load(self, rdf_path: Path) -> None:
-        import contextlib
-
-        # bioimageio.core unzips SavedModel weights into the *current* folder: give it a private one
+        # bioimageio.core unzips SavedModel weights into the *current* folder: give it a private
+        # one; its Keras adapter sets KERAS_BACKEND for the whole process (torch, when its default
+        # applies), which child processes such as `ijseg predict` would inherit: put both back
         self._workdir = tempfile.TemporaryDirectory(prefix="ijseg-bundle-work-")
-        with contextlib.chdir(self._workdir.name):
+        cwd, backend = os.getcwd(), os.environ.get("KERAS_BACKEND")
+        try:
+            os.chdir(self._workdir.name)
             self._load_in_workdir(rdf_path)
+        finally:
+            os.chdir(cwd)
+            if backend is None:
+                os.environ.pop("KERAS_BACKEND", None)
+            else:
+                os.environ["KERAS_BACKEND"] = backend
 
     def _describe(self, rdf_path: Path):
         from bioimageio.core import load_model_description
