@@ -145,6 +145,13 @@ class Segmentation:
         return int(self.labels.max(initial=0))
 
 
+def _flat_labels(labels: np.ndarray) -> np.ndarray:
+    """Labels as the 1-D array the compiled kernels take: no copy for int32, int64 and uint16
+    (a large image's int32 labels would double as int64), else int64."""
+    flat = np.ascontiguousarray(labels).ravel()
+    return flat if flat.dtype in (np.int32, np.int64, np.uint16) else flat.astype(np.int64)
+
+
 def relabel_sequential(labels: np.ndarray) -> np.ndarray:
     """Renumber labels 1..N in raster order of each label's first pixel.
 
@@ -159,9 +166,7 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.size and labels.min() < 0:
         raise ValueError(f"labels must not be negative, got {labels.min()}")
-    flat = np.ascontiguousarray(labels).ravel()
-    lut = first_seen_order(flat if flat.dtype in (np.int32, np.int64, np.uint16) else flat.astype(np.int64),
-                           int(labels.max(initial=0)))
+    lut = first_seen_order(_flat_labels(labels), int(labels.max(initial=0)))
     n = int(lut.max(initial=0))
     return lut.astype(np.uint16 if n < 65535 else np.uint32)[labels]
 
@@ -173,8 +178,7 @@ def filter_sizes(labels: np.ndarray, min_size: int = 0, max_size: int = 0, *, cl
         return labels
     from ._kernels import label_sizes
 
-    flat = labels.ravel()
-    sizes = label_sizes(flat if flat.dtype in (np.int32, np.int64, np.uint16) else flat.astype(np.int64), n)
+    sizes = label_sizes(_flat_labels(labels), n)
     drop = np.zeros(n + 1, bool)
     if min_size:
         drop |= sizes < min_size
