@@ -119,7 +119,34 @@ def test_seeded_growth_is_scikit_images_watershed(seed):
     rng = np.random.default_rng(seed)
     for _ in range(30):
         seeds, fg, el = _landscape(rng, plateaus=False)
-        np.testing.assert_array_equal(seeded_flood(seeds, fg, el), watershed(el, seeds, mask=fg, connectivity=1))
+        given = seeds.copy()
+        expected = watershed(el, seeds, mask=fg, connectivity=1)
+        np.testing.assert_array_equal(seeded_flood(seeds, fg, el), expected)
+        np.testing.assert_array_equal(seeds, given)  # left as they were
+        grown = seeded_flood(seeds, fg, el, in_place=True)  # the same labels, in the seeds' own array
+        assert grown is seeds
+        np.testing.assert_array_equal(grown, expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_label_orphans_numbers_pieces_as_scipy(seed):
+    """Unlabelled foreground pieces get the numbers that an 8-connected ``scipy.ndimage.label``
+    of them, offset by the largest label, gives (raster order of each piece's first pixel)."""
+    from ijseg._kernels import label_orphans
+
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        h, w = rng.integers(1, 60, size=2)
+        fg = ndi.gaussian_filter(rng.random((h, w)), 1.5) > 0.5
+        labels, _ = ndi.label(fg & (rng.random((h, w)) > 0.6))
+        labels = labels.astype(np.int32)
+        labels[~fg] = 0
+        orphans = fg & (labels == 0)
+        extra, n = ndi.label(orphans, structure=np.ones((3, 3)))
+        expected = labels.copy()
+        expected[orphans] = extra[orphans] + labels.max()
+        assert label_orphans(labels, fg) == n
+        np.testing.assert_array_equal(labels, expected)
 
 
 def test_seeded_growth_on_plateaus_is_a_watershed():

@@ -9,7 +9,7 @@ import pytest
 import roifile
 import tifffile
 
-from ijseg._tiling import check_tile, halo_for, predict_tiled, tile_layout
+from ijseg._tiling import check_tile, halo_for, mirror_index, predict_tiled, tile_layout
 from ijseg.cli import main
 from ijseg.data.io import read_image
 from ijseg.errors import ConfigError, DataError, ModelError
@@ -36,6 +36,17 @@ def test_tile_layout_covers_once_and_aligns():
     assert halo_for(1, 8) == 0
 
 
+def test_mirror_index_is_numpys_padding():
+    """Windows are padded one by one with the indices that np.pad's reflect (and, for an image
+    one pixel thin, edge) padding of the whole image would read, pads longer than the axis included."""
+    for n in (1, 2, 3, 5, 8):
+        for pad in (0, 1, n - 1, n, 2 * n + 3):
+            for mode in ("reflect", "edge"):
+                a = np.arange(n)
+                np.testing.assert_array_equal(a[mirror_index(np.arange(n + pad), n, edge=mode == "edge")],
+                                              np.pad(a, (0, pad), mode=mode if n > 1 else "edge"), err_msg=(n, pad, mode))
+
+
 @pytest.mark.parametrize("minimum, step", [(8, 8), (48, 16), (40, 8)])
 def test_one_tiling_for_every_size_rule(minimum, step):
     """A network with a 7x7 receptive field that zero-pads its input (as a U-Net does) and
@@ -57,6 +68,8 @@ def test_one_tiling_for_every_size_rule(minimum, step):
     tiled = predict_tiled(x, run, halo=4, minimum=minimum, step=step, tile=48)
     assert sum(s[0] for s in seen[1:]) > 2 and whole.shape == (101, 77, 2)
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
+    # stitched at the image's size: no view into a padded array, no copy needed to crop it
+    assert tiled.base is None and tiled.flags.c_contiguous and whole.base is None
     check_tile(48, halo=4, minimum=minimum, step=step)
     with pytest.raises(ConfigError, match="at least"):
         check_tile(2 * step, halo=2 * step, minimum=step, step=step)

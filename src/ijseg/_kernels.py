@@ -370,7 +370,7 @@ FLOOD_LEVELS = 65536
 
 
 def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *,
-                 highest_first: bool = False) -> np.ndarray:
+                 highest_first: bool = False, in_place: bool = False) -> np.ndarray:
     """Grow the labels of ``seeds`` (2-D int, 0 = none) over ``fg`` (2-D bool), 4-connected,
     lowest ``elevation`` first (``highest_first``: as on ``-elevation``, without the copy; the
     elevation may be a strided view such as one channel of a prediction): a marker-controlled watershed (Meyer's priority flood, the
@@ -385,9 +385,14 @@ def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *,
     closer than 1/65535 of the range count as equal; where no two costs are that close, the
     labels are scikit-image's. Only the seeds' frontier enters the queue, so the work is
     proportional to the foreground outside the seeds (a thin band around confident nucleus
-    interiors), not to the image.
+    interiors), not to the image, and the queue's memory to its longest length (entries are
+    reused once taken out).
+
+    ``in_place``: grow the labels in ``seeds`` itself when it is a C-contiguous int32 array (a
+    large image's memory: no second label image), and return it.
     """
-    seeds = np.ascontiguousarray(seeds, dtype=np.int32)
+    owned = in_place and seeds.dtype == np.int32 and seeds.flags.c_contiguous and seeds.flags.writeable
+    seeds = seeds if owned else np.array(seeds, dtype=np.int32, order="C")
     fg = np.ascontiguousarray(fg, dtype=np.bool_)
     elevation = np.asarray(elevation, dtype=np.float32)
     if not seeds.shape == fg.shape == elevation.shape or seeds.ndim != 2:
@@ -395,7 +400,7 @@ def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *,
                          f"{elevation.shape}")
     lo, hi = _range_where(elevation, fg, seeds)
     if lo > hi:  # no foreground, no seeds
-        return seeds.copy()
+        return seeds
     scale = (FLOOD_LEVELS - 1) / (hi - lo) if hi > lo else 0.0
     if highest_first:
         return _flood(seeds, fg, elevation, hi, -scale, FLOOD_LEVELS)
@@ -417,31 +422,37 @@ def _range_where(elevation, fg, seeds):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _enqueue(pixel, nxt, head, tail, n: int, at: int, level: int):  # pragma: no cover - compiled
-    """Append pixel ``at`` to the list of ``level`` as entry ``n``; returns the entry arrays
-    (grown when full)."""
-    if n == pixel.size:
-        pixel = np.concatenate((pixel, np.empty_like(pixel)))
-        nxt = np.concatenate((nxt, np.empty_like(nxt)))
-    pixel[n] = at
-    nxt[n] = -1
-    if tail[level] >= 0:
-        nxt[tail[level]] = n
+def _enqueue(pixel, nxt, head, tail, free: int, n: int, at: int, level: int):  # pragma: no cover - compiled
+    """Append pixel ``at`` to the list of ``level``, in a reused entry (the list ``free``) or in
+    entry ``n``; returns the entry arrays (grown when full), the free list and ``n``."""
+    if free >= 0:
+        e = free
+        free = nxt[e]
     else:
-        head[level] = n
-    tail[level] = n
-    return pixel, nxt
+        if n == pixel.size:
+            pixel = np.concatenate((pixel, np.empty_like(pixel)))
+            nxt = np.concatenate((nxt, np.empty_like(nxt)))
+        e = n
+        n += 1
+    pixel[e] = at
+    nxt[e] = -1
+    if tail[level] >= 0:
+        nxt[tail[level]] = e
+    else:
+        head[level] = e
+    tail[level] = e
+    return pixel, nxt, free, n
 
 
 @njit(cache=True, nogil=True)
-def _flood(seeds, fg, elevation, origin: float, scale: float, n_levels: int):  # pragma: no cover - compiled
-    """:func:`seeded_flood` on levels ``(elevation - origin) * scale``."""
-    h, w = seeds.shape
-    labels = seeds.copy()
+def _flood(labels, fg, elevation, origin: float, scale: float, n_levels: int):  # pragma: no cover - compiled
+    """:func:`seeded_flood` on levels ``(elevation - origin) * scale``, growing ``labels`` in place."""
+    h, w = labels.shape
     head = np.full(n_levels, -1, np.int64)  # per level: first and last entry of its list
     tail = np.full(n_levels, -1, np.int64)
     pixel = np.empty(1024, np.int64)  # entries: the pixel, and the next entry of the same level
     nxt = np.empty(1024, np.int64)
+    free = -1  # entries taken out of the queue, linked through nxt
     n = 0
     for y in range(h):  # the seeds' frontier, in raster order
         for x in range(w):
@@ -451,8 +462,7 @@ def _flood(seeds, fg, elevation, origin: float, scale: float, n_levels: int):  #
                     or (x > 0 and fg[y, x - 1] and labels[y, x - 1] == 0)
                     or (x + 1 < w and fg[y, x + 1] and labels[y, x + 1] == 0)):
                 level = min(n_levels - 1, max(0, int((elevation[y, x] - origin) * scale)))
-                pixel, nxt = _enqueue(pixel, nxt, head, tail, n, y * w + x, level)
-                n += 1
+                pixel, nxt, free, n = _enqueue(pixel, nxt, head, tail, free, n, y * w + x, level)
     level = 0
     while True:  # the flood: lowest level first, first in first out within a level
         while level < n_levels and head[level] < 0:
@@ -465,6 +475,8 @@ def _flood(seeds, fg, elevation, origin: float, scale: float, n_levels: int):  #
             tail[level] = -1
         y = pixel[e] // w
         x = pixel[e] - y * w
+        nxt[e] = free  # the entry is free again
+        free = e
         lab = labels[y, x]
         for k in range(4):
             ny = y + _DY[k]
@@ -473,9 +485,45 @@ def _flood(seeds, fg, elevation, origin: float, scale: float, n_levels: int):  #
                 continue
             labels[ny, nx] = lab  # labelled when queued: no cheaper path can reach it later
             nl = max(level, min(n_levels - 1, max(0, int((elevation[ny, nx] - origin) * scale))))
-            pixel, nxt = _enqueue(pixel, nxt, head, tail, n, ny * w + nx, nl)
-            n += 1
+            pixel, nxt, free, n = _enqueue(pixel, nxt, head, tail, free, n, ny * w + nx, nl)
     return labels
+
+
+@njit(cache=True, nogil=True)
+def label_orphans(labels, fg) -> int:  # pragma: no cover - compiled
+    """Give each 8-connected piece of ``fg`` that has no label (0 in ``labels``) a new label,
+    ``labels.max() + 1, + 2, ...`` in raster order of its first pixel, in place (what
+    ``scipy.ndimage.label`` with a 3x3 structure numbers, without its image-sized arrays).
+    Returns the number of pieces."""
+    h, w = labels.shape
+    top = 0
+    for y in range(h):
+        for x in range(w):
+            top = max(top, labels[y, x])
+    stack = np.empty(1024, np.int64)
+    count = 0
+    for y0 in range(h):
+        for x0 in range(w):
+            if not fg[y0, x0] or labels[y0, x0] != 0:
+                continue
+            count += 1
+            new = top + count
+            labels[y0, x0] = new
+            stack[0] = y0 * w + x0
+            n = 1
+            while n > 0:  # depth first: every pixel of the piece is labelled once
+                n -= 1
+                y = stack[n] // w
+                x = stack[n] - y * w
+                for ny in range(max(0, y - 1), min(h, y + 2)):
+                    for nx in range(max(0, x - 1), min(w, x + 2)):
+                        if fg[ny, nx] and labels[ny, nx] == 0:
+                            labels[ny, nx] = new
+                            if n == stack.size:
+                                stack = np.concatenate((stack, np.empty_like(stack)))
+                            stack[n] = ny * w + nx
+                            n += 1
+    return count
 
 
 def warm_up() -> None:
@@ -488,6 +536,7 @@ def warm_up() -> None:
     perimeter(trace(mask), 1.0, 1.0)
     first_seen_order(np.zeros(4, np.int64), 0)
     seeded_flood(np.eye(2, dtype=np.int32), mask[:, :2], np.zeros((2, 2), np.float32))
+    label_orphans(np.zeros((2, 3), np.int32), mask)
     argmax_and_seeds(np.zeros((2, 2, 3), np.float32), 1, 0.5)
     seeded_flood(np.eye(2, dtype=np.int32), mask[:, :2], np.zeros((2, 2, 3), np.float32)[..., 1], highest_first=True)
     first_seen_order(np.zeros(4, np.int32), 0)

@@ -11,7 +11,7 @@ never overlap. Where the window edge is the image edge, both passes see the same
 
 A network accepts sizes ``minimum + k * step`` (an ijseg U-Net: ``minimum == step == 2**depth``;
 a bundle says its own in ``rdf.yaml``). :func:`predict_tiled` mirror-pads the image to such a
-size, cuts it with :func:`tile_layout` (windows that the image border would leave below the
+size (window by window: a large image is not copied), cuts it with :func:`tile_layout` (windows that the image border would leave below the
 minimum are grown inwards), runs windows of equal shape in batches and stitches the cores.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 from .errors import ConfigError, DataError
 
 __all__ = ["Tile", "tile_layout", "halo_for", "valid_size", "smallest_window", "check_tile", "predict_tiled",
-           "default_tile", "DEFAULT_TILE", "BATCH_PIXELS"]
+           "default_tile", "mirror_index", "DEFAULT_TILE", "BATCH_PIXELS"]
 
 #: largest window side fed to a network by default when nothing is known of its width; larger
 #: images are tiled
@@ -221,6 +221,34 @@ def check_tile(tile: int | None, *, halo: int, minimum: int, step: int) -> None:
                           f"a halo of {_round_up(halo, step)} pixels on each side and sizes in multiples of {step})")
 
 
+def mirror_index(i: np.ndarray, n: int, *, edge: bool = False) -> np.ndarray:
+    """Indices into an axis of length ``n`` of the positions ``i`` (which may lie past its end)
+    of that axis padded as ``np.pad`` pads it, ``mode="reflect"`` (``edge``: ``mode="edge"``).
+
+    Examples
+    --------
+    >>> mirror_index(np.arange(8), 4), mirror_index(np.arange(5), 3, edge=True)
+    (array([0, 1, 2, 3, 2, 1, 0, 1]), array([0, 1, 2, 2, 2]))
+    """
+    if edge or n == 1:
+        return np.minimum(i, n - 1)
+    period = 2 * (n - 1)
+    i = i % period
+    return np.where(i < n, i, period - i)
+
+
+def _read_window(x: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    """One window of ``x`` mirror-padded at its far edges (``np.pad``'s "reflect", "edge" for
+    an image one pixel thin): only windows past the image's end are padded, so a large image is
+    never copied whole."""
+    y0, y1, x0, x1 = window
+    h, w = x.shape[:2]
+    if y1 <= h and x1 <= w:
+        return x[y0:y1, x0:x1]
+    edge = min(h, w) == 1
+    return x[mirror_index(np.arange(y0, y1), h, edge=edge)][:, mirror_index(np.arange(x0, x1), w, edge=edge)]
+
+
 def predict_tiled(
     x: np.ndarray,
     run: Callable[[np.ndarray], np.ndarray],
@@ -272,7 +300,6 @@ def predict_tiled(
     if step == 0 and max(h, w) > minimum:
         raise DataError(f"image of {h}x{w} pixels is larger than the {minimum}x{minimum} pixels this network takes")
     th, tw = valid_size(h, minimum=minimum, step=step), valid_size(w, minimum=minimum, step=step)
-    xp = np.pad(x, ((0, th - h), (0, tw - w), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
     if tile is None:
         tile = DEFAULT_TILE
     if tile == 0 or _one_pass(minimum, step):
@@ -289,12 +316,16 @@ def predict_tiled(
         bs = batch_size or max(1, BATCH_PIXELS // (wh * ww))
         for i in range(0, len(group), bs):
             batch = group[i : i + bs]
-            yb = run(np.stack([xp[t.window[0]:t.window[1], t.window[2]:t.window[3]] for t in batch]))
-            if out is None:
-                out = np.empty((th, tw, yb.shape[-1]), np.float32)
+            yb = run(np.stack([_read_window(x, t.window) for t in batch]))
+            if out is None:  # the size of the image, not of the padded image: no copy to crop it
+                out = np.empty((h, w, yb.shape[-1]), np.float32)
             for t, y in zip(batch, yb):
-                out[t.core[0]:t.core[1], t.core[2]:t.core[3]] = y[t.core_in_window]
+                (y0, y1, x0, x1), (sy, sx) = t.core, t.core_in_window
+                y1, x1 = min(y1, h), min(x1, w)
+                if y1 > y0 and x1 > x0:  # a core entirely in the padding has nothing to keep
+                    out[y0:y1, x0:x1] = y[sy.start:sy.start + y1 - y0, sx.start:sx.start + x1 - x0]
+            del yb, y  # the outputs of this batch are freed before the next runs
             done += len(batch)
             if progress is not None:
                 progress(done, len(tiles))
-    return out[:h, :w]  # type: ignore[index]  (there is always a tile)
+    return out  # type: ignore[return-value]  (there is always a tile)

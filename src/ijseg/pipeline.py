@@ -97,9 +97,16 @@ def segment(predictor: Predictor, image: Image, options=None, *, tile: int | Non
 
     prob = predictor.predict(image, tile=tile)
     seg = postprocess(prob, predictor.config, options or predictor.postprocessing)
-    x = to_model_input(image, predictor.config.data_n_channels)  # after the network: less memory at once
-    table = measure(seg.labels, x[..., 0], pixel_size=image.pixel_size)
+    table = measure(seg.labels, _first_channel(image, predictor.config.data_n_channels), pixel_size=image.pixel_size)
     return prob, seg, table
+
+
+def _first_channel(image: Image, n_channels: int) -> np.ndarray:
+    """The plane the measurements read: a single-channel image's own pixels when ImageJ would
+    measure the same values (integers, float32), without a float32 copy of a large image."""
+    if image.axes == "YX" and (image.data.dtype.kind in "ui" or image.data.dtype == np.float32):
+        return image.data
+    return to_model_input(image, n_channels)[..., 0]
 
 
 def result_image(prob: np.ndarray, seg, output: str) -> tuple[np.ndarray, str]:

@@ -220,14 +220,12 @@ def _watershed_split(fg: np.ndarray) -> np.ndarray:
 def _seeded_growth(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *, highest_first: bool = False
                    ) -> np.ndarray:
     """Grow seed labels over ``fg`` (a 4-connected watershed on ``elevation``, as scikit-image's
-    ``watershed`` with ``connectivity=1``); foreground pieces without a seed become new objects."""
-    from ._kernels import seeded_flood
+    ``watershed`` with ``connectivity=1``); foreground pieces without a seed become new objects.
+    An int32 ``seeds`` array is grown in place and returned (a large image's memory)."""
+    from ._kernels import label_orphans, seeded_flood
 
-    labels = seeded_flood(seeds, fg, elevation, highest_first=highest_first)
-    orphans = fg & (labels == 0)
-    if orphans.any():
-        extra, n = ndi.label(orphans, structure=_EIGHT)
-        labels[orphans] = extra[orphans] + labels.max()  # in place: no image-sized temporaries
+    labels = seeded_flood(seeds, fg, elevation, highest_first=highest_first, in_place=True)
+    label_orphans(labels, np.ascontiguousarray(fg, dtype=np.bool_))
     return labels
 
 
@@ -260,8 +258,8 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
             fg = ndi.binary_fill_holes(fg)
         # 4-connected confident interiors: thin diagonal bridges do not merge nuclei
         seeds, _ = ndi.label(seed_mask)
+        del seed_mask  # a large image's memory
         labels = _seeded_growth(seeds, fg, prob[..., 1], highest_first=True)
-        del seeds  # a large image's memory: the labels are a new array
         mask = cls
     elif target == "distance":
         d = prob[..., 0]
@@ -285,8 +283,10 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
         mask = fg.astype(np.uint8)
     else:  # multi-class semantic segmentation
         cls = np.argmax(prob, axis=-1).astype(np.uint8)
-        labels, _ = ndi.label(cls > 0, structure=_EIGHT)
+        fg = cls > 0
+        labels, _ = ndi.label(fg, structure=_EIGHT)
         mask = cls
+    del fg  # a large image's memory
     if opt.fill_holes and target != "3class":
         labels = _fill_holes_per_object(labels)
     labels = filter_sizes(labels, opt.min_size, opt.max_size, clear_border=opt.clear_border)
