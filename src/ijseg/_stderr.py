@@ -10,43 +10,26 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import threading
 from collections.abc import Iterator
 
 __all__ = ["quiet_fd2"]
 
 
-_lock = threading.Lock()
-_silenced = {"depth": 0, "saved": -1, "devnull": -1}
-
-
 @contextlib.contextmanager
 def quiet_fd2() -> Iterator[None]:
     """File descriptor 2 to /dev/null inside the block, restored afterwards (also on errors,
-    which are raised after it is restored).
-
-    Blocks in several threads nest (TensorFlow imported in the background while the JVM starts):
-    the first one in silences, the last one out restores the descriptor saved by the first.
-    """
+    which are raised after it is restored)."""
     sys.stderr.flush()
-    with _lock:
-        if _silenced["depth"] == 0:
-            try:
-                saved = os.dup(2)
-            except OSError:  # no stderr at all
-                saved = -1
-            if saved >= 0:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, 2)
-                _silenced.update(saved=saved, devnull=devnull)
-        _silenced["depth"] += 1
     try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
         yield
     finally:
-        with _lock:
-            _silenced["depth"] -= 1
-            if _silenced["depth"] == 0 and _silenced["saved"] >= 0:
-                os.dup2(_silenced["saved"], 2)
-                os.close(_silenced["saved"])
-                os.close(_silenced["devnull"])
-                _silenced.update(saved=-1, devnull=-1)
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

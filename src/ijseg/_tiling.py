@@ -26,7 +26,8 @@ import numpy as np
 from .errors import ConfigError, DataError
 
 __all__ = ["Tile", "tile_layout", "halo_for", "valid_size", "smallest_window", "check_tile", "predict_tiled",
-           "default_tile", "mirror_index", "DEFAULT_TILE", "BATCH_PIXELS"]
+           "default_tile", "window_for", "mirror_index", "DEFAULT_TILE", "BATCH_PIXELS", "LARGE_IMAGE",
+           "LARGE_IMAGE_TILE"]
 
 #: largest window side fed to a network by default when nothing is known of its width; larger
 #: images are tiled
@@ -37,6 +38,15 @@ DEFAULT_TILE = 1024
 #: and is 2.7x faster than 1024x1024 windows on a 2048x2048 image, whose 224-pixel halos would
 #: otherwise be predicted again and again
 _WINDOW_BUDGET = 2048 * 2048 * 8
+
+#: images of more pixels than this are predicted in windows of at most :data:`LARGE_IMAGE_TILE`:
+#: TensorFlow keeps the working memory of its largest window for reuse (0.78 GB for a 2048x2048
+#: window of the default network), next to a large image's own outputs (12 bytes per pixel for
+#: 3 classes). On 8192x8192, 1536-pixel windows lower the peak of ``ijseg predict`` from 2.99 to
+#: 2.64 GB for 19 % more network work (BENCHMARKS.md); images up to 4096x4096 keep the model's
+#: window, so a 2048x2048 image is still one window.
+LARGE_IMAGE = 4096 * 4096
+LARGE_IMAGE_TILE = 1536
 
 #: pixels predicted in one batch of windows (one 1024x1024 window): bounds the memory of the
 #: activations whatever the tile size, while small windows are still batched
@@ -161,6 +171,20 @@ def default_tile(base_filters: int | None, step: int) -> int:
     if not base_filters:
         return DEFAULT_TILE
     return max(step, int(math.sqrt(_WINDOW_BUDGET / base_filters)) // step * step)
+
+
+def window_for(shape: tuple[int, int], tile: int) -> int:
+    """The window side for an image of ``shape`` (``YX``) when none is given: the model's
+    default ``tile``, at most :data:`LARGE_IMAGE_TILE` for images over :data:`LARGE_IMAGE` pixels.
+
+    Examples
+    --------
+    >>> window_for((2048, 2048), 2048), window_for((8192, 8192), 2048), window_for((8192, 8192), 1024)
+    (2048, 1536, 1024)
+    """
+    if tile and shape[0] * shape[1] > LARGE_IMAGE:
+        return min(tile, LARGE_IMAGE_TILE)
+    return tile
 
 
 def valid_size(n: int, *, minimum: int, step: int) -> int:

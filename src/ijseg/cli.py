@@ -333,7 +333,8 @@ def _add_postprocess_args(p) -> None:
     g.add_argument("--watershed", action="store_true", default=None,
                    help="split touching objects of a binary model (distance-transform watershed)")
     g.add_argument("--tile", type=_tile_size, help="largest tile side in pixels, halo included (default: by the "
-                                                   "network's width, 2048 for the default network; 0: no tiling)")
+                                                   "network's width, 2048 for the default network, at most 1536 on "
+                                                   "images over 4096x4096; 0: no tiling)")
 
 
 def _tile_size(text: str) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._tiling import BATCH_PIXELS, DEFAULT_TILE, check_tile, predict_tiled
+from ._tiling import BATCH_PIXELS, DEFAULT_TILE, check_tile, predict_tiled, window_for
 from .config import Config
 from .data.io import Image, to_model_input
 from .errors import DataError
@@ -129,7 +129,8 @@ class Predictor:
             Raw image (normalised here with the model's normaliser).
         tile
             Largest window side in pixels (default: the model's ``default_tile``, 2048 for the
-            default network); a window includes the halo. ``0`` predicts the whole image in one
+            default network, at most 1536 for images over 4096x4096 pixels, see
+            :func:`ijseg._tiling.window_for`); a window includes the halo. ``0`` predicts the whole image in one
             pass.
         progress
             Called as ``progress(done, total)`` after each batch of windows.
@@ -141,7 +142,8 @@ class Predictor:
         """
         x = self.prepare(image)
         y = predict_tiled(x, self.model.run, halo=self.model.halo, minimum=self.model.minimum, step=self.model.step,
-                          tile=self.model.default_tile if tile is None else tile, batch_size=self.batch_size,
+                          tile=window_for(x.shape[:2], self.model.default_tile) if tile is None else tile,
+                          batch_size=self.batch_size,
                           progress=progress)
         return np.ascontiguousarray(self.model.finish(y), dtype=np.float32)
 

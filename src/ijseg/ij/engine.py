@@ -117,13 +117,12 @@ class PythonEngine:
             inten = imageplus_to_image(intensity).data
             if inten.ndim != 2:
                 raise IjsegError(f"{intensity.getTitle()}: the intensity image must be a single plane")
+        import jpype
+
         cols = measure(values, inten, pixel_size=lab.pixel_size)
         names = list(cols)
-        n = len(cols[names[0]]) if names else 0
-        for i in range(n):
-            table.incrementCounter()
-            for c in names:
-                table.addValue(c, float(cols[c][i]))
+        columns = jpype.JArray(jpype.JDouble, 2)([np.ascontiguousarray(cols[c], np.float64) for c in names])
+        jclass("ijseg.Bridge").addRows(table, jpype.JArray(jpype.JString)(names), columns)
 
 
 _engine: dict = {}

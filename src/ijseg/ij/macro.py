@@ -74,32 +74,6 @@ def results_table(table=None) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def _prefetch_tensorflow(code: str) -> None:
-    """Import TensorFlow in a background thread while the JVM and ImageJ start, when the JVM is
-    not running yet and the macro calls IJSeg Predict: the two starts overlap (Java runs without
-    Python's lock), and the first IJSeg Predict finds TensorFlow imported. An import error is
-    left for that command to report; the process waits for the import before it exits."""
-    import atexit
-    import sys
-
-    import jpype
-
-    if jpype.isJVMStarted() or "tensorflow" in sys.modules or "IJSeg Predict" not in code:
-        return
-
-    def load() -> None:
-        from .._tf import import_tf
-
-        try:
-            import_tf()
-        except Exception:  # noqa: BLE001 - IJSeg Predict imports it again and reports the error
-            log.debug("importing TensorFlow in the background failed", exc_info=True)
-
-    thread = threading.Thread(target=load, name="ijseg-import-tensorflow", daemon=True)
-    thread.start()
-    atexit.register(thread.join)  # no interpreter shutdown in the middle of a native import
-
-
 #: how often a waiting run looks for modal dialogs (seconds)
 _POLL_S = 0.25
 
@@ -149,7 +123,6 @@ def run(code: str, image: np.ndarray | None = None, *, title: str = "image",
     >>> r.image.max(), r.log.strip()  # doctest: +SKIP
     (255, 'done')
     """
-    _prefetch_tensorflow(code)
     start_jvm(display=True)
     install_engine()  # the IJSeg commands run in this process
     ij = jclass("ij.IJ")

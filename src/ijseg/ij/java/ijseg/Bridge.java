@@ -5,6 +5,7 @@ import ij.ImagePlus;
 import ij.WindowManager;
 import ij.macro.Interpreter;
 import ij.measure.Calibration;
+import ij.measure.ResultsTable;
 import ij.process.ImageProcessor;
 
 import java.awt.Component;
@@ -51,6 +52,20 @@ public final class Bridge {
 	public static Engine getEngine() {
 		Engine e = engine;
 		return e != null ? e : new CommandLineEngine();
+	}
+
+	/**
+	 * Appends one row per object to {@code table}: {@code values[c][i]} is column
+	 * {@code columns[c]} of row {@code i}. One call from the hosting Python process instead of
+	 * one per cell.
+	 */
+	public static void addRows(ResultsTable table, String[] columns, double[][] values) {
+		int rows = values.length == 0 ? 0 : values[0].length;
+		for (int i = 0; i < rows; i++) {
+			table.incrementCounter();
+			for (int c = 0; c < columns.length; c++)
+				table.addValue(columns[c], values[c][i]);
+		}
 	}
 
 	/** For macros: a description of the engine in use. */
