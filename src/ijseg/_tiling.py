@@ -11,8 +11,9 @@ never overlap. Where the window edge is the image edge, both passes see the same
 
 A network accepts sizes ``minimum + k * step`` (an ijseg U-Net: ``minimum == step == 2**depth``;
 a bundle says its own in ``rdf.yaml``). :func:`predict_tiled` mirror-pads the image to such a
-size (window by window: a large image is not copied), cuts it with :func:`tile_layout` (windows that the image border would leave below the
-minimum are grown inwards), runs windows of equal shape in batches and stitches the cores.
+size (window by window: a large image is not copied), cuts it with :func:`tile_layout`
+(windows that the image border would leave below the minimum are grown inwards), runs windows
+of equal shape in batches and stitches the cores.
 """
 
 from __future__ import annotations
@@ -270,7 +271,8 @@ def _read_window(x: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray
     if y1 <= h and x1 <= w:
         return x[y0:y1, x0:x1]
     edge = min(h, w) == 1
-    return x[mirror_index(np.arange(y0, y1), h, edge=edge)][:, mirror_index(np.arange(x0, x1), w, edge=edge)]
+    rows, cols = mirror_index(np.arange(y0, y1), h, edge=edge), mirror_index(np.arange(x0, x1), w, edge=edge)
+    return x[rows][:, cols]
 
 
 def predict_tiled(
