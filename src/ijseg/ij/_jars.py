@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["DEBIAN_IJ_JAR", "find_java_tool", "find_ij_jar", "ij_jar_version"]
+__all__ = ["DEBIAN_IJ_JAR", "find_java_tool", "find_ij_jar", "ij_jar_version", "system_java_home"]
 
 #: where the Debian package ``imagej`` puts ImageJ 1.x
 DEBIAN_IJ_JAR = Path("/usr/share/java/ij.jar")
@@ -21,6 +23,26 @@ def find_java_tool(name: str) -> str | None:
         cand = Path(os.environ["JAVA_HOME"]) / "bin" / name
         found = str(cand) if cand.is_file() else None
     return found
+
+
+@contextlib.contextmanager
+def system_java_home() -> Iterator[None]:
+    """``JAVA_HOME`` at the installation folder of the ``java`` on the PATH inside the block
+    (unless it is set), restored afterwards, once the JVM runs.
+
+    Without it scyjava sets ``JAVA_HOME`` to the folder above the PATH's ``bin`` (``/usr`` on
+    Debian), where JPype then searches every subfolder for ``libjvm.so``, twice: 0.6-1.2 s of
+    each ImageJ start. PyImageJ's ``fetch="auto"`` also uses this Java instead of downloading
+    one (pyimagej 1.8 fails outright with ``fetch="never"``)."""
+    java = shutil.which("java")
+    if not java or os.environ.get("JAVA_HOME"):
+        yield
+        return
+    os.environ["JAVA_HOME"] = str(Path(java).resolve().parents[1])
+    try:
+        yield
+    finally:
+        os.environ.pop("JAVA_HOME", None)
 
 
 def find_ij_jar(fiji: str | os.PathLike | None = None) -> Path | None:

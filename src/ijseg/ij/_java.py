@@ -18,7 +18,7 @@ import logging
 import os
 from pathlib import Path
 
-from ._jars import find_ij_jar, find_java_tool
+from ._jars import find_ij_jar, find_java_tool, system_java_home
 from .._stderr import quiet_fd2
 from ..errors import IjsegError
 
@@ -101,7 +101,8 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
     if not display:
         scyjava.config.enable_headless_mode()
     try:
-        scyjava.start_jvm()
+        with system_java_home():
+            scyjava.start_jvm()
     except Exception as err:
         raise IjsegError(f"cannot start Java with {jar}: {err}") from err
     _state.update(jar=Path(jar), display=os.environ.get("DISPLAY") if display else None, headless=not display,

@@ -20,16 +20,14 @@ scyjava 1.12).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ConfigError, IjsegError
-from ._jars import find_ij_jar
+from ._jars import find_ij_jar, system_java_home
 
 __all__ = ["check_fiji", "start_fiji", "install", "repo_assets"]
 
@@ -72,7 +70,7 @@ def start_fiji(path: str | os.PathLike, mode: str = "interactive"):
         scyjava.config.endpoints.clear()
         from .plugin import JAR_NAME, plugin_home
 
-        with _system_java():
+        with system_java_home():
             scyjava.config.add_classpath(str(plugin_home(find_ij_jar(app)) / "plugins" / JAR_NAME))
             ij = imagej.init(str(app), mode=mode)
     except Exception as err:  # PyImageJ raises many kinds; all mean "no Fiji here"
@@ -87,22 +85,6 @@ def start_fiji(path: str | os.PathLike, mode: str = "interactive"):
     install_engine()
     log.info("Fiji %s started through PyImageJ (%s mode)", app, mode)
     return ij
-
-
-@contextlib.contextmanager
-def _system_java() -> Iterator[None]:
-    """JAVA_HOME at the system Java inside the block (unless set), so that PyImageJ's
-    fetch="auto" uses it instead of downloading one (pyimagej 1.8 fails outright with
-    fetch="never"); restored afterwards, when the JVM is running."""
-    java = shutil.which("java")
-    if not java or os.environ.get("JAVA_HOME"):
-        yield
-        return
-    os.environ["JAVA_HOME"] = str(Path(java).resolve().parents[1])
-    try:
-        yield
-    finally:
-        os.environ.pop("JAVA_HOME", None)
 
 
 def _drop_pyimagej_hooks() -> None:
