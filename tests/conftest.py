@@ -120,12 +120,17 @@ def xvfb_pids() -> set[int]:
 
 
 def orphaned_xvfb(pids: set[int], child: int) -> set[int]:
-    """The Xvfb among ``pids`` that outlived their ijseg (``child``): still its children, or
-    re-parented to init. An Xvfb of another live process (a parallel job) is not ours."""
+    """The Xvfb among ``pids`` that outlived their ijseg (``child``): still running as its
+    children, or re-parented to init. An Xvfb of another live process (a parallel job) is not
+    ours, nor is an ended one that init has not reaped yet (a zombie: the ``ijseg`` executable
+    leaves its Xvfb to end with the process, which some containers' init reaps late)."""
     out = set()
     for pid in pids:
         try:
-            parent = psutil.Process(pid).ppid()
+            proc = psutil.Process(pid)
+            parent = proc.ppid()
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
         except psutil.NoSuchProcess:
             continue
         if parent in (1, child) or not psutil.pid_exists(parent):

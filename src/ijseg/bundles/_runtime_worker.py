@@ -31,6 +31,9 @@ def _tensorflow(model, x, input_key, output_key):
 
 
 def _onnx(model, x, input_key, output_key):
+    import os
+
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # onnxruntime >= 1.30 on Linux: no usage telemetry
     import onnxruntime as ort
 
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])

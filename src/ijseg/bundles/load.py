@@ -305,6 +305,8 @@ class BundleSource:
         self.postprocessing = stored_postprocessing(
             ((self.rdf.get("config") or {}).get("ijseg") or {}).get("postprocessing") or {}, self.path)
         self._ids = _tensor_id(descr.inputs[0]), _tensor_id(descr.outputs[0])
+        if self.weight_format == "onnx":  # onnxruntime >= 1.30 on Linux keeps usage telemetry unless told not to
+            os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         try:
             self.pipeline = create_prediction_pipeline(descr, weight_format=self.weight_format)
         except Exception as err:

@@ -25,23 +25,35 @@ __all__ = ["Xvfb"]
 log = logging.getLogger(__name__)
 
 
+def _prctl():
+    """glibc's ``prctl`` (None where there is none: not glibc Linux)."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
 def _die_with_parent() -> None:
     """In the child before exec: ask Linux for SIGTERM when the parent ends."""
-    import ctypes
     import signal
 
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):  # not glibc Linux: atexit still stops it on normal exits
-        pass
+    prctl = _prctl()
+    if prctl is not None:  # elsewhere atexit still stops it on normal exits
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
 
 class Xvfb:
     """A running Xvfb; :meth:`stop` (or process exit) ends it."""
 
-    def __init__(self, proc: subprocess.Popen, display: str) -> None:
+    def __init__(self, proc: subprocess.Popen, display: str, *, dies_with_parent: bool = False) -> None:
         self.proc = proc
         self.display = display
+        #: the kernel ends it with its parent (then :meth:`outlive` may leave it to that)
+        self.dies_with_parent = dies_with_parent
 
     @classmethod
     def start(cls, *, size: str = "1600x1200x24", timeout: float = 10.0) -> Xvfb:
@@ -52,7 +64,7 @@ class Xvfb:
         proc = subprocess.Popen(
             [exe, "-displayfd", str(w), "-screen", "0", size, "-nolisten", "tcp", "-noreset"],
             pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=_die_with_parent if _prctl() is not None else None,
         )
         os.close(w)
         buf = b""
@@ -69,10 +81,19 @@ class Xvfb:
         finally:
             os.close(r)
         display = ":" + buf.decode().strip()
-        xvfb = cls(proc, display)
+        xvfb = cls(proc, display, dies_with_parent=_prctl() is not None)
         atexit.register(xvfb.stop)
         log.debug("started Xvfb on %s", display)
         return xvfb
+
+    def leave_to_process_end(self) -> bool:
+        """Do not stop it at exit, where the kernel ends it with this process: a process that ends
+        with ``os._exit`` while Java runs must not take the display away first (AWT then ends
+        the process itself, with status 1). False where it would outlive the process."""
+        if not self.dies_with_parent:
+            return False
+        atexit.unregister(self.stop)
+        return True
 
     def stop(self) -> None:
         if self.proc.poll() is None:
