@@ -149,6 +149,35 @@ def test_label_orphans_numbers_pieces_as_scipy(seed):
         np.testing.assert_array_equal(labels, expected)
 
 
+def test_flood_and_orphans_outgrow_their_first_arrays():
+    """Images whose queue (or whose pieces' stack) outgrows the kernels' first allocation (4096
+    entries): they grow between calls and give the same labels as scikit-image and scipy."""
+    from skimage.segmentation import watershed
+
+    from ijseg._kernels import label_orphans, seeded_flood
+
+    rng = np.random.default_rng(11)
+    h, w = 400, 300
+    el = ndi.gaussian_filter(rng.random((h, w)), 2.0)
+    el = (np.argsort(np.argsort(el, axis=None)).reshape(h, w) / (h * w)).astype(np.float32)
+    fg = np.ones((h, w), bool)
+    seeds = np.zeros((h, w), np.int32)
+    seeds[::2, 0] = np.arange(1, h // 2 + 1)  # a frontier of 200 seeds and a flood of 120,000 pixels
+    seeds[0, 1::2] = np.arange(h // 2 + 1, h // 2 + 1 + w // 2)
+    np.testing.assert_array_equal(seeded_flood(seeds, fg, el), watershed(el, seeds, mask=fg, connectivity=1))
+    stripes = np.ones((h, w), bool)
+    stripes[::50] = False  # 8 pieces of 49 x 300 pixels, depth first through long stacks
+    labels = np.zeros((h, w), np.int32)
+    labels[3, 3] = 5  # a labelled pixel: the new labels start above it
+    expected, n = ndi.label(stripes & (labels == 0), structure=np.ones((3, 3)))
+    expected[expected > 0] += 5
+    expected[3, 3] = 5
+    assert label_orphans(labels, stripes) == n == 8
+    np.testing.assert_array_equal(labels, expected)
+    with pytest.raises(ValueError, match="seeds must be labels >= 0"):
+        seeded_flood(-seeds, fg, el)
+
+
 def test_seeded_growth_on_plateaus_is_a_watershed():
     """With ties the order of equal costs may differ from scikit-image's heap, but the result is
     still a partition of the same reachable foreground into connected regions around the seeds."""

@@ -371,22 +371,21 @@ FLOOD_LEVELS = 65536
 
 def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *,
                  highest_first: bool = False, in_place: bool = False) -> np.ndarray:
-    """Grow the labels of ``seeds`` (2-D int, 0 = none) over ``fg`` (2-D bool), 4-connected,
+    """Grow the labels of ``seeds`` (2-D int >= 0, 0 = none) over ``fg`` (2-D bool), 4-connected,
     lowest ``elevation`` first (``highest_first``: as on ``-elevation``, without the copy; the
-    elevation may be a strided view such as one channel of a prediction): a marker-controlled watershed (Meyer's priority flood, the
-    algorithm of scikit-image's ``watershed``). A pixel's cost is the highest elevation on its
-    path from a seed pixel, that pixel's own elevation included; equal costs go first-come
-    first-served. Foreground that no seed reaches stays 0.
+    elevation may be a strided view such as one channel of a prediction): a marker-controlled
+    watershed (Meyer's priority flood, the algorithm of scikit-image's ``watershed``). A pixel's
+    cost is the highest elevation on its path from a seed pixel, that pixel's own elevation
+    included; equal costs go first-come first-served. Foreground that no seed reaches stays 0.
 
     The queue is hierarchical (Beucher and Meyer): the elevation's range over the seeds and the
     foreground is cut into :data:`FLOOD_LEVELS` levels with a first-in first-out list each, so a
-    pixel costs a constant time instead of a heap's logarithm (on a 2048 x 2048 3-class
-    prediction, 0.01 s instead of 0.15 s with a binary heap and 0.4 s with scikit-image). Costs
-    closer than 1/65535 of the range count as equal; where no two costs are that close, the
-    labels are scikit-image's. Only the seeds' frontier enters the queue, so the work is
-    proportional to the foreground outside the seeds (a thin band around confident nucleus
-    interiors), not to the image, and the queue's memory to its longest length (entries are
-    reused once taken out).
+    pixel costs a constant time instead of a heap's logarithm. Costs closer than 1/65535 of the
+    range count as equal; where no two costs are that close, the labels are scikit-image's. Only
+    the seeds' frontier enters the queue, so the work is proportional to the foreground outside
+    the seeds, and the queue's memory to its longest length (entries are reused once taken
+    out). On the 3-class prediction of a 2048 x 2048 image with 1800 nuclei (seeds at 0.9, 300,000
+    pixels to flood) it takes 0.05 s.
 
     ``in_place``: grow the labels in ``seeds`` itself when it is a C-contiguous int32 array (a
     large image's memory: no second label image), and return it.
@@ -398,7 +397,9 @@ def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *,
     if not seeds.shape == fg.shape == elevation.shape or seeds.ndim != 2:
         raise ValueError(f"seeds, fg and elevation must be 2-D of one shape, got {seeds.shape}, {fg.shape}, "
                          f"{elevation.shape}")
-    lo, hi = _range_where(elevation, fg, seeds)
+    lo, hi, negative = _range_where(elevation, fg, seeds)
+    if negative:
+        raise ValueError("seeds must be labels >= 0 (0 = no seed)")
     if lo > hi:  # no foreground, no seeds
         return seeds
     scale = (FLOOD_LEVELS - 1) / (hi - lo) if hi > lo else 0.0
@@ -409,84 +410,153 @@ def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *,
 
 @njit(cache=True, nogil=True)
 def _range_where(elevation, fg, seeds):  # pragma: no cover - compiled
-    """Lowest and highest elevation over the foreground and the seeds (inf, -inf if none)."""
+    """Lowest and highest elevation over the foreground and the seeds (inf, -inf if none), and
+    whether a seed label is negative."""
     lo, hi = np.inf, -np.inf
+    negative = False
     h, w = fg.shape
     for y in range(h):
         for x in range(w):
-            if fg[y, x] or seeds[y, x] != 0:
+            s = seeds[y, x]
+            negative |= s < 0
+            if fg[y, x] or s != 0:
                 v = elevation[y, x]
                 lo = min(lo, v)
                 hi = max(hi, v)
-    return lo, hi
+    return lo, hi, negative
 
 
-@njit(cache=True, nogil=True)
-def _enqueue(pixel, nxt, head, tail, free: int, n: int, at: int, level: int):  # pragma: no cover - compiled
-    """Append pixel ``at`` to the list of ``level``, in a reused entry (the list ``free``) or in
-    entry ``n``; returns the entry arrays (grown when full), the free list and ``n``."""
-    if free >= 0:
-        e = free
-        free = nxt[e]
-    else:
-        if n == pixel.size:
-            pixel = np.concatenate((pixel, np.empty_like(pixel)))
-            nxt = np.concatenate((nxt, np.empty_like(nxt)))
-        e = n
-        n += 1
-    pixel[e] = at
-    nxt[e] = -1
-    if tail[level] >= 0:
-        nxt[tail[level]] = e
-    else:
-        head[level] = e
-    tail[level] = e
-    return pixel, nxt, free, n
+# The flood's queue: per level a first-in first-out list of entries (``pixel``: the pixel's
+# raster index, ``nxt``: the next entry of the list, or of the free list once taken out).
+# The entry arrays grow between calls of the loops below, never inside one: numba compiles a
+# loop that may reassign an array 3-4x slower (measured on a 2048 x 2048 prediction).
 
 
 @njit(cache=True, nogil=True)
 def _flood(labels, fg, elevation, origin: float, scale: float, n_levels: int):  # pragma: no cover - compiled
-    """:func:`seeded_flood` on levels ``(elevation - origin) * scale``, growing ``labels`` in place."""
+    """:func:`seeded_flood` on levels ``(elevation - origin) * scale``, growing ``labels`` in place.
+
+    Unlabelled foreground is marked ``-1 - level`` first, so the flood reads one array to know
+    whether a neighbour is free and at what level (a third of the memory traffic of reading the
+    mask, the labels and the elevation); what no seed reaches is set back to 0 at the end."""
     h, w = labels.shape
+    top = n_levels - 1
+    for y in range(h):
+        for x in range(w):
+            if labels[y, x] == 0 and fg[y, x]:
+                labels[y, x] = -1 - min(top, max(0, int((elevation[y, x] - origin) * scale)))
     head = np.full(n_levels, -1, np.int64)  # per level: first and last entry of its list
     tail = np.full(n_levels, -1, np.int64)
-    pixel = np.empty(1024, np.int64)  # entries: the pixel, and the next entry of the same level
-    nxt = np.empty(1024, np.int64)
-    free = -1  # entries taken out of the queue, linked through nxt
-    n = 0
-    for y in range(h):  # the seeds' frontier, in raster order
+    pixel = np.empty(4096, np.int64)
+    nxt = np.empty(4096, np.int64)
+    state = np.array([-1, 0, 0, 0, 0], np.int64)  # free list, entries used, free entries, level, raster position
+    while not _queue_frontier(labels, elevation, origin, scale, top, pixel, nxt, head, tail, state):
+        pixel, nxt = _grown(pixel), _grown(nxt)
+    while not _drain(labels, pixel, nxt, head, tail, state):
+        pixel, nxt = _grown(pixel), _grown(nxt)
+    for y in range(h):
         for x in range(w):
-            if labels[y, x] != 0 and (
-                    (y > 0 and fg[y - 1, x] and labels[y - 1, x] == 0)
-                    or (y + 1 < h and fg[y + 1, x] and labels[y + 1, x] == 0)
-                    or (x > 0 and fg[y, x - 1] and labels[y, x - 1] == 0)
-                    or (x + 1 < w and fg[y, x + 1] and labels[y, x + 1] == 0)):
-                level = min(n_levels - 1, max(0, int((elevation[y, x] - origin) * scale)))
-                pixel, nxt, free, n = _enqueue(pixel, nxt, head, tail, free, n, y * w + x, level)
-    level = 0
-    while True:  # the flood: lowest level first, first in first out within a level
+            if labels[y, x] < 0:
+                labels[y, x] = 0
+    return labels
+
+
+@njit(cache=True, nogil=True)
+def _grown(a):  # pragma: no cover - compiled
+    return np.concatenate((a, np.empty_like(a)))
+
+
+@njit(inline="always")
+def _push(pixel, nxt, head, tail, free: int, n: int, spare: int, at: int, level: int):  # pragma: no cover
+    """Append pixel ``at`` to the list of ``level`` in a free entry (or entry ``n``); returns the
+    free list, ``n`` and the number of free entries."""
+    if free >= 0:
+        e = free
+        free = nxt[e]
+        spare -= 1
+    else:
+        e = n
+        n += 1
+    pixel[e] = at
+    nxt[e] = -1
+    t = tail[level]
+    if t >= 0:
+        nxt[t] = e
+    else:
+        head[level] = e
+    tail[level] = e
+    return free, n, spare
+
+
+@njit(cache=True, nogil=True)
+def _queue_frontier(labels, elevation, origin, scale, top, pixel, nxt, head, tail, state):  # pragma: no cover
+    """Queue the seed pixels next to free foreground, in raster order from ``state[4]``; False
+    (and the position in ``state``) when the entry arrays are full."""
+    h, w = labels.shape
+    free, n, spare = state[0], state[1], state[2]
+    y0 = state[4] // w
+    x0 = state[4] - y0 * w
+    for y in range(y0, h):
+        for x in range(x0 if y == y0 else 0, w):
+            if labels[y, x] > 0 and ((y > 0 and labels[y - 1, x] < 0) or (y + 1 < h and labels[y + 1, x] < 0)
+                                     or (x > 0 and labels[y, x - 1] < 0) or (x + 1 < w and labels[y, x + 1] < 0)):
+                if n == pixel.size:
+                    state[1], state[4] = n, y * w + x
+                    return False
+                level = min(top, max(0, int((elevation[y, x] - origin) * scale)))
+                free, n, spare = _push(pixel, nxt, head, tail, free, n, spare, y * w + x, level)
+    state[0], state[1], state[2] = free, n, spare
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _drain(labels, pixel, nxt, head, tail, state):  # pragma: no cover - compiled
+    """The flood: lowest level first, first in first out within a level, each pixel's free
+    neighbours (east, south, west, north) labelled when queued (no cheaper path can reach them
+    later). True when the queue is empty; False (state saved) when the entries may run out."""
+    h, w = labels.shape
+    n_levels = head.size
+    cap = pixel.size
+    free, n, spare, level = state[0], state[1], state[2], state[3]
+    while True:
         while level < n_levels and head[level] < 0:
             level += 1
         if level == n_levels:
-            break
+            return True
+        if spare + cap - n < 3:  # taking a pixel frees one entry; it may queue four
+            state[0], state[1], state[2], state[3] = free, n, spare, level
+            return False
         e = head[level]
         head[level] = nxt[e]
         if head[level] < 0:
             tail[level] = -1
-        y = pixel[e] // w
-        x = pixel[e] - y * w
-        nxt[e] = free  # the entry is free again
+        p = pixel[e]
+        nxt[e] = free
         free = e
+        spare += 1
+        y = p // w
+        x = p - y * w
         lab = labels[y, x]
-        for k in range(4):
-            ny = y + _DY[k]
-            nx = x + _DX[k]
-            if ny < 0 or ny >= h or nx < 0 or nx >= w or not fg[ny, nx] or labels[ny, nx] != 0:
-                continue
-            labels[ny, nx] = lab  # labelled when queued: no cheaper path can reach it later
-            nl = max(level, min(n_levels - 1, max(0, int((elevation[ny, nx] - origin) * scale))))
-            pixel, nxt, free, n = _enqueue(pixel, nxt, head, tail, free, n, ny * w + nx, nl)
-    return labels
+        if x + 1 < w:
+            v = labels[y, x + 1]
+            if v < 0:
+                labels[y, x + 1] = lab
+                free, n, spare = _push(pixel, nxt, head, tail, free, n, spare, p + 1, max(level, -1 - v))
+        if y + 1 < h:
+            v = labels[y + 1, x]
+            if v < 0:
+                labels[y + 1, x] = lab
+                free, n, spare = _push(pixel, nxt, head, tail, free, n, spare, p + w, max(level, -1 - v))
+        if x > 0:
+            v = labels[y, x - 1]
+            if v < 0:
+                labels[y, x - 1] = lab
+                free, n, spare = _push(pixel, nxt, head, tail, free, n, spare, p - 1, max(level, -1 - v))
+        if y > 0:
+            v = labels[y - 1, x]
+            if v < 0:
+                labels[y - 1, x] = lab
+                free, n, spare = _push(pixel, nxt, head, tail, free, n, spare, p - w, max(level, -1 - v))
 
 
 @njit(cache=True, nogil=True)
@@ -500,29 +570,19 @@ def label_orphans(labels, fg) -> int:  # pragma: no cover - compiled
     for y in range(h):
         for x in range(w):
             top = max(top, labels[y, x])
-    stack = np.empty(1024, np.int64)
+    stack = np.empty(4096, np.int64)
     count = 0
-    for y0 in range(h):
-        for x0 in range(w):
-            if not fg[y0, x0] or labels[y0, x0] != 0:
-                continue
-            count += 1
-            new = top + count
-            labels[y0, x0] = new
-            stack[0] = y0 * w + x0
-            n = 1
-            while n > 0:  # depth first: every pixel of the piece is labelled once
-                n -= 1
-                y = stack[n] // w
-                x = stack[n] - y * w
-                for ny in range(max(0, y - 1), min(h, y + 2)):
-                    for nx in range(max(0, x - 1), min(w, x + 2)):
-                        if fg[ny, nx] and labels[ny, nx] == 0:
-                            labels[ny, nx] = new
-                            if n == stack.size:
-                                stack = np.concatenate((stack, np.empty_like(stack)))
-                            stack[n] = ny * w + nx
-                            n += 1
+    start = _next_orphan(labels, fg, 0)
+    while start >= 0:
+        count += 1
+        labels.flat[start] = top + count
+        stack[0] = start
+        n = 1
+        while n > 0:
+            n = _fill_piece(labels, fg, stack, n, top + count)
+            if n > 0:
+                stack = _grown(stack)
+        start = _next_orphan(labels, fg, start + 1)
     return count
 
 
