@@ -45,3 +45,33 @@ def test_roundtrip_and_errors():
         MinMaxNormalizer(fixed_range=(5, 5))
     with pytest.raises(ValueError, match="YX or YXC"):
         ZScoreNormalizer()(np.zeros((2, 2, 2, 2)))
+
+
+@pytest.mark.parametrize("kind", ["normal", "integers", "gamma"])
+def test_percentiles_of_large_images_are_numpys(kind):
+    """Images above the selection's threshold (order statistics by histograms) give numpy's
+    percentiles to the last bit: dtype, interpolation, ties, both ends, every channel."""
+    from ijseg.preprocess import percentiles
+
+    rng = np.random.default_rng(len(kind))
+    for q in [(1.0, 99.8), (0.0, 100.0), (3.3, 97.01), (50.0, 50.0000001)]:
+        shape = (int(rng.integers(512, 640)), int(rng.integers(512, 640)), int(rng.integers(1, 4)))
+        x = {"normal": lambda: rng.normal(size=shape),
+             "integers": lambda: rng.integers(0, 7, shape),  # many ties
+             "gamma": lambda: -rng.gamma(2, 0.01, shape)}[kind]().astype(np.float32)
+        got = percentiles(x, q)
+        expected = np.percentile(x, list(q), axis=(0, 1), keepdims=True)
+        for g, e in zip(got, expected):
+            assert g.dtype == e.dtype and g.shape == e.shape
+            np.testing.assert_array_equal(g, e)
+
+
+def test_order_statistics_are_sorted_values():
+    from ijseg._kernels import order_statistics
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 17, 5000):
+        v = np.concatenate([rng.normal(size=n), [0.0, -0.0, 1e-38, -1e38]]).astype(np.float32)
+        ranks = np.unique(rng.integers(0, v.size, 5))
+        got = order_statistics(v.view(np.uint32), ranks).view(np.float32)
+        np.testing.assert_array_equal(got, np.sort(v)[ranks])
