@@ -10,13 +10,14 @@ Runs, side by side in one process tree on the same images and model:
      `ijseg serve` process, and with -Dijseg.noserver=true in an `ijseg` process per image;
 and prints wall times, per-image times and their ratio.
 
-    python bench/bridge.py --model demo/model --images demo/data/test/images --n 20 [--standalone]
+    python bench/bridge.py --model demo/model --images demo/data/test/images --n 20 [--repeat 3] [--standalone]
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,8 +34,11 @@ def _timed(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def compare(model: str, files: list[Path]) -> dict:
-    """Wall times of the three runs on copies of ``files``: start_s, predict_s, macro_s, and n."""
+def compare(model: str, files: list[Path], repeat: int = 3) -> dict:
+    """Wall times of the three runs on copies of ``files``: start_s, predict_s, macro_s (medians
+    of ``repeat`` runs, predict and macro alternating so that a change of the machine's speed hits
+    both), the runs themselves, the median of the per-pair ratios, and n."""
+    runs: dict[str, list[float]] = {"start_s": [], "predict_s": [], "macro_s": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         src = tmp / "in"
@@ -43,11 +47,18 @@ def compare(model: str, files: list[Path]) -> dict:
             shutil.copy(f, src / f.name)
         empty = tmp / "empty.ijm"
         empty.write_text("x = 1;\n")
-        start = _timed([IJSEG, "-q", "macro", "run", str(empty)])
-        t_predict = _timed([IJSEG, "-q", "predict", "--model", model, "--input", str(src), "--out", str(tmp / "o1")])
-        t_macro = _timed([IJSEG, "-q", "macro", "run", str(REPO / "fiji_scripts" / "batch_segment.ijm"),
-                          "--arg", f"input={src}", "--arg", f"output={tmp / 'o2'}", "--arg", f"model={model}"])
-    return {"n": len(files), "start_s": start, "predict_s": t_predict, "macro_s": t_macro}
+        for i in range(repeat):
+            runs["start_s"].append(_timed([IJSEG, "-q", "macro", "run", str(empty)]))
+            runs["predict_s"].append(_timed([IJSEG, "-q", "predict", "--model", model, "--input", str(src),
+                                             "--out", str(tmp / f"o1-{i}")]))
+            macro = str(REPO / "fiji_scripts" / "batch_segment.ijm")
+            runs["macro_s"].append(_timed([IJSEG, "-q", "macro", "run", macro,
+                                           "--arg", f"input={src}", "--arg", f"output={tmp / f'o2-{i}'}",
+                                           "--arg", f"model={model}"]))
+    ratios = [m / p for m, p in zip(runs["macro_s"], runs["predict_s"])]
+    out = {k: statistics.median(v) for k, v in runs.items()}
+    out.update(n=len(files), repeat=repeat, runs=runs, ratio=statistics.median(ratios), ratios=ratios)
+    return out
 
 
 def standalone(model: str, files: list[Path]) -> dict:
@@ -86,15 +97,16 @@ def main() -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--images", required=True, type=Path)
     ap.add_argument("--n", type=int, default=20, help="number of images (default 20)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each path, alternating (default 3)")
     ap.add_argument("--standalone", action="store_true",
                     help="also ImageJ on its own (java -jar ij.jar), with and without the ijseg serve process")
     args = ap.parse_args()
     files = sorted(args.images.glob("*.tif"))[: args.n]
-    r = compare(args.model, files)
+    r = compare(args.model, files, args.repeat)
     if args.standalone:
         r.update(standalone(args.model, files))
     n, t_predict, t_macro = r["n"], r["predict_s"], r["macro_s"]
-    print(f"| path | wall s ({n} images) | s/image |")
+    print(f"| path | wall s ({n} images, median of {r['repeat']}) | s/image |")
     print("|---|---|---|")
     print(f"| `ijseg predict` (CLI, one process) | {t_predict:.1f} | {t_predict / n:.3f} |")
     print(f"| `ijseg macro run batch_segment.ijm` (ImageJ + Xvfb) | {t_macro:.1f} | {t_macro / n:.3f} |")
@@ -104,7 +116,8 @@ def main() -> int:
               f"| {r['serve_s'] / n:.3f} |")
         print(f"| stand-alone ImageJ, an `ijseg` process per image | {r['process_per_image_s']:.1f} "
               f"| {r['process_per_image_s'] / n:.3f} |")
-    print(f"\nratio macro / predict, whole run: {t_macro / t_predict:.2f}")
+    print(f"\nratio macro / predict, whole run: {r['ratio']:.2f} (median of the pairs: "
+          f"{', '.join(f'{x:.2f}' for x in r['ratios'])})")
     if args.standalone:
         print(f"ratio stand-alone process per image / serve: {r['process_per_image_s'] / r['serve_s']:.2f}")
     return 0
