@@ -150,30 +150,33 @@ def test_label_orphans_numbers_pieces_as_scipy(seed):
 
 
 def test_flood_and_orphans_outgrow_their_first_arrays():
-    """Images whose queue (or whose pieces' stack) outgrows the kernels' first allocation (4096
-    entries): they grow between calls and give the same labels as scikit-image and scipy."""
+    """Images whose seed frontier, flood queue or pieces' stack outgrow the kernels' first
+    allocation (4096 entries): the arrays grow between calls and the labels are scikit-image's
+    and scipy's (60,000 distinct elevations, each on a level of its own)."""
     from skimage.segmentation import watershed
 
     from ijseg._kernels import label_orphans, seeded_flood
 
     rng = np.random.default_rng(11)
-    h, w = 400, 300
+    h, w = 300, 200
     el = ndi.gaussian_filter(rng.random((h, w)), 2.0)
     el = (np.argsort(np.argsort(el, axis=None)).reshape(h, w) / (h * w)).astype(np.float32)
     fg = np.ones((h, w), bool)
     seeds = np.zeros((h, w), np.int32)
-    seeds[::2, 0] = np.arange(1, h // 2 + 1)  # a frontier of 200 seeds and a flood of 120,000 pixels
-    seeds[0, 1::2] = np.arange(h // 2 + 1, h // 2 + 1 + w // 2)
+    yy, xx = np.mgrid[:60, :w]
+    board = (yy + xx) % 2 == 0  # 6000 seeds, each next to free foreground: a frontier of 6000
+    seeds[:60][board] = np.arange(1, board.sum() + 1)
     np.testing.assert_array_equal(seeded_flood(seeds, fg, el), watershed(el, seeds, mask=fg, connectivity=1))
     stripes = np.ones((h, w), bool)
-    stripes[::50] = False  # 8 pieces of 49 x 300 pixels, depth first through long stacks
+    stripes[::50] = False  # 6 pieces of 49 x 200 pixels, depth first through long stacks
     labels = np.zeros((h, w), np.int32)
     labels[3, 3] = 5  # a labelled pixel: the new labels start above it
     expected, n = ndi.label(stripes & (labels == 0), structure=np.ones((3, 3)))
     expected[expected > 0] += 5
     expected[3, 3] = 5
-    assert label_orphans(labels, stripes) == n == 8
+    assert label_orphans(labels, stripes) == n == 6
     np.testing.assert_array_equal(labels, expected)
+    assert label_orphans(np.zeros((3, 0), np.int32), np.zeros((3, 0), bool)) == 0
     with pytest.raises(ValueError, match="seeds must be labels >= 0"):
         seeded_flood(-seeds, fg, el)
 

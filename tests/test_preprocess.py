@@ -64,6 +64,10 @@ def test_percentiles_of_large_images_are_numpys(kind):
         for g, e in zip(got, expected):
             assert g.dtype == e.dtype and g.shape == e.shape
             np.testing.assert_array_equal(g, e)
+    x[5, 7, 0] = np.nan  # numpy's answer: NaN in that channel
+    np.testing.assert_array_equal(percentiles(x, (1.0, 99.8))[1], np.percentile(x, [99.8], axis=(0, 1), keepdims=True)[0])
+    with pytest.raises(ValueError, match="Percentiles must be in the range"):
+        percentiles(x, (-1.0, 50.0))
 
 
 def test_order_statistics_are_sorted_values():

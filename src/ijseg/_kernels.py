@@ -567,6 +567,8 @@ def label_orphans(labels, fg) -> int:  # pragma: no cover - compiled
     ``scipy.ndimage.label`` with a 3x3 structure numbers, without its image-sized arrays).
     Returns the number of pieces."""
     h, w = labels.shape
+    if h == 0 or w == 0:
+        return 0
     top = 0
     for y in range(h):
         for x in range(w):
@@ -621,8 +623,9 @@ def _fill_piece(labels, fg, stack, n: int, new: int) -> int:  # pragma: no cover
 
 @njit(cache=True, nogil=True)
 def order_statistics(bits, ranks):  # pragma: no cover - compiled
-    """The ``ranks``-th smallest (0-based, ascending) of finite float32 values given as their
-    bits (``values.view(np.uint32)``, any strides), as bits: exact selection in linear time.
+    """The ``ranks``-th smallest (0-based, ascending) of float32 values given as their bits
+    (``values.view(np.uint32)``, any strides), as bits: exact selection in linear time. An empty
+    result where a value is NaN (whose place numpy's sort defines differently).
 
     Each value's bits become an unsigned key in the values' order; a histogram of the keys'
     high 16 bits finds the bin of each rank, and one more pass per bin a histogram of the low
@@ -631,7 +634,10 @@ def order_statistics(bits, ranks):  # pragma: no cover - compiled
     """
     high = np.zeros(65536, np.int64)
     for i in range(bits.size):
-        high[_order_key(bits[i]) >> 16] += 1
+        u = bits[i]
+        if u & np.uint32(0x7FFFFFFF) > np.uint32(0x7F800000):  # NaN
+            return np.empty(0, np.uint32)
+        high[_order_key(u) >> 16] += 1
     out = np.empty(ranks.size, np.uint32)
     low = np.zeros(65536, np.int64)
     done_bin = -1
@@ -675,7 +681,8 @@ def warm_up() -> None:
     seeded_flood(np.eye(2, dtype=np.int32), mask[:, :2], np.zeros((2, 2), np.float32))
     label_orphans(np.zeros((2, 3), np.int32), mask)
     argmax_and_seeds(np.zeros((2, 2, 3), np.float32), 1, 0.5)
-    order_statistics(np.zeros((2, 2), np.float32).view(np.uint32)[:, 0], np.zeros(2, np.int64))
+    for values in (np.zeros((2, 2), np.float32)[:, 0], np.zeros(2, np.float32)):  # a channel of several, or one
+        order_statistics(values.view(np.uint32), np.zeros(2, np.int64))
     seeded_flood(np.eye(2, dtype=np.int32), mask[:, :2], np.zeros((2, 2, 3), np.float32)[..., 1], highest_first=True)
     first_seen_order(np.zeros(4, np.int32), 0)
     first_seen_order(np.zeros(4, np.uint16), 0)

@@ -1028,8 +1028,10 @@ def _end_process(code: int) -> None:
     atexit._run_exitfuncs()  # noqa: SLF001 (CPython's own exit handlers, which os._exit skips)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        try:
             stream.flush()
+        except Exception:  # a full disk or a closed pipe: the output is incomplete, as Python reports it
+            code = code or 120
     os._exit(code)
 
 

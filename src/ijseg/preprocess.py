@@ -65,7 +65,7 @@ _SELECT_FROM = 1 << 18
 
 def percentiles(x: np.ndarray, qs: tuple[float, ...]) -> tuple[np.ndarray, ...]:
     """``np.percentile(x, list(qs), axis=(0, 1), keepdims=True)`` (linear interpolation, float64)
-    per channel of a finite ``YXC`` float32 image, equal to numpy's to the last bit.
+    per channel of a ``YXC`` float32 image, equal to numpy's to the last bit (a zero's sign aside).
 
     Large images take the order statistics from :func:`ijseg._kernels.order_statistics` (exact
     selection by histograms, no copy of the image) and interpolate between them as numpy does.
@@ -79,8 +79,8 @@ def percentiles(x: np.ndarray, qs: tuple[float, ...]) -> tuple[np.ndarray, ...]:
     """
     h, w, c = x.shape
     n = h * w
-    if n < _SELECT_FROM or x.dtype != np.float32:
-        return tuple(np.percentile(x, list(qs), axis=(0, 1), keepdims=True))
+    if n < _SELECT_FROM or x.dtype != np.float32 or not all(0 <= q <= 100 for q in qs):
+        return tuple(np.percentile(x, list(qs), axis=(0, 1), keepdims=True))  # numpy's errors too
     from ._kernels import order_statistics
 
     virtual = (n - 1) * (np.asarray(qs, np.float64) / 100)  # numpy's "linear" method, in its dtypes
@@ -92,7 +92,10 @@ def percentiles(x: np.ndarray, qs: tuple[float, ...]) -> tuple[np.ndarray, ...]:
     bits = np.ascontiguousarray(x).reshape(n, c).view(np.uint32)
     out = np.empty((len(qs), 1, 1, c), np.float64)
     for ch in range(c):
-        values = dict(zip(ranks.tolist(), order_statistics(bits[:, ch], ranks).view(np.float32)))
+        found = order_statistics(bits[:, ch], ranks)
+        if found.size == 0:  # NaN pixels: numpy's answer (NaN)
+            return tuple(np.percentile(x, list(qs), axis=(0, 1), keepdims=True))
+        values = dict(zip(ranks.tolist(), found.view(np.float32)))
         for i in range(len(qs)):
             a, b = np.float32(values[int(prev[i])]), np.float32(values[int(nxt[i])])
             diff = b - a

@@ -143,14 +143,17 @@ def prepare_quick_exit() -> bool:
     """Prepare this process to end with ``os._exit`` while the JVM runs (see
     :func:`ijseg.cli.console`): Java's standard streams are flushed, scyjava's JVM shutdown (it
     waits for AWT's threads: 1.4 s) is taken off the exit handlers, and our Xvfb is left to end
-    with the process. False (nothing changed) where that Xvfb would outlive the process: then
-    the process must exit normally."""
+    with the process. False (nothing changed) where the process must exit normally: a JVM that
+    ijseg did not start (PyImageJ's Fiji), an interactive ImageJ (Java's shutdown hooks save
+    preferences), or an Xvfb that would outlive the process."""
     import atexit
 
     import scyjava
 
     if not scyjava.jvm_started():
         return True
+    if _state.get("jar") is None or _state.get("interactive"):
+        return False
     xvfb = _state.get("xvfb")
     if xvfb is not None and not xvfb.leave_to_process_end():
         return False
@@ -162,6 +165,11 @@ def prepare_quick_exit() -> bool:
     except Exception:  # the JVM is in no state to print: nothing to flush
         pass
     return True
+
+
+def note_interactive() -> None:
+    """Record that this process shows an interactive ImageJ (see :func:`prepare_quick_exit`)."""
+    _state["interactive"] = True
 
 
 def jclass(name: str):

@@ -52,7 +52,7 @@ class Xvfb:
     def __init__(self, proc: subprocess.Popen, display: str, *, dies_with_parent: bool = False) -> None:
         self.proc = proc
         self.display = display
-        #: the kernel ends it with its parent (then :meth:`outlive` may leave it to that)
+        #: the kernel ends it with its parent (then :meth:`leave_to_process_end` may leave it to that)
         self.dies_with_parent = dies_with_parent
 
     @classmethod

@@ -12,7 +12,7 @@ import os
 import time
 
 from ..errors import IjsegError
-from ._java import jclass, jvm_started, start_jvm
+from ._java import jclass, jvm_started, note_interactive, start_jvm
 from .engine import install_engine
 
 __all__ = ["open_imagej", "wait_until_closed", "run_macro_gui"]
@@ -39,6 +39,7 @@ def open_imagej(*, fiji: str | os.PathLike | None = None, require_display: bool 
     if require_display and not os.environ.get("DISPLAY"):
         raise IjsegError("an interactive ImageJ session needs a display (DISPLAY is not set); for batch jobs use "
                          "'ijseg macro run FILE.ijm', which runs without one")
+    note_interactive()
     if fiji is not None:
         from .fiji import start_fiji
 
