@@ -89,7 +89,7 @@ class Config:
     (background / interior / boundary) U-Net of 1.95 million parameters with depth 5 and 8
     filters at full resolution, trained on batches of 16 patches of 128x128: most parameters sit at
     the coarse levels, where they cost little, so the network computes 28 GFLOP per megapixel (a
-    tenth of depth 3 with 32 filters) with a receptive field of 408 pixels (see BENCHMARKS.md,
+    tenth of depth 3 with 32 filters) with a receptive field of 412 pixels (see BENCHMARKS.md,
     "Levers").
     """
 
