@@ -445,7 +445,7 @@ def _flood(labels, fg, elevation, origin: float, scale: float, n_levels: int):  
     for y in range(h):
         for x in range(w):
             if labels[y, x] == 0 and fg[y, x]:
-                labels[y, x] = -1 - min(top, max(0, int((elevation[y, x] - origin) * scale)))
+                labels[y, x] = -1 - _level(elevation[y, x], origin, scale, top)
     head = np.full(n_levels, -1, np.int64)  # per level: first and last entry of its list
     tail = np.full(n_levels, -1, np.int64)
     pixel = np.empty(4096, np.int64)
@@ -465,6 +465,12 @@ def _flood(labels, fg, elevation, origin: float, scale: float, n_levels: int):  
 @njit(cache=True, nogil=True)
 def _grown(a):  # pragma: no cover - compiled
     return np.concatenate((a, np.empty_like(a)))
+
+
+@njit(inline="always")
+def _level(value, origin, scale, top):  # pragma: no cover - compiled
+    """The flood level of an elevation: ``(value - origin) * scale`` truncated into 0..top."""
+    return min(top, max(0, int((value - origin) * scale)))
 
 
 @njit(inline="always")
@@ -504,7 +510,7 @@ def _queue_frontier(labels, elevation, origin, scale, top, pixel, nxt, head, tai
                 if n == pixel.size:
                     state[1], state[4] = n, y * w + x
                     return False
-                level = min(top, max(0, int((elevation[y, x] - origin) * scale)))
+                level = _level(elevation[y, x], origin, scale, top)
                 free, n, spare = _push(pixel, nxt, head, tail, free, n, spare, y * w + x, level)
     state[0], state[1], state[2] = free, n, spare
     return True
