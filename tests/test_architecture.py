@@ -97,8 +97,8 @@ def test_no_import_cycles():
 
 #: layers, lowest first: a module imports only modules of its own layer or below
 LAYERS = [
-    ["ijseg.errors", "ijseg._fileio", "ijseg._stderr", "ijseg._tiling", "ijseg._kernels", "ijseg._tf", "ijseg._resources",
-     "ijseg.config", "ijseg.preprocess", "ijseg.data"],
+    ["ijseg.errors", "ijseg._fileio", "ijseg._stderr", "ijseg._gc", "ijseg._tiling", "ijseg._kernels", "ijseg._tf",
+     "ijseg._resources", "ijseg.config", "ijseg.preprocess", "ijseg.data"],
     ["ijseg.models", "ijseg.predict", "ijseg.postprocess", "ijseg.measure"],
     ["ijseg.pipeline", "ijseg.qc", "ijseg.train", "ijseg.bundles"],
     ["ijseg.ij"],

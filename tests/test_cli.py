@@ -118,3 +118,24 @@ def test_a_time_limit_alone_lets_the_budget_end_training(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"train_epochs": 7}))
     assert config("--time-limit", "8", "--config", str(tmp_path / "c.json")).train_epochs == 7
     assert config("--lr-schedule", "plateau").train_lr_schedule == "plateau"
+
+
+def test_only_the_executable_freezes_what_lives_until_the_end():
+    """The executable moves TensorFlow's objects out of the collector's way (ijseg._gc); a
+    program using ijseg as a library keeps its collector untouched."""
+    code = (
+        "import gc, sys\n"
+        "import ijseg._gc as g, ijseg._tf as t\n"
+        "if sys.argv[1] == 'executable':\n"
+        "    g.own_process()\n"
+        "t.import_tf()\n"
+        "g.settle_once('x'); frozen = gc.get_freeze_count(); g.settle_once('x')\n"
+        "print(gc.get_freeze_count(), frozen, gc.isenabled())\n"
+    )
+    runs = {}
+    for mode in ("executable", "library"):
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True)
+        runs[mode] = [int(v) if v.isdigit() else v for v in out.stdout.split()]
+    count, first, enabled = runs["executable"]
+    assert count > 100_000 and count == first and enabled == "True"  # settle_once acted once
+    assert runs["library"] == [0, 0, "True"]

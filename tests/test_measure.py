@@ -82,6 +82,23 @@ def test_without_intensity_and_errors():
     assert measure(np.zeros((5, 5), int))["Area"].size == 0
 
 
+def test_measure_columns_are_the_table_without_pandas():
+    from ijseg.measure import measure_columns
+
+    lab = np.zeros((20, 30), np.uint16)
+    lab[2:8, 3:12], lab[10:18, 15:19] = 4, 9
+    inten = np.arange(lab.size, dtype=np.float32).reshape(lab.shape)
+    for args in ((lab, inten), (lab,)):
+        table = measure(*args, pixel_size=(0.5, 0.25))
+        names, values = measure_columns(*args, pixel_size=(0.5, 0.25))
+        assert names == list(table.columns) and values.shape == (len(names), 2) and values.flags.c_contiguous
+        assert np.array_equal(values, table.to_numpy(np.float64).T, equal_nan=True)
+    assert table["Label"].dtype == np.int64 and table["Label"].tolist() == [4, 9]
+    assert all(table[c].dtype == np.float64 for c in table.columns if c != "Label")
+    names, values = measure_columns(np.zeros((4, 4), int))
+    assert values.shape == (len(names), 0)
+
+
 def test_roi_zip_and_csv(tmp_path):
     lab = _blob()
     lab[0, 10:12] = 2

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 
-from .errors import IjsegError
-
+from ._gc import loading
 from ._stderr import quiet_fd2
+from .errors import IjsegError
 
 __all__ = ["import_tf", "device_summary", "dtype_policy", "policy_name", "gpus", "cpu_has_bf16"]
 
@@ -60,8 +61,10 @@ def import_tf():
         If TensorFlow or Keras 3 is not installed, with the install command.
     """
     global _configured
+    # TensorFlow's modules live until the process ends (see ijseg._gc)
+    first = loading() if "tensorflow" not in sys.modules else contextlib.nullcontext()
     try:
-        with _quiet_fd2():
+        with _quiet_fd2(), first:
             import tensorflow as tf_
             import keras as keras_
     except ImportError as err:

@@ -27,6 +27,7 @@ from typing import Any
 
 from . import __version__
 from ._fileio import check_output_dir, check_output_file
+from ._gc import own_process
 from .errors import ConfigError, DataError, IjsegError, Interrupted
 
 __all__ = ["main", "console", "run", "Context"]
@@ -984,10 +985,12 @@ def _own_process_environment() -> None:
     logs errors only (its import notices are hidden too, see :mod:`ijseg._tf`; set
     ``IJSEG_TF_VERBOSE=1`` to see them), Keras uses TensorFlow and onnxruntime sends no usage
     telemetry (from 1.30 on Linux it would, and leave a ``.ses`` file in the temporary folder);
-    a value the user set is kept."""
+    a value the user set is kept; full garbage collections skip the objects that live until the
+    process ends (:mod:`ijseg._gc`)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    own_process()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,7 +45,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 __all__ = [
-    "COLUMNS", "INTENSITY_COLUMNS", "measure", "trace_outline", "traced_perimeter", "feret_values", "outlines",
+    "COLUMNS", "INTENSITY_COLUMNS", "measure", "measure_columns", "trace_outline", "traced_perimeter", "feret_values", "outlines",
     "write_roi_zip", "table_to_csv",
 ]
 
@@ -168,6 +168,32 @@ def measure(
     >>> t.loc[0, ["Area", "X", "Y", "Width"]].tolist()
     [3.0, 1.5, 1.25, 2.0]
     """
+    names, values = measure_columns(labels, intensity, pixel_size=pixel_size, label_ids=label_ids)
+    # one array per column: a 2-D frame re-typed afterwards costs pandas a copy per column
+    columns = {name: values[k] for k, name in enumerate(names)}
+    columns["Label"] = columns["Label"].astype(np.int64)
+    return pd.DataFrame(columns, copy=False)
+
+
+def measure_columns(
+    labels: np.ndarray,
+    intensity: np.ndarray | None = None,
+    *,
+    pixel_size: tuple[float, float] = (1.0, 1.0),
+    label_ids: Sequence[int] | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """:func:`measure` without pandas, for ImageJ's Results table (one row per column).
+
+    Parameters are those of :func:`measure`, and so are the errors.
+
+    Returns
+    -------
+    names : list of str
+        The column names, in :data:`COLUMNS` order (without the intensity columns when
+        ``intensity`` is None).
+    values : numpy.ndarray
+        float64, shape ``(len(names), objects)``, C-contiguous; ``Label`` as a float.
+    """
     from ._kernels import N_VALUES, object_row
 
     labels = np.asarray(labels)
@@ -180,19 +206,19 @@ def measure(
     ph, pw = (float(v) for v in pixel_size)
     slices = ndi.find_objects(labels)
     ids = [i for i, sl in enumerate(slices, start=1) if sl is not None] if label_ids is None else list(label_ids)
-    values = np.empty((len(ids), N_VALUES))
+    values = np.empty((N_VALUES, len(ids)))
     none = np.zeros((1, 1))
     for k, lab_id in enumerate(ids):
         sl = slices[lab_id - 1] if 0 < lab_id <= len(slices) else None
         if sl is None:
             raise ValueError(f"label {lab_id} is not in the label image")
         box = none if intensity is None else np.ascontiguousarray(intensity[sl], np.float64)
-        values[k] = object_row(labels[sl] == lab_id, box, int(lab_id), sl[0].start, sl[1].start, ph, pw,
-                               intensity is not None)
-    table = pd.DataFrame(values, columns=list(COLUMNS))
-    if intensity is None:
-        table = table.drop(columns=list(INTENSITY_COLUMNS))
-    return table.astype({"Label": np.int64})
+        values[:, k] = object_row(labels[sl] == lab_id, box, int(lab_id), sl[0].start, sl[1].start, ph, pw,
+                                  intensity is not None)
+    if intensity is not None:
+        return list(COLUMNS), values
+    keep = [k for k, name in enumerate(COLUMNS) if name not in INTENSITY_COLUMNS]
+    return [COLUMNS[k] for k in keep], values[keep]
 
 
 def outlines(labels: np.ndarray) -> dict[int, np.ndarray]:

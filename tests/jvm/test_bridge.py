@@ -37,6 +37,24 @@ def _predict_macro(model, extra: str = "") -> str:
     return f'run("IJSeg Predict", "model=[{model}] output=labels threshold=0.50 {extra}");\n'
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64, np.int32, np.uint32, ">u2"])
+def test_pixels_reach_imagej_bit_for_bit(dtype):
+    from ijseg.ij import from_imageplus, to_imageplus
+
+    start_jvm(display=True)
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    full = (rng.integers(info.min, info.max, (9, 14), endpoint=True) if info is not None
+            else rng.normal(0, 1e3, (9, 14))).astype(dtype)
+    plane = full[1::2, ::3]  # not contiguous
+    back = from_imageplus(to_imageplus(plane, "x"))
+    assert back.shape == plane.shape
+    expected = plane if np.dtype(dtype) in (np.uint8, np.uint16) else plane.astype(np.float32)
+    assert back.dtype == expected.dtype and np.array_equal(back, expected)
+    stack = from_imageplus(to_imageplus(np.stack([plane, plane[::-1]]), "c"))
+    assert np.array_equal(stack, np.stack([plane, plane[::-1]]).astype(np.float32))
+
+
 def test_plugin_commands_are_installed():
     start_jvm(display=True)
     run("x = 1;")  # builds ImageJ's menus
@@ -102,6 +120,20 @@ def test_engine_errors_are_macro_errors_with_line(tiny_model):
         run(_predict_macro(tiny_model), img)
     with pytest.raises(MacroError, match=r"line 3: Undefined variable\n    3: y = nothing \+ 1;"):
         run("a = 1;\nb = 2;\ny = nothing + 1;\nprint(y);")
+
+
+def test_measure_of_a_label_image_without_objects():
+    from ijseg.ij import to_imageplus
+
+    start_jvm(display=True)
+    engine = install_engine()
+    labels = to_imageplus(np.zeros((16, 16), np.uint16), "empty")
+    table = jclass("ij.measure.ResultsTable")()
+    table.incrementCounter()  # rows already there are kept
+    assert engine.measure(labels, None, table) is None
+    assert int(table.size()) == 1
+    r = run('run("IJSeg Measure", "labels=[e]");\nprint("rows " + nResults);', np.zeros((8, 8), np.uint16), title="e")
+    assert r.log.strip().endswith("rows 0") and len(r.results) == 0
 
 
 def test_results_dataframe_and_log():

@@ -22,19 +22,18 @@ def to_imageplus(array: np.ndarray, title: str = "image", *, pixel_size: tuple[f
         c, h, w = a.shape
         stack = jclass("ij.ImageStack")(w, h)
         for k in range(c):
-            stack.addSlice(f"c{k + 1}", jclass("ij.process.FloatProcessor")(
-                w, h, jpype.JArray(jpype.JFloat)(a[k].astype(np.float32).ravel())))
+            stack.addSlice(f"c{k + 1}", jclass("ij.process.FloatProcessor")(w, h, _java_pixels(a[k], np.float32)))
         imp = jclass("ij.ImagePlus")(title, stack)
         imp.setDimensions(c, 1, 1)
     elif a.ndim == 2:
         h, w = a.shape
         if a.dtype == np.uint8:
-            ip = jclass("ij.process.ByteProcessor")(w, h, jpype.JArray(jpype.JByte)(a.view(np.int8).ravel()))
+            ip = jclass("ij.process.ByteProcessor")(w, h, _java_pixels(a, np.int8))
         elif a.dtype == np.uint16:
             ip = jclass("ij.process.ShortProcessor")(w, h)
-            ip.setPixels(jpype.JArray(jpype.JShort)(a.view(np.int16).ravel()))
+            ip.setPixels(_java_pixels(a, np.int16))
         else:
-            ip = jclass("ij.process.FloatProcessor")(w, h, jpype.JArray(jpype.JFloat)(a.astype(np.float32).ravel()))
+            ip = jclass("ij.process.FloatProcessor")(w, h, _java_pixels(a, np.float32))
         imp = jclass("ij.ImagePlus")(title, ip)
     else:
         raise ValueError(f"expected a 2-D (YX) or 3-D (CYX) image, got shape {a.shape}")
@@ -43,6 +42,33 @@ def to_imageplus(array: np.ndarray, title: str = "image", *, pixel_size: tuple[f
         cal.pixelHeight, cal.pixelWidth = float(pixel_size[0]), float(pixel_size[1])
         cal.setUnit(unit)
     return imp
+
+
+def _java_pixels(plane: np.ndarray, dtype):
+    """A plane as a new Java ``byte[]``, ``short[]`` or ``float[]`` (``dtype`` int8, int16 or
+    float32), copied in one block through a direct buffer: JPype converts a numpy ``int16`` array
+    element by element, 7x slower at 256x256. ``uint8`` and ``uint16`` keep their bits in the
+    signed Java type (as ImageJ stores them); any other type is converted to ``dtype``."""
+    import jpype
+    import jpype.nio
+
+    dtype = np.dtype(dtype)
+    if dtype.kind == "i" and plane.dtype == np.dtype(f"u{dtype.itemsize}"):  # native byte order only
+        flat = np.ascontiguousarray(plane).view(dtype).ravel()
+    else:
+        flat = np.ascontiguousarray(plane, dtype).ravel()
+    java_type = {np.dtype(np.int8): jpype.JByte, np.dtype(np.int16): jpype.JShort,
+                 np.dtype(np.float32): jpype.JFloat}[dtype]
+    pixels = jpype.JArray(java_type)(flat.size)
+    if flat.size:
+        buffer = jpype.nio.convertToDirectBuffer(flat).order(jclass("java.nio.ByteOrder").nativeOrder())
+        if dtype == np.int8:
+            buffer.get(pixels)
+        elif dtype == np.int16:
+            buffer.asShortBuffer().get(pixels)
+        else:
+            buffer.asFloatBuffer().get(pixels)
+    return pixels
 
 
 def from_imageplus(imp) -> np.ndarray:

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from ._jars import find_ij_jar, find_java_tool, system_java_home
+from .._gc import loading
 from .._stderr import quiet_fd2
 from ..errors import IjsegError
 
@@ -101,7 +102,7 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
     if not display:
         scyjava.config.enable_headless_mode()
     try:
-        with system_java_home():
+        with system_java_home(), loading():  # JPype's objects live as long as the process (see ijseg._gc)
             scyjava.start_jvm()
     except Exception as err:
         raise IjsegError(f"cannot start Java with {jar}: {err}") from err

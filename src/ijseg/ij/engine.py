@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from .._gc import settle_once
 from ..errors import IjsegError
 from ._java import jclass
 from ._images import from_imageplus, to_imageplus
@@ -56,6 +57,7 @@ class PythonEngine:
         try:
             image = self._predict(imp, {str(k): str(v) for k, v in dict(options).items()})
             results.add(image)
+            settle_once("engine")  # TensorFlow, the model and the post-processing's kernels are loaded
             return None
         except IjsegError as err:
             return str(err)
@@ -102,7 +104,7 @@ class PythonEngine:
             return f"{type(err).__name__}: {err}"
 
     def _measure(self, labels, intensity, table) -> None:
-        from ..measure import measure
+        from ..measure import measure_columns
 
         lab = imageplus_to_image(labels)
         if lab.data.ndim != 2:
@@ -119,10 +121,10 @@ class PythonEngine:
                 raise IjsegError(f"{intensity.getTitle()}: the intensity image must be a single plane")
         import jpype
 
-        cols = measure(values, inten, pixel_size=lab.pixel_size)
-        names = list(cols)
-        columns = jpype.JArray(jpype.JDouble, 2)([np.ascontiguousarray(cols[c], np.float64) for c in names])
-        jclass("ijseg.Bridge").addRows(table, jpype.JArray(jpype.JString)(names), columns)
+        names, columns = measure_columns(values, inten, pixel_size=lab.pixel_size)
+        # JArray(JDouble, 2) from the rows (JArray.of crashed JPype 1.7 on a table without objects)
+        jclass("ijseg.Bridge").addRows(table, jpype.JArray(jpype.JString)(names),
+                                       jpype.JArray(jpype.JDouble, 2)(list(columns)))
 
 
 _engine: dict = {}
