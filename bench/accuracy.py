@@ -24,7 +24,8 @@ Methods
   ijseg-3class-small: the same with 16 filters and 128x128 patches (``make demo``'s network);
   ijseg-3class-deep: depth 5 with 8 filters at full resolution (1.95 M parameters, a tenth of the
   arithmetic per pixel). ijseg-default: ``ijseg train --time-limit MINUTES`` alone, that is every
-  default of the command line (its epochs, cosine learning rate over the budget).
+  default of the command line (its epochs, cosine learning rate over the budget); ijseg-top1: the
+  same with ``--top-convs 1`` (one convolution per full-resolution block).
 * StarDist 2D as its authors recommend for nuclei: 32 rays, grid (2, 2), 256x256 patches,
   batch 4, flips/rotations and intensity augmentation, percentile normalisation (1, 99.8),
   label holes filled, thresholds optimised on the validation images after training
@@ -75,11 +76,16 @@ DSB_TEST = [
 #: ijseg-3class-small: the configuration of ``make demo`` (16 filters, 128x128 patches), 4x cheaper per pixel
 SMALL = {"unet_base_filters": 16, "train_patch_size": 128}
 THREE = {"data_target": "3class", "data_n_classes": 3}
+#: ``ijseg train --time-limit MIN`` (the command line's configuration: every default, epochs until
+#: the budget ends) with these configuration keys: ``ijseg-default`` alone
+COMMAND_LINE = {
+    "ijseg-default": {},
+    "ijseg-top1": {"unet_top_convs": 1},
+}
 #: ijseg's variants: the configuration keys each sets on top of the defaults, with 25 steps per epoch
-#: until the budget ends; ``ijseg-default`` is ``ijseg train --time-limit MIN`` alone (the command
-#: line's configuration: every default, epochs until the budget ends)
+#: until the budget ends; and those of :data:`COMMAND_LINE`
 VARIANTS = {
-    "ijseg-default": None,
+    **COMMAND_LINE,
     "ijseg-binary": {},
     "ijseg-3class": THREE,
     "ijseg-3class-small": {**THREE, **SMALL},
@@ -199,7 +205,7 @@ def run_ijseg(method: str, train_dir: Path, test: list[tuple[Path, Path]], minut
     from ijseg.cli import EPOCHS_UNTIL_TIME_LIMIT
 
     extra = VARIANTS[method]
-    cfg = (Config(train_epochs=EPOCHS_UNTIL_TIME_LIMIT) if extra is None
+    cfg = (Config(train_epochs=EPOCHS_UNTIL_TIME_LIMIT, **extra) if method in COMMAND_LINE
            else Config(train_epochs=MAX_EPOCHS, train_steps_per_epoch=STEPS_PER_EPOCH, **extra))
     model_dir = work / method
     t0 = time.perf_counter()

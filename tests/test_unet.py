@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ijseg.config import Config
+from ijseg.errors import ConfigError
 from ijseg.models.losses import make_loss, make_metrics
 from ijseg.models.unet import build_unet, receptive_field
 
@@ -13,6 +14,22 @@ from ijseg.models.unet import build_unet, receptive_field
 def test_default_network_has_about_two_million_parameters():
     n = build_unet(Config()).count_params()
     assert 1.5e6 <= n <= 2.5e6
+
+
+def test_one_convolution_at_full_resolution():
+    """unet_top_convs 1 drops the second convolution (and its batch norm) of the two
+    full-resolution blocks only; residual blocks keep their shortcut."""
+    cfg = Config(unet_depth=2, unet_base_filters=4, train_patch_size=16)
+    two, one = build_unet(cfg), build_unet(cfg.replace(unet_top_convs=1))
+    dropped = {layer.name for layer in two.layers} - {layer.name for layer in one.layers}
+    assert dropped == {f"{b}_{part}2" for b in ("down0", "dec0") for part in ("conv", "bn", "relu")}
+    # 3x3 convolutions of 4 -> 4 channels without bias, and their batch norms (4 values each)
+    assert two.count_params() - one.count_params() == 2 * (9 * 4 * 4 + 4 * 4)
+    res = build_unet(cfg.replace(unet_top_convs=1, unet_residual=True, unet_dropout=0.1))
+    names = {layer.name for layer in res.layers}
+    assert {"down0_add", "dec0_add", "down1_drop"} <= names and "down0_drop" not in names
+    with pytest.raises(ConfigError, match="unet_top_convs must be 1 or 2"):
+        cfg.replace(unet_top_convs=3)
 
 
 @pytest.mark.parametrize("size", [(32, 48), (64, 40)])
@@ -35,11 +52,12 @@ def test_sigmoid_residual_dropout_and_mixed_precision():
     assert any(layer.name.endswith("_proj") for layer in m.layers)
 
 
-@pytest.mark.parametrize("depth", [2, 3])
-def test_receptive_field_matches_an_impulse_response(depth):
+@pytest.mark.parametrize("depth, top_convs", [(2, 2), (3, 2), (2, 1), (3, 1)])
+def test_receptive_field_matches_an_impulse_response(depth, top_convs):
     """The widest response to an impulse, over the alignments of the pooling grid, is the
     receptive field."""
-    cfg = Config(unet_depth=depth, unet_base_filters=4, train_patch_size=16, unet_batch_norm=False)
+    cfg = Config(unet_depth=depth, unet_base_filters=4, train_patch_size=16, unet_batch_norm=False,
+                 unet_top_convs=top_convs)
     m = build_unet(cfg)
     x = np.zeros((1, 160, 160, 1), np.float32)
     base = np.asarray(m(x))

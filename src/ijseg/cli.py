@@ -99,6 +99,7 @@ _TRAIN_FLAGS = {
     "batch_norm": "unet_batch_norm",
     "dropout": "unet_dropout",
     "residual": "unet_residual",
+    "top_convs": "unet_top_convs",
     "loss": "train_loss",
     "optimizer": "train_optimizer",
     "learning_rate": "train_learning_rate",
@@ -149,6 +150,8 @@ def _add_train(sub) -> None:
     g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalisation (default on)")
     g.add_argument("--dropout", type=float, help="dropout rate in each block (default 0)")
     g.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None, help="residual blocks (default off)")
+    g.add_argument("--top-convs", type=int, choices=(1, 2),
+                   help="convolutions per block at full resolution (default 2; 1 is faster, same parameters)")
     g = p.add_argument_group("training")
     g.add_argument("--loss", help="crossentropy (bce/cce), dice, crossentropy_dice, focal, mse, mae (default: auto)")
     g.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam")

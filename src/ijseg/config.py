@@ -109,6 +109,7 @@ class Config:
     unet_batch_norm: bool = True
     unet_dropout: float = 0.0
     unet_residual: bool = False
+    unet_top_convs: int = 2
     # --- training -------------------------------------------------------------------------
     train_loss: str = "auto"
     train_optimizer: str = "adam"
@@ -233,6 +234,8 @@ class Config:
         if self.unet_kernel_size not in (3, 5, 7):
             errors.append(f"unet_kernel_size must be 3, 5 or 7, got {self.unet_kernel_size}")
         rng("unet_dropout", 0.0, 1.0, hi_open=True)
+        if self.unet_top_convs not in (1, 2):
+            errors.append(f"unet_top_convs must be 1 or 2, got {self.unet_top_convs}")
         if self.train_loss != "auto" and self.train_loss not in LOSSES:
             errors.append(f"train_loss must be 'auto' or one of {', '.join(LOSSES)}, got {self.train_loss!r}")
         if self.data_target == "distance" and self.loss not in ("mse", "mae"):

@@ -2,7 +2,8 @@
 
 ``depth`` down-sampling steps; the first level has ``base_filters`` channels, each level down
 doubles them (N, 2N, 4N, ... and 2**depth * N at the bottom). Each level has two 3x3
-convolutions (optionally with batch normalisation, dropout and a residual shortcut), max-pooling
+convolutions (optionally with batch normalisation, dropout and a residual shortcut; with
+``unet_top_convs`` 1, one in each of the two full-resolution blocks), max-pooling
 down and 2x2 transposed convolutions up with skip connections. Spatial input size is ``None``:
 any image whose sides are multiples of ``2**depth`` works. The final 1x1 convolution is followed
 by a sigmoid (one output) or softmax (several classes) *inside* the graph, in float32 also under
@@ -53,19 +54,19 @@ def build_unet(cfg: Config, *, name: str = "ijseg_unet"):
             name=prefix,
         )(x)
 
-    def block(x, filters, prefix):
+    def block(x, filters, prefix, n_convs=2):
         k = cfg.unet_kernel_size
         shortcut = x
-        for i in (1, 2):
+        for i in range(1, n_convs + 1):
             x = conv(x, filters, k, f"{prefix}_conv{i}")
             if cfg.unet_batch_norm:
                 x = layers.BatchNormalization(name=f"{prefix}_bn{i}")(x)
-            if cfg.unet_residual and i == 2:
+            if cfg.unet_residual and i == n_convs:
                 if shortcut.shape[-1] != filters:
                     shortcut = conv(shortcut, filters, 1, f"{prefix}_proj")
                 x = layers.Add(name=f"{prefix}_add")([x, shortcut])
             x = layers.Activation("relu", name=f"{prefix}_relu{i}")(x)
-            if cfg.unet_dropout > 0 and i == 1:
+            if cfg.unet_dropout > 0 and i < n_convs:  # between a block's two convolutions
                 x = layers.Dropout(cfg.unet_dropout, seed=next(seeds), name=f"{prefix}_drop")(x)
         return x
 
@@ -75,7 +76,7 @@ def build_unet(cfg: Config, *, name: str = "ijseg_unet"):
         skips = []
         n = cfg.unet_base_filters
         for level in range(cfg.unet_depth):
-            x = block(x, n * 2**level, f"down{level}")
+            x = block(x, n * 2**level, f"down{level}", _n_convs(cfg, level))
             skips.append(x)
             x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
         x = block(x, n * 2**cfg.unet_depth, "bottom")
@@ -85,7 +86,7 @@ def build_unet(cfg: Config, *, name: str = "ijseg_unet"):
                 filters, 2, strides=2, padding="same", kernel_initializer=init(), name=f"up{level}"
             )(x)
             x = layers.Concatenate(name=f"concat{level}")([x, skips[level]])
-            x = block(x, filters, f"dec{level}")
+            x = block(x, filters, f"dec{level}", _n_convs(cfg, level))
         x = layers.Conv2D(
             cfg.n_outputs, 1, kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds)), name="logits"
         )(x)
@@ -110,10 +111,15 @@ def receptive_field(cfg: Config) -> int:
     """
     k = cfg.unet_kernel_size
     span = 1
-    for _ in range(cfg.unet_depth):  # the decoder blocks, from full resolution down, and their up-sampling
-        span += 2 * (k - 1)
+    for level in range(cfg.unet_depth):  # the decoder blocks, from full resolution down, and their up-sampling
+        span += _n_convs(cfg, level) * (k - 1)
         span = span // 2 + 1
     span += 2 * (k - 1)  # the bottom block
-    for _ in range(cfg.unet_depth):  # the encoder blocks, from the deepest up, each followed by a max-pool
-        span = 2 * span + 2 * (k - 1)
+    for level in reversed(range(cfg.unet_depth)):  # the encoder blocks from the deepest up, each before a max-pool
+        span = 2 * span + _n_convs(cfg, level) * (k - 1)
     return span
+
+
+def _n_convs(cfg: Config, level: int) -> int:
+    """Convolutions in the blocks of ``level`` (0: full resolution)."""
+    return cfg.unet_top_convs if level == 0 else 2
