@@ -24,8 +24,9 @@ Methods
   ijseg-3class-small: the same with 16 filters and 128x128 patches (``make demo``'s network);
   ijseg-3class-deep: depth 5 with 8 filters at full resolution (1.95 M parameters, a tenth of the
   arithmetic per pixel). ijseg-default: ``ijseg train --time-limit MINUTES`` alone, that is every
-  default of the command line (its epochs, cosine learning rate over the budget); ijseg-top1: the
-  same with ``--top-convs 1`` (one convolution per full-resolution block).
+  default of the command line (its epochs, cosine learning rate over the budget); ijseg-top1 and
+  ijseg-top2: the same with ``--top-convs 1`` (the default since configuration version 2) and
+  ``--top-convs 2`` (the default before).
 * StarDist 2D as its authors recommend for nuclei: 32 rays, grid (2, 2), 256x256 patches,
   batch 4, flips/rotations and intensity augmentation, percentile normalisation (1, 99.8),
   label holes filled, thresholds optimised on the validation images after training
@@ -81,6 +82,7 @@ THREE = {"data_target": "3class", "data_n_classes": 3}
 COMMAND_LINE = {
     "ijseg-default": {},
     "ijseg-top1": {"unet_top_convs": 1},
+    "ijseg-top2": {"unet_top_convs": 2},
 }
 #: ijseg's variants: the configuration keys each sets on top of the defaults, with 25 steps per epoch
 #: until the budget ends; and those of :data:`COMMAND_LINE`

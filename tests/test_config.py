@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ijseg.config import Config
+from ijseg.config import CONFIG_VERSION, Config
 from ijseg.errors import ConfigError
 
 
@@ -77,3 +77,18 @@ def test_load_errors(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"train_epochs": -1}))
     with pytest.raises(ConfigError, match="c.json: invalid configuration: train_epochs must be >= 1"):
         Config.load(tmp_path / "c.json")
+
+
+def test_older_configurations_keep_their_network(tmp_path):
+    """A model saved by version 1 (two convolutions per full-resolution block, no
+    unet_top_convs key) loads as it was built; a new configuration gets the new default."""
+    old = Config(unet_top_convs=2).to_dict()
+    del old["unet_top_convs"]
+    old["config_version"] = 1
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    cfg = Config.load(tmp_path / "old.json")
+    assert cfg.unet_top_convs == 2 and cfg.config_version == CONFIG_VERSION == 2
+    assert Config.from_dict({**old, "unet_top_convs": 1}).unet_top_convs == 1  # saved after the key existed
+    assert Config.from_dict({"unet_depth": 4, "train_patch_size": 64}).unet_top_convs == 1
+    with pytest.raises(ConfigError, match="config_version 3 is not supported"):
+        Config.from_dict({**old, "config_version": 3})

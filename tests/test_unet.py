@@ -19,8 +19,9 @@ def test_default_network_has_about_two_million_parameters():
 def test_one_convolution_at_full_resolution():
     """unet_top_convs 1 drops the second convolution (and its batch norm) of the two
     full-resolution blocks only; residual blocks keep their shortcut."""
-    cfg = Config(unet_depth=2, unet_base_filters=4, train_patch_size=16)
+    cfg = Config(unet_depth=2, unet_base_filters=4, train_patch_size=16, unet_top_convs=2)
     two, one = build_unet(cfg), build_unet(cfg.replace(unet_top_convs=1))
+    assert Config().unet_top_convs == 1  # the default
     dropped = {layer.name for layer in two.layers} - {layer.name for layer in one.layers}
     assert dropped == {f"{b}_{part}2" for b in ("down0", "dec0") for part in ("conv", "bn", "relu")}
     # 3x3 convolutions of 4 -> 4 channels without bias, and their batch norms (4 values each)

@@ -151,7 +151,7 @@ def _add_train(sub) -> None:
     g.add_argument("--dropout", type=float, help="dropout rate in each block (default 0)")
     g.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None, help="residual blocks (default off)")
     g.add_argument("--top-convs", type=int, choices=(1, 2),
-                   help="convolutions per block at full resolution (default 2; 1 is faster, same parameters)")
+                   help="convolutions per block at full resolution (default 1; models of configuration version 1 have 2)")
     g = p.add_argument_group("training")
     g.add_argument("--loss", help="crossentropy (bce/cce), dice, crossentropy_dice, focal, mse, mae (default: auto)")
     g.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam")

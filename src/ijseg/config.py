@@ -34,7 +34,10 @@ from .preprocess import normalizer_from_dict
 
 __all__ = ["Config", "CONFIG_VERSION", "LOSSES", "OPTIMIZERS"]
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
+#: what a configuration of an older version meant by the keys it did not have: version 1 built
+#: two convolutions in each full-resolution block (unet_top_convs 2)
+_MIGRATIONS: dict[int, dict[str, Any]] = {1: {"unet_top_convs": 2}}
 #: post-processing defaults, the one source for the CLI, the engine, the Java plugin (generated
 #: into its ``Defaults`` class at build time) and the bundles' macros
 DEFAULT_THRESHOLD = 0.5
@@ -87,10 +90,10 @@ class Config:
 
     Attributes are documented in the README's configuration table. The defaults give a 3-class
     (background / interior / boundary) U-Net of 1.95 million parameters with depth 5 and 8
-    filters at full resolution, trained on batches of 16 patches of 128x128: most parameters sit at
-    the coarse levels, where they cost little, so the network computes 28 GFLOP per megapixel (a
-    tenth of depth 3 with 32 filters) with a receptive field of 412 pixels (see BENCHMARKS.md,
-    "Levers").
+    filters at full resolution (one convolution in each full-resolution block), trained on batches
+    of 16 patches of 128x128: most parameters sit at the coarse levels, where they cost little, so
+    the network computes 26 GFLOP per megapixel (a tenth of depth 3 with 32 filters) with a
+    receptive field of 410 pixels (see BENCHMARKS.md, "Levers").
     """
 
     config_version: int = CONFIG_VERSION
@@ -109,7 +112,7 @@ class Config:
     unet_batch_norm: bool = True
     unet_dropout: float = 0.0
     unet_residual: bool = False
-    unet_top_convs: int = 2
+    unet_top_convs: int = 1
     # --- training -------------------------------------------------------------------------
     train_loss: str = "auto"
     train_optimizer: str = "adam"
@@ -271,6 +274,7 @@ class Config:
         """Build and validate a configuration; unknown keys are errors."""
         if not isinstance(d, dict):
             raise ConfigError(f"configuration must be a JSON object, got {type(d).__name__}")
+        d = _migrated(d)
         known = [f.name for f in fields(cls)]
         errors = []
         for key in d:
@@ -305,3 +309,18 @@ class Config:
             return cls.from_dict(d)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from err
+
+
+def _migrated(d: dict[str, Any]) -> dict[str, Any]:
+    """A configuration of an older version (a saved model's, a bundle's) in the current one: the
+    keys it did not have get the value that version built with (:data:`_MIGRATIONS`). Other
+    versions are left to validation."""
+    version = d.get("config_version", CONFIG_VERSION)
+    if not (isinstance(version, int) and not isinstance(version, bool) and 1 <= version < CONFIG_VERSION):
+        return d
+    d = dict(d)
+    for v in range(version, CONFIG_VERSION):
+        for key, value in _MIGRATIONS[v].items():
+            d.setdefault(key, value)
+    d["config_version"] = CONFIG_VERSION
+    return d

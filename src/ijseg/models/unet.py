@@ -9,8 +9,9 @@ any image whose sides are multiples of ``2**depth`` works. The final 1x1 convolu
 by a sigmoid (one output) or softmax (several classes) *inside* the graph, in float32 also under
 mixed precision, so an exported model outputs probabilities.
 
-Defaults (depth 5, 8 base filters, batch-norm) give 1.95 million parameters, most of them at
-the coarse levels (receptive field 412 pixels, 28 GFLOP per megapixel).
+Defaults (depth 5, 8 base filters, batch-norm, one convolution per full-resolution block) give
+1.95 million parameters, most of them at the coarse levels (receptive field 410 pixels, 26 GFLOP
+per megapixel).
 """
 
 from __future__ import annotations
