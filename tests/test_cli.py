@@ -83,6 +83,17 @@ def test_simulate_bad_values(tmp_path, capsys):
     assert e.value.code == 2
 
 
+def test_simulate_volumes(tmp_path, capsys):
+    out = tmp_path / "v"
+    assert main(["-q", "simulate", "--preset", "sim3d", "--out", str(out), "--n-train", "2", "--n-test", "1",
+                 "--size", "48", "--depth", "8"]) == 0
+    assert "wrote 2 training + 1 test volumes" in capsys.readouterr().out
+    meta = json.loads((out / "simulation.json").read_text())
+    assert meta["params"]["shape"] == [8, 48, 48] and meta["voxel_size_um"] == [1.25, 0.5, 0.5]
+    assert main(["simulate", "--out", str(tmp_path / "f"), "--depth", "8"]) == 1
+    assert "--depth applies to 3-D presets; sim2k-10 makes 2-D images" in capsys.readouterr().err
+
+
 def test_doctor(capsys):
     import numpy
     import tifffile

@@ -258,6 +258,41 @@ def test_real_dsb_layout(dsb_dir):
     assert read_mask(samples[0].mask).shape == img.data.shape
 
 
+def test_stacks_keep_their_voxel_size(tmp_path):
+    data = np.arange(5 * 16 * 16, dtype=np.uint16).reshape(5, 16, 16)
+    path = write_tiff(tmp_path / "v.tif", data, "ZYX", pixel_size=(0.5, 0.5), unit="micron", z_spacing=1.25)
+    img = read_image(path)
+    assert img.axes == "ZYX" and img.voxel_size == pytest.approx((1.25, 0.5, 0.5)) and img.unit == "micron"
+    with tifffile.TiffFile(path) as tif:  # what ImageJ reads: slices, spacing, unit
+        meta = tif.imagej_metadata
+        assert (meta["slices"], meta["spacing"], meta["unit"]) == (5, 1.25, "micron")
+    # a stack written by other software with ImageJ's metadata
+    tifffile.imwrite(tmp_path / "other.tif", data, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "ZYX", "spacing": 3.0, "unit": "um"})
+    assert read_image(tmp_path / "other.tif").voxel_size == pytest.approx((3.0, 0.5, 0.5))
+    zc = np.zeros((4, 2, 16, 16), np.float32)
+    img = read_image(write_tiff(tmp_path / "zc.tif", zc, "ZCYX", pixel_size=(0.5, 0.5), unit="micron", z_spacing=2))
+    assert img.axes == "ZCYX" and img.z_spacing == 2.0
+    tifffile.imwrite(tmp_path / "plain.tif", data)
+    assert read_image(tmp_path / "plain.tif").z_spacing == 1.0
+    with pytest.raises(ValueError, match="z_spacing must be a positive number"):
+        write_tiff(tmp_path / "bad.tif", data, "ZYX", pixel_size=(0.5, 0.5), unit="micron", z_spacing=0)
+    with pytest.raises(ValueError, match="needs a Z axis"):
+        write_tiff(tmp_path / "bad.tif", data[0], "YX", pixel_size=(0.5, 0.5), unit="micron", z_spacing=2)
+
+
+def test_3d_masks(tmp_path):
+    lab = np.zeros((4, 16, 16), np.uint16)
+    lab[1:3, 4:9, 4:9] = 3
+    path = write_tiff(tmp_path / "m.tif", lab, "ZYX")
+    np.testing.assert_array_equal(read_mask(path, dims=3), lab)
+    with pytest.raises(DataError, match="a mask must be a 2-D image"):
+        read_mask(path)
+    flat = write_tiff(tmp_path / "f.tif", lab[1], "YX")
+    with pytest.raises(DataError, match="a 3-D mask must be a ZYX stack"):
+        read_mask(flat, dims=3)
+
+
 def test_image_dataclass_defaults():
     img = Image(np.zeros((2, 2)), "YX")
     assert not img.calibrated and img.path is None

@@ -18,7 +18,86 @@ def test_presets_match_the_course():
     assert (PRESETS["sim2k-100"].n_train, PRESETS["sim2k-100"].n_test) == (100, 40)
     assert (PRESETS["sim3k-100"].n_train, PRESETS["sim3k-100"].n_test) == (100, 40)
     assert PRESETS["sim3k-100"].params.touching > 0 and PRESETS["sim2k-100"].params.touching == 0
-    assert all(p.params.shape == (256, 256) for p in PRESETS.values())
+    assert all(p.params.shape == (256, 256) for k, p in PRESETS.items() if k != "sim3d")
+
+
+def test_sim3d_preset_is_anisotropic_touching_nuclei():
+    p = PRESETS["sim3d"]
+    assert (p.n_train, p.n_test) == (40, 10) and p.params.shape == (32, 128, 128)
+    assert 2 <= p.params.z_ratio <= 3 and p.params.touching > 0 and p.params.depth_attenuation > 0
+
+
+def _tiny_volume(**changes):
+    from dataclasses import replace
+
+    return replace(PRESETS["sim3d"].params, **{"shape": (16, 96, 96), **changes})
+
+
+def test_volume_objects_touch_in_3d_and_are_connected():
+    img, lab = simulate_image(_tiny_volume(), rng=1)
+    assert img.shape == lab.shape == (16, 96, 96) and img.dtype == np.uint8 and lab.dtype == np.uint16
+    ids = np.unique(lab[lab > 0])
+    np.testing.assert_array_equal(ids, np.arange(1, ids.size + 1))
+    assert ids.size >= 10
+    for i in ids:
+        assert ndi.label(lab == i)[1] == 1  # 6-connected, as ndi.label's default in 3-D
+    contacts = [int(((a > 0) & (b > 0) & (a != b)).sum())
+                for a, b in ((lab[1:], lab[:-1]), (lab[:, 1:], lab[:, :-1]), (lab[:, :, 1:], lab[:, :, :-1]))]
+    assert all(c > 0 for c in contacts), contacts  # neighbours touch across planes, rows and columns
+    boxes = [s for s in ndi.find_objects(lab) if s is not None]
+    assert max(s[0].stop - s[0].start for s in boxes) >= 3
+
+
+def test_volume_planes_are_farther_apart_than_pixels():
+    """An object spans about z_ratio times fewer planes than pixels across: its physical shape
+    is the same along every axis."""
+    _, lab = simulate_image(_tiny_volume(shape=(24, 96, 96)), rng=2)
+    boxes = [s for s in ndi.find_objects(lab) if s is not None and s[0].start > 0 and s[0].stop < 24]
+    z = np.median([s[0].stop - s[0].start for s in boxes])
+    yx = np.median([(s[1].stop - s[1].start + s[2].stop - s[2].start) / 2 for s in boxes])
+    assert 0.6 < z * 2.5 / yx < 1.6
+
+
+def test_volume_blur_along_z_and_depth_attenuation():
+    sharp, lab = simulate_image(_tiny_volume(noise=0, axial_blur=0.01, depth_attenuation=0.0), rng=3)
+    blurred, lab2 = simulate_image(_tiny_volume(noise=0, axial_blur=3.0, depth_attenuation=0.0), rng=3)
+    np.testing.assert_array_equal(lab, lab2)
+    step = [np.abs(np.diff(v.astype(float), axis=0)).mean() for v in (sharp, blurred)]
+    assert step[1] < 0.7 * step[0]
+    faded, _ = simulate_image(_tiny_volume(noise=0, depth_attenuation=0.8), rng=3)
+    top, bottom = (lab[k] > 0 for k in (1, -2))
+    ratio_faded = faded[-2][bottom].mean() / faded[1][top].mean()
+    ratio_flat = blurred[-2][bottom].mean() / blurred[1][top].mean()
+    assert ratio_faded < 0.6 * ratio_flat
+
+
+def test_sim3d_dataset_writes_stacks_with_voxel_size(tmp_path):
+    kw = dict(seed=4, n_train=2, n_test=1, overrides={"shape": (8, 48, 48)}, progress=False)
+    a = simulate_dataset(tmp_path / "a", "sim3d", **kw)
+    b = simulate_dataset(tmp_path / "b", "sim3d", **kw)
+    assert len(find_samples(a / "train")) == 2 and len(find_samples(a / "test")) == 1
+    img = read_image(a / "train" / "images" / "0000.tif")
+    assert img.axes == "ZYX" and img.data.shape == (8, 48, 48) and img.unit == "micron"
+    assert img.voxel_size == pytest.approx((1.25, 0.5, 0.5))
+    mask = read_mask(a / "train" / "masks" / "0000.tif", dims=3)
+    assert mask.shape == (8, 48, 48) and mask.max() > 0
+    np.testing.assert_array_equal(img.data, read_image(b / "train" / "images" / "0000.tif").data)
+    meta = json.loads((a / "simulation.json").read_text())
+    assert meta["voxel_size_um"] == pytest.approx([1.25, 0.5, 0.5]) and meta["params"]["shape"] == [8, 48, 48]
+
+
+def test_images_stay_as_they_were():
+    """The 3-D simulator left the 2-D random stream alone: a dataset made before still comes out
+    the same (hash of these images taken before volumes existed)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for s in range(3):
+        for p in (SimParams(shape=(96, 80)), PRESETS["sim3k-100"].params, SimParams(noise=0, dynamic_range=1000)):
+            img, lab = simulate_image(p, rng=s)
+            h.update(img.tobytes())
+            h.update(lab.tobytes())
+    assert h.hexdigest() == "8756945cce691f9de3c6de9e4ae655dfc9bedf33"
 
 
 def test_dataset_layout_and_determinism(tmp_path):
@@ -89,3 +168,11 @@ def test_invalid_parameters():
         simulate_dataset("x", "sim9")
     with pytest.raises(ValueError, match="need at least one image"):
         simulate_dataset("x", "sim2k-10", n_train=0, n_test=0)
+    with pytest.raises(ValueError, match="shape must be two sizes"):
+        SimParams(shape=(4, 32, 32, 32))
+    with pytest.raises(ValueError, match=">= 4 planes"):
+        SimParams(shape=(2, 32, 32))
+    with pytest.raises(ValueError, match="z_ratio must be > 0"):
+        SimParams(shape=(8, 32, 32), z_ratio=0)
+    with pytest.raises(ValueError, match="apply to volumes"):
+        SimParams(z_ratio=2.0)

@@ -55,3 +55,20 @@ def test_class_mask_range_is_checked():
         check_class_mask(m, 2, source="m.tif")
     with pytest.raises(ValueError, match="unknown target"):
         make_target(m, "blobs")
+
+
+def test_3class_and_distance_in_3d():
+    lab = np.zeros((10, 12, 12), np.uint16)
+    lab[1:5, 2:10, 2:10] = 1
+    lab[5:9, 2:10, 2:10] = 2  # touches object 1 across planes only
+    t = labels_to_3class(lab)
+    assert ndi.label(t == 1)[1] == 2  # the rim runs between the planes too
+    assert np.all(lab[t == 2] > 0)
+    d = labels_to_distance(lab)
+    assert d.dtype == np.float32 and np.all(d[lab == 0] == 0)
+    assert d[lab == 1].max() == d[lab == 2].max() == 1
+    # planes 2.5 times farther apart: one plane off the middle is farther from the centre
+    flat = labels_to_distance(lab[1:5], sampling=(1, 1, 1))
+    deep = labels_to_distance(lab[1:5], sampling=(2.5, 1, 1))
+    assert deep[1, 6, 6] == pytest.approx(1.0) and deep[1, 6, 4] < flat[1, 6, 4]
+    np.testing.assert_array_equal(make_target(lab, "distance", sampling=(2.5, 1, 1)) > 0, lab > 0)

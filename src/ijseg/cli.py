@@ -45,7 +45,8 @@ def _add_simulate(sub) -> None:
     p = sub.add_parser(
         "simulate",
         help="write a simulated dataset (images + instance masks)",
-        description="Write OUT/{train,test}/{images,masks}/NNNN.tif with realistic simulated cells.",
+        description="Write OUT/{train,test}/{images,masks}/NNNN.tif with realistic simulated cells "
+                    "(ZYX stacks with their voxel size for the 3-D preset sim3d).",
     )
     p.add_argument("--preset", default="sim2k-10", choices=sorted(PRESETS),
                    help="dataset recipe: " + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))
@@ -53,7 +54,8 @@ def _add_simulate(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--n-train", type=int, help="number of training images (default: the preset's)")
     p.add_argument("--n-test", type=int, help="number of test images (default: the preset's)")
-    p.add_argument("--size", type=int, help="image size in pixels (square; default 256)")
+    p.add_argument("--size", type=int, help="image size in pixels (square; default the preset's: 256, sim3d 128)")
+    p.add_argument("--depth", type=int, help="planes of each volume (3-D presets; sim3d: 32)")
     p.add_argument("--noise", type=float, help="noise multiplier (0 = none, 1 = default, 2 = twice as noisy)")
     p.add_argument("--dynamic-range", type=float,
                    help="photon count of the brightest object (default 200; > 255 writes uint16)")
@@ -63,11 +65,18 @@ def _add_simulate(sub) -> None:
 
 
 def _cmd_simulate(args, ctx: Context) -> int:
-    from .data.simulate import simulate_dataset
+    from .data.simulate import PRESETS, simulate_dataset
 
     overrides = {}
+    shape = PRESETS[args.preset].params.shape
+    if args.depth is not None:
+        if len(shape) != 3:
+            raise ConfigError(f"--depth applies to 3-D presets; {args.preset} makes 2-D images")
+        shape = (args.depth, *shape[1:])
     if args.size is not None:
-        overrides["shape"] = (args.size, args.size)
+        shape = (*shape[:-2], args.size, args.size)
+    if shape != PRESETS[args.preset].params.shape:
+        overrides["shape"] = shape
     for key in ("noise", "dynamic_range", "scale", "touching"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
@@ -78,7 +87,8 @@ def _cmd_simulate(args, ctx: Context) -> int:
     except ValueError as err:
         raise ConfigError(str(err)) from err
     meta = json.loads((out / "simulation.json").read_text())
-    print(f"wrote {meta['n_train']} training + {meta['n_test']} test images to {out}")
+    what = "volumes" if "voxel_size_um" in meta else "images"
+    print(f"wrote {meta['n_train']} training + {meta['n_test']} test {what} to {out}")
     return 0
 
 

@@ -155,3 +155,23 @@ def test_macro_run_command_fills_script_parameters(tmp_path, capfd):
     assert "bad.ijm: ImageJ macro error in line 2: Undefined variable\n    2: y = nothing + 2;" in capfd.readouterr().err
     assert main(["macro", "run", str(tmp_path / "none.ijm")]) == 1
     assert "none.ijm: macro file not found" in capfd.readouterr().err
+
+
+def test_imagej_opens_a_simulated_volume_with_its_voxel_size(tmp_path):
+    """ImageJ itself reads what `ijseg simulate --preset sim3d` writes: a stack of planes with
+    the voxel depth, and the labels as a 16-bit stack."""
+    from ijseg.data.simulate import simulate_dataset
+    from ijseg.ij import jclass, start_jvm
+
+    out = simulate_dataset(tmp_path / "v", "sim3d", n_train=1, n_test=0, overrides={"shape": (6, 32, 40)},
+                           progress=False)
+    start_jvm(display=True)
+    for kind, bits in (("images", 8), ("masks", 16)):
+        imp = jclass("ij.IJ").openImage(str(out / "train" / kind / "0000.tif"))
+        cal = imp.getCalibration()
+        shape = (imp.getNSlices(), imp.getNChannels(), imp.getHeight(), imp.getWidth())
+        assert tuple(int(n) for n in shape) == (6, 1, 32, 40)
+        assert int(imp.getBitDepth()) == bits
+        voxel = (float(cal.pixelDepth), float(cal.pixelHeight), float(cal.pixelWidth))
+        assert voxel == pytest.approx((1.25, 0.5, 0.5))
+        assert str(cal.getUnit()) in ("micron", "\u00b5m")

@@ -98,9 +98,13 @@ class Image:
     pixel_size
         Pixel height and width in ``unit``, ``(1.0, 1.0)`` when the file has no calibration.
     unit
-        Length unit of ``pixel_size`` (``"pixel"`` when uncalibrated, else ``"micron"``...).
+        Length unit of ``pixel_size`` and ``z_spacing`` (``"pixel"`` when uncalibrated, else
+        ``"micron"``...).
     path
         The file it came from, if any.
+    z_spacing
+        Distance between the planes of a ``Z`` stack in ``unit`` (ImageJ's voxel depth,
+        ``spacing`` in an ImageJ TIFF; 1.0 when the file has none).
     """
 
     data: np.ndarray
@@ -108,11 +112,17 @@ class Image:
     pixel_size: tuple[float, float] = (1.0, 1.0)
     unit: str = "pixel"
     path: Path | None = None
+    z_spacing: float = 1.0
 
     @property
     def calibrated(self) -> bool:
         """True if the file carried a physical pixel size."""
         return self.unit not in ("pixel", "pixels", "")
+
+    @property
+    def voxel_size(self) -> tuple[float, float, float]:
+        """``(z_spacing, pixel height, pixel width)`` in ``unit``."""
+        return (self.z_spacing, *self.pixel_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,28 +149,36 @@ def _normalise_file_axes(data: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
     return data, ax
 
 
-def _tiff_calibration(tif) -> tuple[tuple[float, float], str]:
-    """Pixel size and unit from an (ImageJ) TIFF; ``((1, 1), 'pixel')`` if absent. ImageJ's
-    ``unit`` wins; without it, tifffile converts the resolution unit (inch, cm, mm, um) to
-    microns."""
+def _tiff_calibration(tif) -> tuple[tuple[float, float], str, float]:
+    """Pixel size, unit and z spacing from an (ImageJ) TIFF; ``((1, 1), 'pixel', 1)`` if
+    absent. ImageJ's ``unit`` wins; without it, tifffile converts the resolution unit (inch, cm,
+    mm, um) to microns. The z spacing is ImageJ's ``spacing`` (1 when absent or not a positive
+    number, as ImageJ reads it)."""
     import tifffile
 
+    meta = tif.imagej_metadata or {}
+    try:
+        z_spacing = float(meta.get("spacing", 1.0))
+    except (TypeError, ValueError):
+        z_spacing = 1.0
+    if not (np.isfinite(z_spacing) and z_spacing > 0):
+        z_spacing = 1.0
     page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
     if "XResolution" not in page.tags:
-        return (1.0, 1.0), "pixel"
-    unit = str((tif.imagej_metadata or {}).get("unit", "") or "")
+        return (1.0, 1.0), "pixel", z_spacing
+    unit = str(meta.get("unit", "") or "")
     if unit:
         rx, ry = page.get_resolution()
     elif page.resolutionunit in (tifffile.RESUNIT.NONE, None):
-        return (1.0, 1.0), "pixel"
+        return (1.0, 1.0), "pixel", z_spacing
     else:
         unit = "micron"
         rx, ry = page.get_resolution(tifffile.RESUNIT.MICROMETER)
     if not (rx > 0 and ry > 0) or unit.lower() in ("pixel", "pixels"):
-        return (1.0, 1.0), "pixel"
+        return (1.0, 1.0), "pixel", z_spacing
     if unit in ("\\u00B5m", "um", "µm", "micrometer"):
         unit = "micron"
-    return (1.0 / ry, 1.0 / rx), unit
+    return (1.0 / ry, 1.0 / rx), unit, z_spacing
 
 
 def image_memory_limit() -> int:
@@ -292,7 +310,7 @@ def read_image(path: str | os.PathLike) -> Image:
     """
     path = check_file(path)
     suffix = path.suffix.lower()
-    pixel_size, unit = (1.0, 1.0), "pixel"
+    pixel_size, unit, z_spacing = (1.0, 1.0), "pixel", 1.0
     try:
         if suffix in (".tif", ".tiff"):
             with _tifffile_messages() as messages, _open_tiff(path) as tif:
@@ -305,7 +323,7 @@ def read_image(path: str | os.PathLike) -> Image:
                 if messages.warned:
                     raise DataError(f"{path}: the file is corrupt or truncated ({messages.warned[0]})")
                 axes = series.axes
-                pixel_size, unit = _tiff_calibration(tif)
+                pixel_size, unit, z_spacing = _tiff_calibration(tif)
         elif suffix in (".png", ".jpg", ".jpeg"):
             import imageio.v3 as iio
 
@@ -338,24 +356,29 @@ def read_image(path: str | os.PathLike) -> Image:
         raise DataError(f"{path}: image contains {n_bad} NaN or infinite pixel value(s)")
     if data.dtype.kind == "c":
         raise DataError(f"{path}: complex-valued images are not supported")
-    return Image(data=data, axes=axes, pixel_size=pixel_size, unit=unit, path=path)
+    return Image(data=data, axes=axes, pixel_size=pixel_size, unit=unit, path=path, z_spacing=z_spacing)
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a label or class mask as a 2-D integer array.
+def read_mask(path: str | os.PathLike, *, dims: int = 2) -> np.ndarray:
+    """Read a label or class mask as an integer array: 2-D (``YX``), or with ``dims`` 3 a
+    ``ZYX`` stack.
 
     Raises
     ------
     DataError
-        If the mask is not 2-D, has negative or non-integer values, or cannot be read.
+        If the mask has other axes, negative or non-integer values, or cannot be read.
     """
     path = Path(path)
     if path.suffix.lower() in (".jpg", ".jpeg"):
         raise DataError(f"{path}: masks must be stored losslessly (TIFF or PNG), not as JPEG")
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims}")
     img = read_image(path)
     m = img.data
-    if img.axes != "YX":
+    if dims == 2 and img.axes != "YX":
         raise DataError(f"{path}: a mask must be a 2-D image, got axes {img.axes} with shape {m.shape}")
+    if dims == 3 and img.axes != "ZYX":
+        raise DataError(f"{path}: a 3-D mask must be a ZYX stack, got axes {img.axes} with shape {m.shape}")
     if m.dtype == bool:
         return m.astype(np.uint8)
     if m.dtype.kind == "f":
@@ -416,6 +439,7 @@ def write_tiff(
     *,
     pixel_size: tuple[float, float] | None = None,
     unit: str = "pixel",
+    z_spacing: float | None = None,
     compress: bool = True,
 ) -> Path:
     """Write an ImageJ-compatible TIFF atomically.
@@ -431,6 +455,9 @@ def write_tiff(
         Axes of ``data``; reordered to ImageJ's ``TZCYX`` order.
     pixel_size, unit
         Calibration (pixel height, width) written as ImageJ resolution and unit.
+    z_spacing
+        Distance between the planes of a ``Z`` axis in ``unit``, written as ImageJ's
+        ``spacing`` (the voxel depth ImageJ shows); only with a ``Z`` axis and a calibration.
     compress
         zlib-compress (lossless; smaller label and mask files).
 
@@ -459,6 +486,12 @@ def write_tiff(
     if pixel_size is not None and unit not in ("pixel", "pixels", ""):
         metadata["unit"] = unit
         kwargs["resolution"] = (1.0 / pixel_size[1], 1.0 / pixel_size[0])
+    if z_spacing is not None:
+        if not (np.isfinite(z_spacing) and z_spacing > 0):
+            raise ValueError(f"z_spacing must be a positive number, got {z_spacing}")
+        if "Z" not in axes or "unit" not in metadata:
+            raise ValueError(f"z_spacing needs a Z axis and a calibrated pixel size (axes {axes}, unit {unit!r})")
+        metadata["spacing"] = float(z_spacing)
     if compress:
         kwargs["compression"] = "zlib"
     path = Path(path)

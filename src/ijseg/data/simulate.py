@@ -11,8 +11,14 @@ With ``touching > 0`` some objects are placed so that they overlap a neighbour; 
 claimed by two objects goes to the one whose centre is nearer in the object's own normalised
 radius, so neighbours share a straight-ish border, like packed nuclei.
 
+Volumes (a ``shape`` of three sizes, ``ZYX``) are made the same way in 3-D: ellipsoids with a
+random orientation and a modulated radius, in physical space, sampled on planes ``z_ratio`` times
+farther apart than the pixels. The PSF is ``axial_blur`` times longer along z than across, and
+the signal can fade with depth (``depth_attenuation``), as in a confocal stack.
+
 Presets (:data:`PRESETS`) mirror the course's datasets: ``sim2k-10``, ``sim2k-100`` (separated
-objects, binary segmentation) and ``sim3k-100`` (touching objects, 3-class segmentation).
+objects, binary segmentation), ``sim3k-100`` (touching objects, 3-class segmentation) and
+``sim3d`` (touching nuclei in anisotropic volumes).
 """
 
 from __future__ import annotations
@@ -42,10 +48,12 @@ class SimParams:
     Attributes
     ----------
     shape
-        Image size (rows, columns).
+        Image size (rows, columns), or volume size (planes, rows, columns).
     n_objects
         Range (min, max) of the number of objects per image, at ``scale`` 1 on 256x256 pixels;
-        scaled with the image area and ``1/scale**2``.
+        scaled with the image area and ``1/scale**2``. For volumes: per 128x128 pixels and a
+        depth of 80 pixel sizes (32 planes at ``z_ratio`` 2.5), scaled with the physical volume
+        and ``1/scale**3``.
     radius
         Range of mean object radii in pixels at ``scale`` 1.
     elongation
@@ -76,6 +84,12 @@ class SimParams:
         pixel size is ``pixel_size / scale``.
     pixel_size
         Pixel size in microns at ``scale`` 1.
+    z_ratio
+        Volumes: distance between planes over the pixel size (1 for images).
+    axial_blur
+        Volumes: the PSF's standard deviation along z over the one across, in physical units.
+    depth_attenuation
+        Volumes: fraction of the signal lost from the first plane to the last (0..1).
     """
 
     shape: tuple[int, int] = (256, 256)
@@ -94,11 +108,25 @@ class SimParams:
     read_noise: float = 3.0
     scale: float = 1.0
     pixel_size: float = 0.5
+    z_ratio: float = 1.0
+    axial_blur: float = 3.0
+    depth_attenuation: float = 0.0
 
     def __post_init__(self) -> None:
         errors = []
-        if len(self.shape) != 2 or min(self.shape) < 16:
-            errors.append(f"shape must be two sizes >= 16, got {self.shape}")
+        if len(self.shape) == 3:
+            if self.shape[0] < 4 or min(self.shape[1:]) < 16:
+                errors.append(f"a volume's shape must be >= 4 planes of >= 16x16 pixels, got {self.shape}")
+            if not self.z_ratio > 0:
+                errors.append(f"z_ratio must be > 0, got {self.z_ratio}")
+            if not self.axial_blur > 0:
+                errors.append(f"axial_blur must be > 0, got {self.axial_blur}")
+            if not 0 <= self.depth_attenuation <= 1:
+                errors.append(f"depth_attenuation must be in [0, 1], got {self.depth_attenuation}")
+        elif len(self.shape) != 2 or min(self.shape) < 16:
+            errors.append(f"shape must be two sizes >= 16 (or three for a volume), got {self.shape}")
+        elif self.z_ratio != 1 or self.depth_attenuation != 0:
+            errors.append("z_ratio and depth_attenuation apply to volumes (a shape of three sizes)")
         for name in ("n_objects", "radius", "elongation", "intensity"):
             lo, hi = getattr(self, name)
             if lo > hi or lo < 0:
@@ -135,6 +163,13 @@ PRESETS: dict[str, Preset] = {
         40,
         SimParams(n_objects=(20, 40), touching=0.6),
         "100 + 40 images 256x256, touching cells (3 classes)",
+    ),
+    "sim3d": Preset(
+        40,
+        10,
+        SimParams(shape=(32, 128, 128), n_objects=(70, 110), radius=(7.0, 11.0), touching=0.6, z_ratio=2.5,
+                  axial_blur=3.0, depth_attenuation=0.3),
+        "40 + 10 volumes 32x128x128, touching nuclei, planes 2.5x farther apart than the pixels (3 classes)",
     ),
 }
 
@@ -236,14 +271,129 @@ def _relabel(labels: np.ndarray, min_area: int) -> np.ndarray:
     return lut[out]
 
 
-def _smooth_noise(shape: tuple[int, int], sigma: float, rng: np.random.Generator) -> np.ndarray:
+def _smooth_noise(shape: tuple[int, ...], sigma: float | tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
     field_ = ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma, mode="reflect")
     sd = field_.std()
     return field_ / sd if sd > 0 else field_
 
 
+def _unit_vector(rng: np.random.Generator) -> np.ndarray:
+    v = rng.standard_normal(3)
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def _place_objects_3d(p: SimParams, rng: np.random.Generator) -> list[dict]:
+    """:func:`_place_objects` in a volume, in physical coordinates (z in pixel sizes): centre,
+    radii, rotation and harmonics of each ellipsoid."""
+    d, h, w = p.shape
+    volume_factor = (d * p.z_ratio * h * w) / (80 * 128 * 128) / p.scale**3
+    n_lo, n_hi = (max(1, int(round(v * volume_factor))) for v in p.n_objects)
+    n = int(rng.integers(n_lo, n_hi + 1))
+    size = np.array([d * p.z_ratio, h, w])
+    objs: list[dict] = []
+    tries = 0
+    while len(objs) < n and tries < 200 * n:
+        tries += 1
+        r = rng.uniform(*p.radius) * p.scale
+        elong = rng.uniform(*p.elongation)
+        rotation, _ = np.linalg.qr(rng.standard_normal((3, 3)))  # columns: the object's axes
+        obj = {
+            "r": r,
+            "radii": r * np.array([np.sqrt(elong), 1.0, 1.0 / np.sqrt(elong)]),
+            "rotation": rotation,
+            "harm": [(k, rng.normal(0, p.irregularity / k**0.5), _unit_vector(rng), rng.uniform(0, 2 * np.pi))
+                     for k in range(2, 5)],
+        }
+        margin = 0.4 * r
+        if objs and rng.random() < p.touching:
+            other = objs[int(rng.integers(len(objs)))]
+            centre = other["centre"] + (other["r"] + r) * rng.uniform(0.7, 0.9) * _unit_vector(rng)
+            if np.any(centre < -margin) or np.any(centre >= size + margin):
+                continue
+            if any(np.linalg.norm(centre - o["centre"]) < 0.6 * (o["r"] + r) for o in objs if o is not other):
+                continue
+        else:
+            centre = rng.uniform(-margin, size + margin)
+            gap = 2.0 * p.scale
+            if any(np.linalg.norm(centre - o["centre"]) < o["r"] * 1.3 + r * 1.3 + gap for o in objs):
+                continue
+        obj["centre"] = centre
+        objs.append(obj)
+    return objs
+
+
+def _rasterise_3d(objs: list[dict], shape: tuple[int, int, int], z_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rasterise` of ellipsoids on planes ``z_ratio`` pixel sizes apart."""
+    labels = np.zeros(shape, np.int32)
+    nrad = np.full(shape, np.inf, np.float32)
+    step = np.array([z_ratio, 1.0, 1.0])
+    for i, o in enumerate(objs, start=1):
+        ext = 1.5 * float(o["radii"].max()) + 2
+        lo = np.maximum(0, np.floor((o["centre"] - ext) / step)).astype(int)
+        hi = np.minimum(shape, np.ceil((o["centre"] + ext) / step) + 1).astype(int)
+        if np.any(lo >= hi):
+            continue
+        grids = np.meshgrid(*(np.arange(a, b) * s - c for a, b, s, c in zip(lo, hi, step, o["centre"])),
+                            indexing="ij")
+        q = (np.stack(grids, axis=-1).astype(np.float32) @ o["rotation"].astype(np.float32)) / o["radii"]
+        rho = np.sqrt((q**2).sum(axis=-1))
+        direction = q / np.maximum(rho, 1e-6)[..., None]
+        mod = 1.0 + sum(amp * np.cos(k * np.arccos(np.clip(direction @ axis, -1, 1)) + ph)
+                        for k, amp, axis, ph in o["harm"])
+        nr = rho / np.maximum(mod, 0.5)
+        window = tuple(slice(a, b) for a, b in zip(lo, hi))
+        win_lab, win_nr = labels[window], nrad[window]
+        claim = (nr < 1.0) & (nr < win_nr)
+        win_lab[claim] = i
+        win_nr[claim] = nr[claim]
+    return labels, nrad
+
+
+def _simulate_volume(p: SimParams, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`simulate_image` for a ``ZYX`` shape."""
+    d, h, w = p.shape
+    objs = _place_objects_3d(p, rng)
+    labels, nrad = _rasterise_3d(objs, p.shape, p.z_ratio)
+    smallest = 0.15 * 4 / 3 * np.pi * (p.radius[0] * p.scale) ** 3 / p.z_ratio
+    labels = _relabel(labels, min_area=max(8, int(smallest)))
+
+    per_axis = np.array([1.0 / p.z_ratio, 1.0, 1.0])  # a physical length in planes, rows, columns
+    signal = np.zeros(p.shape, np.float32)
+    fg = labels > 0
+    if fg.any():
+        bright = rng.uniform(*p.intensity, size=int(labels.max()) + 1).astype(np.float32)
+        texture = _smooth_noise(p.shape, tuple(1.5 * p.scale * per_axis), rng) * p.texture
+        profile = 1.0 - 0.25 * np.clip(nrad, 0, 1) ** 2
+        signal[fg] = bright[labels[fg]] * profile[fg] * (1.0 + texture[fg])
+    signal = np.clip(signal, 0, None)
+    psf = p.blur * p.scale * per_axis * np.array([p.axial_blur, 1.0, 1.0])
+    signal = ndi.gaussian_filter(signal, tuple(psf), mode="reflect")
+    signal *= (1.0 - p.depth_attenuation * np.linspace(0, 1, d, dtype=np.float32))[:, None, None]
+
+    # uneven background: a tilted plane in y and x, a slope along z, very smooth blobs
+    zz, yy, xx = np.meshgrid(*(np.linspace(-0.5, 0.5, n, dtype=np.float32) for n in p.shape), indexing="ij")
+    slope = rng.normal(0, 1, 3)
+    tilt = (slope[0] * 0.3 * zz + slope[1] * yy + slope[2] * xx) * 0.5
+    blobs = _smooth_noise(p.shape, tuple(min(h, w) / 6 * per_axis), rng) * 0.5
+    bg = p.background + p.background_gradient * (tilt + blobs)
+    expected = np.clip(signal + bg, 0, None) * p.dynamic_range
+    return _detect(expected, p, rng), labels
+
+
+def _detect(expected: np.ndarray, p: SimParams, rng: np.random.Generator) -> np.ndarray:
+    """Photon counts with shot and read noise, quantised to uint8 or uint16."""
+    if p.noise > 0:
+        # shot noise with variance scaled by noise**2 around the expected count, then read noise
+        shot = rng.poisson(expected).astype(np.float32) - expected
+        counts = expected + p.noise * shot + rng.normal(0, p.noise * p.read_noise, expected.shape)
+    else:
+        counts = expected
+    dtype = np.uint8 if p.dynamic_range <= 255 else np.uint16
+    return np.clip(np.round(counts), 0, np.iinfo(dtype).max).astype(dtype)
+
+
 def simulate_image(params: SimParams | None = None, *, rng: np.random.Generator | int | None = None):
-    """Simulate one image and its instance labels.
+    """Simulate one image (or volume, for a ``shape`` of three sizes) and its instance labels.
 
     Parameters
     ----------
@@ -255,9 +405,9 @@ def simulate_image(params: SimParams | None = None, *, rng: np.random.Generator 
     Returns
     -------
     image : numpy.ndarray
-        uint8 (``dynamic_range <= 255``) or uint16 image.
+        uint8 (``dynamic_range <= 255``) or uint16 image (``ZYX`` for a volume).
     labels : numpy.ndarray
-        uint16 instance labels, 0 background, 1..N.
+        uint16 instance labels, 0 background, 1..N (6-connected objects in a volume).
 
     Examples
     --------
@@ -267,6 +417,8 @@ def simulate_image(params: SimParams | None = None, *, rng: np.random.Generator 
     """
     p = params or SimParams()
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    if len(p.shape) == 3:
+        return _simulate_volume(p, rng)
     objs = _place_objects(p, rng)
     labels, nrad = _rasterise(objs, p.shape)
     labels = _relabel(labels, min_area=max(4, int(0.15 * np.pi * (p.radius[0] * p.scale) ** 2)))
@@ -290,16 +442,7 @@ def simulate_image(params: SimParams | None = None, *, rng: np.random.Generator 
     blobs = _smooth_noise(p.shape, min(h, w) / 6, rng) * 0.5
     bg = p.background + p.background_gradient * (plane + blobs)
     expected = np.clip(signal + bg, 0, None) * p.dynamic_range
-
-    if p.noise > 0:
-        # shot noise with variance scaled by noise**2 around the expected count, then read noise
-        shot = rng.poisson(expected).astype(np.float32) - expected
-        counts = expected + p.noise * shot + rng.normal(0, p.noise * p.read_noise, p.shape)
-    else:
-        counts = expected
-    dtype = np.uint8 if p.dynamic_range <= 255 else np.uint16
-    image = np.clip(np.round(counts), 0, np.iinfo(dtype).max).astype(dtype)
-    return image, labels
+    return _detect(expected, p, rng), labels
 
 
 def simulate_dataset(
@@ -353,13 +496,16 @@ def simulate_dataset(
     out = Path(out)
     rng = np.random.default_rng(seed)
     px = params.pixel_size / params.scale
+    volume = len(params.shape) == 3
+    axes, z_spacing = ("ZYX", px * params.z_ratio) if volume else ("YX", None)
     jobs = [("train", i) for i in range(n_train)] + [("test", i) for i in range(n_test)]
-    bar = tqdm(jobs, desc=f"simulate {name}", unit="img", disable=not progress)
+    bar = tqdm(jobs, desc=f"simulate {name}", unit="volume" if volume else "img", disable=not progress)
     for k, (split, i) in enumerate(bar, start=1):
         img, lab = simulate_image(params, rng=rng)
         stem = f"{i:04d}"
-        write_tiff(out / split / "images" / f"{stem}.tif", img, "YX", pixel_size=(px, px), unit="micron")
-        write_tiff(out / split / "masks" / f"{stem}.tif", lab, "YX", pixel_size=(px, px), unit="micron")
+        for kind, data in (("images", img), ("masks", lab)):
+            write_tiff(out / split / kind / f"{stem}.tif", data, axes, pixel_size=(px, px), unit="micron",
+                       z_spacing=z_spacing)
         if callback is not None:
             callback(k, len(jobs))
     meta = {
@@ -370,6 +516,7 @@ def simulate_dataset(
         "n_test": n_test,
         "params": asdict(params),
         "pixel_size_um": px,
+        **({"voxel_size_um": [z_spacing, px, px]} if volume else {}),
     }
     atomic_write_text(out / "simulation.json", json.dumps(meta, indent=2) + "\n")
     log.info("wrote %d + %d simulated images to %s", n_train, n_test, out)

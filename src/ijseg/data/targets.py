@@ -47,9 +47,9 @@ def labels_to_3class(labels: np.ndarray, boundary_width: int = 1) -> np.ndarray:
     Parameters
     ----------
     labels
-        2-D instance labels, 0 background.
+        2-D or 3-D instance labels, 0 background.
     boundary_width
-        Rim width in pixels, measured inside each object.
+        Rim width in pixels (voxels in 3-D, on every axis), measured inside each object.
 
     Returns
     -------
@@ -71,7 +71,7 @@ def labels_to_3class(labels: np.ndarray, boundary_width: int = 1) -> np.ndarray:
     labels = np.asarray(labels)
     if boundary_width < 1:
         raise ValueError(f"boundary_width must be >= 1, got {boundary_width}")
-    # pixels of an object with a 4-neighbour of another label (background included)
+    # pixels of an object with a 4-neighbour (6 in 3-D) of another label (background included)
     boundary = find_boundaries(labels, mode="inner", connectivity=1)
     if boundary_width > 1:
         grown = ndi.binary_dilation(boundary, iterations=boundary_width - 1)
@@ -82,8 +82,16 @@ def labels_to_3class(labels: np.ndarray, boundary_width: int = 1) -> np.ndarray:
     return out
 
 
-def labels_to_distance(labels: np.ndarray) -> np.ndarray:
+def labels_to_distance(labels: np.ndarray, *, sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """Per-object distance to the object's border, scaled to 1 at each object's maximum.
+
+    Parameters
+    ----------
+    labels
+        2-D or 3-D instance labels, 0 background.
+    sampling
+        Pixel (voxel) size along each axis, so that distances are physical (for example
+        ``(2.5, 1, 1)`` for planes 2.5 times farther apart than the pixels); default isotropic.
 
     Returns
     -------
@@ -104,7 +112,7 @@ def labels_to_distance(labels: np.ndarray) -> np.ndarray:
             continue
         sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
         obj = labels[sl] == lab_id
-        d = ndi.distance_transform_edt(np.pad(obj, 1))[1:-1, 1:-1]
+        d = ndi.distance_transform_edt(np.pad(obj, 1), sampling=sampling)[(slice(1, -1),) * obj.ndim]
         dmax = d[obj].max()
         out[sl][obj] = (d[obj] / dmax).astype(np.float32)
     return out
@@ -136,8 +144,9 @@ def make_target(
     n_classes: int = 2,
     boundary_width: int = 1,
     source: object = "mask",
+    sampling: tuple[float, ...] | None = None,
 ) -> np.ndarray:
-    """Training target of the given kind for one mask.
+    """Training target of the given kind for one mask (2-D, or a 3-D stack).
 
     Parameters
     ----------
@@ -151,6 +160,8 @@ def make_target(
         Rim width for ``3class``.
     source
         Named in error messages (usually the mask's path).
+    sampling
+        Pixel (voxel) size along each axis for ``distance`` (see :func:`labels_to_distance`).
 
     Returns
     -------
@@ -162,7 +173,7 @@ def make_target(
     if target == "3class":
         return labels_to_3class(mask, boundary_width)
     if target == "distance":
-        return labels_to_distance(mask)
+        return labels_to_distance(mask, sampling=sampling)
     if target == "classes":
         return check_class_mask(mask, n_classes, source=source)
     raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
