@@ -45,3 +45,21 @@ def test_distance_targets_are_resampled_linearly():
     lab = labels_to_distance(np.pad(labels_with_touching(), 10))
     a, t = Augmenter(elastic_p=1.0)(lab[..., None], lab, np.random.default_rng(3))
     assert t.dtype == np.float32 and len(np.unique(t)) > len(np.unique(lab))
+
+
+def test_stacks_turn_in_plane_and_keep_their_planes_in_order():
+    """A Z stack is rotated and flipped in the y/x plane only, the same way in every plane, and
+    its labels are never interpolated."""
+    lab2 = labels_to_3class(labels_with_touching())
+    side = max(lab2.shape) + 12
+    lab2 = np.pad(lab2, [(6, side - n - 6) for n in lab2.shape])  # square: a rotation keeps the shape
+    lab = np.stack([lab2] * 5)
+    img = (lab[..., None] + np.arange(5, dtype=np.float32)[:, None, None, None] * 10).astype(np.float32)
+    aug = Augmenter(elastic_p=1.0, intensity=False, noise=0.0)
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        a, t = aug(img, lab, rng)
+        assert a.shape == img.shape and t.shape == lab.shape and set(np.unique(t)) <= {0, 1, 2}
+        assert all(np.array_equal(t[z], t[0]) for z in range(5))  # one deformation for every plane
+        means = a[..., 0].mean(axis=(1, 2))
+        assert np.all(np.diff(means) > 9)  # plane z keeps its offset 10 z: never turned over

@@ -72,3 +72,28 @@ def test_grid_patches_cover_every_pixel(sim_dataset):
     assert x.shape == (4, 64, 64, 1)  # 96 = 64 + shifted 64 in each direction
     np.testing.assert_array_equal(x[3], pairs[0].image[32:96, 32:96])
     assert grid_patches(pairs * 10, 64, max_patches=7)[0].shape[0] == 7
+
+
+def test_volumes_load_sample_and_tile_in_3d(tmp_path):
+    from ijseg.data.simulate import simulate_dataset
+
+    out = simulate_dataset(tmp_path / "v", "sim3d", n_train=2, n_test=0, overrides={"shape": (6, 40, 48)},
+                           progress=False)
+    samples = find_samples(out / "train")
+    pairs = load_pairs(samples, **dict(KW, dims=3))
+    assert pairs[0].image.shape == (6, 40, 48, 1) and pairs[0].target.shape == (6, 40, 48)
+    assert set(np.unique(pairs[0].target)) == {0, 1, 2}
+    distance = load_pairs(samples[:1], **dict(KW, dims=3, target="distance", n_classes=1))[0].target
+    assert distance.dtype == np.float32 and distance.max() == 1
+    sampler = PatchSampler(pairs, (8, 32, 32), None, seed=0)  # deeper than the 6 planes: mirror-padded
+    x, y = sampler.sample()
+    assert x.shape == (8, 32, 32, 1) and y.shape == (8, 32, 32, 1)
+    gx, gy = grid_patches(pairs[:1], (4, 32, 32))
+    assert gx.shape == (2 * 2 * 2, 4, 32, 32, 1)  # 6 planes = 4 + shifted 4; 40 and 48 likewise
+    np.testing.assert_array_equal(gx[-1], pairs[0].image[2:6, 8:40, 16:48])
+    np.testing.assert_array_equal(gy[-1, ..., 0], pairs[0].target[2:6, 8:40, 16:48])
+    with pytest.raises(DataError, match="a 3-D stack \\(6 planes"):
+        load_pairs(samples, **KW)
+    flat = simulate_dataset(tmp_path / "f", "sim2k-10", n_train=1, n_test=0, progress=False)
+    with pytest.raises(DataError, match="a 2-D image .* was given to a 3-D model"):
+        load_pairs(find_samples(flat / "train"), **dict(KW, dims=3))

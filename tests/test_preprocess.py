@@ -43,8 +43,22 @@ def test_roundtrip_and_errors():
         PercentileNormalizer(99, 1)
     with pytest.raises(ConfigError, match="max > min"):
         MinMaxNormalizer(fixed_range=(5, 5))
-    with pytest.raises(ValueError, match="YX or YXC"):
-        ZScoreNormalizer()(np.zeros((2, 2, 2, 2)))
+    with pytest.raises(ValueError, match="YX, YXC or ZYXC"):
+        ZScoreNormalizer()(np.zeros((2, 2, 2, 2, 2)))
+
+
+def test_a_stack_is_normalised_as_a_whole():
+    """Statistics per channel over every voxel of a ZYXC stack (not plane by plane), equal to
+    numpy's over the three spatial axes."""
+    x = np.random.default_rng(2).gamma(2.0, 50.0, (5, 60, 70, 2)).astype(np.float32)
+    x[3] *= 4  # one bright plane: normalising plane by plane would flatten it
+    y = PercentileNormalizer(1, 99.8)(x)
+    lo, hi = np.percentile(x, [1, 99.8], axis=(0, 1, 2), keepdims=True)
+    np.testing.assert_allclose(y, (x - lo) / (hi - lo + 1e-6), rtol=1e-5, atol=1e-5)
+    assert y[3].mean() > 2 * y[2].mean()
+    z = ZScoreNormalizer()(x)
+    np.testing.assert_allclose(z.mean(axis=(0, 1, 2)), 0, atol=1e-4)
+    np.testing.assert_allclose(z.std(axis=(0, 1, 2)), 1, atol=1e-3)
 
 
 @pytest.mark.parametrize("kind", ["normal", "integers", "gamma"])

@@ -37,7 +37,8 @@ EPS = 1e-6
 
 
 class Normalizer:
-    """Base class: ``__call__(x)`` normalises a ``YX`` or ``YXC`` array (channels last)."""
+    """Base class: ``__call__(x)`` normalises a ``YX`` or ``YXC`` array (channels last), or a
+    ``ZYXC`` stack as a whole (statistics per channel over every voxel, as StarDist 3D does)."""
 
     name = "none"
 
@@ -45,8 +46,11 @@ class Normalizer:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 2:
             return self._apply(x[..., None])[..., 0]
+        if x.ndim == 4:  # the planes one above the other: per-channel statistics of the whole stack
+            z, h, w, c = x.shape
+            return self._apply(x.reshape(z * h, w, c)).reshape(x.shape)
         if x.ndim != 3:
-            raise ValueError(f"expected a YX or YXC array, got shape {x.shape}")
+            raise ValueError(f"expected a YX, YXC or ZYXC array, got shape {x.shape}")
         return self._apply(x)
 
     def _apply(self, x: np.ndarray) -> np.ndarray:  # x is YXC float32

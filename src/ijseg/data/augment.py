@@ -23,9 +23,12 @@ class Augmenter:
     Parameters
     ----------
     flips
-        Random horizontal/vertical flips and 90-degree rotations (all 8 symmetries).
+        Random horizontal/vertical flips and 90-degree rotations (all 8 symmetries of the
+        y/x plane; a Z stack is never turned over, since its planes are not symmetric along z:
+        the PSF and the fading with depth have a direction).
     elastic
-        Random smooth elastic deformation (probability ``elastic_p``).
+        Random smooth elastic deformation (probability ``elastic_p``); in a Z stack the same
+        in-plane deformation moves every plane.
     elastic_alpha, elastic_sigma
         Displacement amplitude and smoothness in pixels.
     intensity
@@ -57,12 +60,12 @@ class Augmenter:
     def __call__(
         self, image: np.ndarray, target: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Augment one ``YXC`` image and its ``YX`` target."""
+        """Augment one ``YXC`` image and its ``YX`` target (``ZYXC`` and ``ZYX`` for a stack)."""
         if self.flips:
             k = int(rng.integers(4))
-            image, target = np.rot90(image, k, axes=(0, 1)), np.rot90(target, k, axes=(0, 1))
+            image, target = np.rot90(image, k, axes=(-3, -2)), np.rot90(target, k, axes=(-2, -1))
             if rng.random() < 0.5:
-                image, target = image[:, ::-1], target[:, ::-1]
+                image, target = image[..., ::-1, :], target[..., ::-1]
         if self.elastic and rng.random() < self.elastic_p:
             image, target = self._elastic(image, target, rng)
         image = np.ascontiguousarray(image, dtype=np.float32)
@@ -77,7 +80,7 @@ class Augmenter:
         return image, target
 
     def _elastic(self, image: np.ndarray, target: np.ndarray, rng: np.random.Generator):
-        h, w = target.shape
+        h, w = target.shape[-2:]
         # coarse random displacement field, smoothed: cheap on large patches
         dy = ndi.gaussian_filter(rng.uniform(-1, 1, (h, w)).astype(np.float32), self.elastic_sigma)
         dx = ndi.gaussian_filter(rng.uniform(-1, 1, (h, w)).astype(np.float32), self.elastic_sigma)
@@ -86,10 +89,14 @@ class Augmenter:
         dx *= self.elastic_alpha / norm
         yy, xx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
         coords = np.stack([yy + dy, xx + dx])
-        warped = np.stack(
-            [ndi.map_coordinates(image[..., c], coords, order=1, mode="reflect") for c in range(image.shape[-1])],
-            axis=-1,
-        )
         order = 1 if target.dtype.kind == "f" else 0
-        warped_t = ndi.map_coordinates(target, coords, order=order, mode="reflect").astype(target.dtype)
-        return warped, warped_t
+
+        def warp(plane, order):
+            return ndi.map_coordinates(plane, coords, order=order, mode="reflect")
+
+        planes = [(image[z], target[z]) for z in range(target.shape[0])] if target.ndim == 3 else [(image, target)]
+        warped = [(np.stack([warp(im[..., c], 1) for c in range(im.shape[-1])], axis=-1),
+                   warp(tg, order).astype(target.dtype)) for im, tg in planes]
+        if target.ndim == 3:
+            return np.stack([a for a, _ in warped]), np.stack([b for _, b in warped])
+        return warped[0]

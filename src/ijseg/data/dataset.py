@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Pair:
-    """A normalised image (``YXC`` float32) with its training target (``YX``)."""
+    """A normalised image (``YXC`` float32, ``ZYXC`` in 3-D) with its training target (``YX``,
+    ``ZYX``)."""
 
     name: str
     image: np.ndarray
@@ -88,8 +89,10 @@ def load_pairs(
     boundary_width: int = 1,
     mask_type: str = "instance",
     progress: bool = True,
+    dims: int = 2,
 ) -> list[Pair]:
-    """Read, check, normalise and convert samples to (image, target) pairs.
+    """Read, check, normalise and convert samples to (image, target) pairs (Z stacks with
+    ``dims`` 3; their distance targets are measured in physical units, from the voxel size).
 
     Raises
     ------
@@ -105,29 +108,35 @@ def load_pairs(
         if s.mask is None:
             raise DataError(f"{s.image}: no mask for this image")
         img = read_image(s.image)
-        x = to_model_input(img, n_channels)
+        x = to_model_input(img, n_channels, dims=dims)
         if float(x.max()) == float(x.min()):
             raise DataError(f"{s.image}: image is empty (every pixel is {x.flat[0]:g})")
-        mask = read_mask(s.mask)
-        if mask.shape != x.shape[:2]:
+        mask = read_mask(s.mask, dims=dims)
+        if mask.shape != x.shape[:-1]:
             raise DataError(
                 f"{s.mask}: mask shape {mask.shape} does not match its image {s.image.name} "
-                f"(shape {x.shape[:2]})"
+                f"(shape {x.shape[:-1]})"
             )
         if mask_type == "class":  # class numbers, whatever the target made of them
             check_class_mask(mask, n_classes, source=s.mask)
-        y = make_target(mask, target, n_classes=n_classes, boundary_width=boundary_width, source=s.mask)
+        sampling = (img.z_spacing / img.pixel_size[0], 1.0, 1.0) if dims == 3 and img.calibrated else None
+        y = make_target(mask, target, n_classes=n_classes, boundary_width=boundary_width, source=s.mask,
+                        sampling=sampling)
         pairs.append(Pair(s.name, norm(x), y))
     return pairs
 
 
-def _pad_to(a: np.ndarray, size: int) -> np.ndarray:
-    """Pad the first two axes symmetrically (mirror) up to at least ``size``."""
-    ph, pw = max(0, size - a.shape[0]), max(0, size - a.shape[1])
-    if not ph and not pw:
+def _pad_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Pad the first ``len(shape)`` axes (mirror, at the far end) up to at least ``shape``."""
+    extra = [max(0, s - n) for s, n in zip(shape, a.shape)]
+    if not any(extra):
         return a
-    pad = [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2)
+    pad = [(0, e) for e in extra] + [(0, 0)] * (a.ndim - len(shape))
     return np.pad(a, pad, mode="symmetric")
+
+
+def _patch_shape(patch_size: int | Sequence[int]) -> tuple[int, ...]:
+    return (int(patch_size),) * 2 if np.isscalar(patch_size) else tuple(int(s) for s in patch_size)
 
 
 class PatchSampler:
@@ -138,7 +147,8 @@ class PatchSampler:
     pairs
         Training pairs.
     patch_size
-        Square patch size; smaller images are mirror-padded.
+        Square patch size, or the patch's shape (``(Z, Y, X)`` for volumes); smaller images are
+        mirror-padded.
     augmenter
         Applied to each patch (``None``: no augmentation).
     seed
@@ -146,25 +156,24 @@ class PatchSampler:
     """
 
     def __init__(
-        self, pairs: Sequence[Pair], patch_size: int, augmenter: Augmenter | None = None, *, seed: int = 0
+        self, pairs: Sequence[Pair], patch_size: int | Sequence[int], augmenter: Augmenter | None = None, *,
+        seed: int = 0,
     ) -> None:
         if not pairs:
             raise DataError("no training images")
-        self.pairs = [Pair(p.name, _pad_to(p.image, patch_size), _pad_to(p.target, patch_size)) for p in pairs]
-        self.patch_size = patch_size
+        shape = _patch_shape(patch_size)
+        self.pairs = [Pair(p.name, _pad_to(p.image, shape), _pad_to(p.target, shape)) for p in pairs]
+        self.patch_shape = shape
         self.augmenter = augmenter
-        areas = np.array([p.image.shape[0] * p.image.shape[1] for p in self.pairs], np.float64)
-        self.weights = areas / areas.sum()
+        sizes = np.array([np.prod(p.target.shape, dtype=np.float64) for p in self.pairs])
+        self.weights = sizes / sizes.sum()
         self.rng = np.random.default_rng(seed)
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         p = self.pairs[int(self.rng.choice(len(self.pairs), p=self.weights))]
-        h, w = p.target.shape[:2]
-        s = self.patch_size
-        y0 = int(self.rng.integers(0, h - s + 1))
-        x0 = int(self.rng.integers(0, w - s + 1))
-        img = p.image[y0 : y0 + s, x0 : x0 + s]
-        tgt = p.target[y0 : y0 + s, x0 : x0 + s]
+        window = tuple(slice(o, o + s) for o, s in
+                       ((int(self.rng.integers(0, n - s + 1)), s) for n, s in zip(p.target.shape, self.patch_shape)))
+        img, tgt = p.image[window], p.target[window]
         if self.augmenter is not None:
             img, tgt = self.augmenter(img, tgt, self.rng)
         return np.ascontiguousarray(img, np.float32), np.ascontiguousarray(tgt)[..., None]
@@ -175,26 +184,27 @@ class PatchSampler:
 
 
 def grid_patches(
-    pairs: Sequence[Pair], patch_size: int, *, max_patches: int | None = None
+    pairs: Sequence[Pair], patch_size: int | Sequence[int], *, max_patches: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic patches covering every pixel of every pair (last row/column shifted in).
+    """Deterministic patches covering every pixel of every pair (the last ones along each axis
+    shifted in); ``patch_size`` as in :class:`PatchSampler`.
 
     Returns
     -------
-    images : (N, P, P, C) float32
-    targets : (N, P, P, 1)
+    images : (N, *patch, C) float32
+    targets : (N, *patch, 1)
     """
+    import itertools
+
     xs, ys = [], []
-    s = patch_size
+    shape = _patch_shape(patch_size)
     for p in pairs:
-        img, tgt = _pad_to(p.image, s), _pad_to(p.target, s)
-        h, w = tgt.shape[:2]
-        starts_y = sorted({*range(0, h - s + 1, s), h - s})
-        starts_x = sorted({*range(0, w - s + 1, s), w - s})
-        for y0 in starts_y:
-            for x0 in starts_x:
-                xs.append(img[y0 : y0 + s, x0 : x0 + s])
-                ys.append(tgt[y0 : y0 + s, x0 : x0 + s, None])
+        img, tgt = _pad_to(p.image, shape), _pad_to(p.target, shape)
+        starts = [sorted({*range(0, n - s + 1, s), n - s}) for n, s in zip(tgt.shape, shape)]
+        for corner in itertools.product(*starts):
+            window = tuple(slice(o, o + s) for o, s in zip(corner, shape))
+            xs.append(img[window])
+            ys.append(tgt[window][..., None])
     if max_patches is not None and len(xs) > max_patches:
         keep = np.linspace(0, len(xs) - 1, max_patches).round().astype(int)
         xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]

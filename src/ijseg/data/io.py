@@ -394,30 +394,40 @@ def read_mask(path: str | os.PathLike, *, dims: int = 2) -> np.ndarray:
     return m.astype(np.uint32, copy=False)
 
 
-def to_model_input(img: Image, n_channels: int = 1) -> np.ndarray:
-    """Return the image as a float32 ``YXC`` array for a 2-D model with ``n_channels`` inputs.
+def to_model_input(img: Image, n_channels: int = 1, *, dims: int = 2) -> np.ndarray:
+    """Return the image as a float32 ``YXC`` array for a 2-D model with ``n_channels`` inputs,
+    or (``dims`` 3) as ``ZYXC`` for a 3-D model.
 
     Raises
     ------
     DataError
-        For 3-D stacks or time series, or a channel count different from ``n_channels``.
+        For a stack given to a 2-D model or a plane to a 3-D one, time series, or a channel count
+        different from ``n_channels``.
 
     Examples
     --------
     >>> to_model_input(Image(np.zeros((4, 5), np.uint8), "YX")).shape
     (4, 5, 1)
+    >>> to_model_input(Image(np.zeros((3, 4, 5), np.uint8), "ZYX"), dims=3).shape
+    (3, 4, 5, 1)
     """
     where = f"{img.path}: " if img.path else ""
-    for axis, what in (("Z", "a 3-D stack"), ("T", "a time series")):
-        if axis in img.axes:
-            n = img.data.shape[img.axes.index(axis)]
-            raise DataError(
-                f"{where}{what} ({n} planes, axes {img.axes}, shape {img.data.shape}) was given to a "
-                f"2-D model; give one 2-D plane per file"
-            )
+    if "T" in img.axes:
+        n = img.data.shape[img.axes.index("T")]
+        raise DataError(f"{where}a time series ({n} frames, axes {img.axes}, shape {img.data.shape}) was given to "
+                        f"the model; give one {'stack' if dims == 3 else '2-D plane'} per file")
+    if dims == 2 and "Z" in img.axes:
+        n = img.data.shape[img.axes.index("Z")]
+        raise DataError(
+            f"{where}a 3-D stack ({n} planes, axes {img.axes}, shape {img.data.shape}) was given to a "
+            f"2-D model; give one 2-D plane per file, or use a 3-D model"
+        )
+    if dims == 3 and "Z" not in img.axes:
+        raise DataError(f"{where}a 2-D image (axes {img.axes}, shape {img.data.shape}) was given to a 3-D model; "
+                        f"give one Z stack per file")
     data = img.data
     if "C" in img.axes:
-        data = np.moveaxis(data, img.axes.index("C"), -1)
+        data = np.moveaxis(data, img.axes.index("C"), -1)  # ZCYX -> ZYXC, CYX -> YXC
     else:
         data = data[..., np.newaxis]
     if data.shape[-1] != n_channels:
