@@ -99,7 +99,7 @@ def test_no_import_cycles():
 LAYERS = [
     ["ijseg.errors", "ijseg._fileio", "ijseg._stderr", "ijseg._gc", "ijseg._tiling", "ijseg._kernels", "ijseg._tf",
      "ijseg._resources", "ijseg.config", "ijseg.preprocess", "ijseg.data"],
-    ["ijseg.models", "ijseg.predict", "ijseg.postprocess", "ijseg.measure"],
+    ["ijseg.models", "ijseg.predict", "ijseg.postprocess", "ijseg.measure", "ijseg.measure3d"],
     ["ijseg.pipeline", "ijseg.qc", "ijseg.train", "ijseg.bundles"],
     ["ijseg.ij"],
     # commands' own tools: doctor, and the bundle check, which drives the old runtimes and ImageJ
