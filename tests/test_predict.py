@@ -176,3 +176,25 @@ def test_cli_predict_exit_code_and_messages(tiny_model, sim_dataset, tmp_path, c
     assert "threshold must be between 0 and 1" in capsys.readouterr().err
     assert main(["predict", "--model", str(tiny_model), "--input", str(tmp_path / "nothing"), "--out", "o"]) == 1
     assert "nothing: input not found" in capsys.readouterr().err
+
+
+def test_volumes_tiled_equal_untiled_with_a_halo_in_every_axis():
+    """A ZYXC input cut along z, y and x, each axis with its own halo and step: the stitched
+    cores equal one pass over the whole volume."""
+    from scipy import ndimage as ndi
+
+    shapes = []
+
+    def run(batch):
+        assert batch.ndim == 5 and batch.shape[1] % 2 == 0 and batch.shape[2] % 8 == 0 and batch.shape[3] % 8 == 0
+        shapes.append(batch.shape)
+        return np.stack([ndi.uniform_filter(b, size=(5, 9, 9, 1), mode="constant") for b in batch])
+
+    x = np.random.default_rng(1).random((23, 70, 61, 1)).astype(np.float32)
+    whole = predict_tiled(x, run, halo=(4, 8, 8), minimum=(2, 8, 8), step=(2, 8, 8), tile=0)
+    tiled = predict_tiled(x, run, halo=(4, 8, 8), minimum=(2, 8, 8), step=(2, 8, 8), tile=(12, 32, 40))
+    assert whole.shape == (23, 70, 61, 1) and len(shapes) > 2
+    assert {s[1] for s in shapes[1:]} >= {12} and max(s[2] for s in shapes[1:]) <= 32
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+    with pytest.raises(DataError, match="image of 23x70x61 pixels is larger than the 16x64x64 pixels"):
+        predict_tiled(x, run, halo=0, minimum=(16, 64, 64), step=0)

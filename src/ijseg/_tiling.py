@@ -14,12 +14,16 @@ a bundle says its own in ``rdf.yaml``). :func:`predict_tiled` mirror-pads the im
 size (window by window: a large image is not copied), cuts it with :func:`tile_layout`
 (windows that the image border would leave below the minimum are grown inwards), runs windows
 of equal shape in batches and stitches the cores.
+
+Volumes (``ZYXC``) are cut the same way along z, y and x, each axis with its own halo, step,
+minimum and window (a 3-D U-Net that pools z less than y and x has a smaller step along z).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,15 +142,22 @@ def tile_layout(shape: tuple[int, int], *, window: int, halo: int, divisor: int,
         raise ValueError(f"shape {shape} and halo {halo} must be multiples of {divisor}")
     if h <= window and w <= window:
         return [Tile((0, h, 0, w), (0, h, 0, w))]
-    core = (window - 2 * halo) // divisor * divisor
-    if core < divisor:
+    rows, cols = (_axis_tiles(n, window=window, halo=halo, step=divisor, minimum=minimum) for n in (h, w))
+    return [Tile((wy0, wy1, wx0, wx1), (cy0, cy1, cx0, cx1)) for wy0, wy1, cy0, cy1 in rows for wx0, wx1, cx0, cx1 in cols]
+
+
+def _axis_tiles(n: int, *, window: int, halo: int, step: int, minimum: int) -> list[tuple[int, int, int, int]]:
+    """(window start, window stop, core start, core stop) along one axis of padded length ``n``:
+    one window if it fits, else cores of a multiple of ``step`` inside ``halo`` on each side."""
+    if n <= window:
+        return [(0, n, 0, n)]
+    core = (window - 2 * halo) // step * step
+    if core < step:
         raise ValueError(
             f"tile size {window} is too small for a halo of {halo} pixels on each side; use a tile of at least "
-            f"{smallest_window(halo, divisor)} pixels"
+            f"{smallest_window(halo, step)} pixels"
         )
-    rows = [_grow(a, minimum, h) for a in _axis(h, core, halo)] if h > window else [(0, h, 0, h)]
-    cols = [_grow(a, minimum, w) for a in _axis(w, core, halo)] if w > window else [(0, w, 0, w)]
-    return [Tile((wy0, wy1, wx0, wx1), (cy0, cy1, cx0, cx1)) for wy0, wy1, cy0, cy1 in rows for wx0, wx1, cx0, cx1 in cols]
+    return [_grow(a, minimum, n) for a in _axis(n, core, halo)]
 
 
 def _grow(axis: tuple[int, int, int, int], minimum: int, n: int) -> tuple[int, int, int, int]:
@@ -262,27 +273,31 @@ def mirror_index(i: np.ndarray, n: int, *, edge: bool = False) -> np.ndarray:
     return np.where(i < n, i, period - i)
 
 
-def _read_window(x: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
-    """One window of ``x`` mirror-padded at its far edges (``np.pad``'s "reflect", "edge" for
-    an image one pixel thin): only windows past the image's end are padded, so a large image is
-    never copied whole."""
-    y0, y1, x0, x1 = window
-    h, w = x.shape[:2]
-    if y1 <= h and x1 <= w:
-        return x[y0:y1, x0:x1]
-    edge = min(h, w) == 1
-    rows, cols = mirror_index(np.arange(y0, y1), h, edge=edge), mirror_index(np.arange(x0, x1), w, edge=edge)
-    return x[rows][:, cols]
+def _read_window(x: np.ndarray, window: Sequence[tuple[int, int]]) -> np.ndarray:
+    """One window (``(start, stop)`` per spatial axis) of ``x`` mirror-padded at its far edges
+    (``np.pad``'s "reflect"; "edge" for an image one pixel thin): only windows past the image's
+    end are padded, so a large image is never copied whole."""
+    sizes = x.shape[: len(window)]
+    if all(b <= n for (_, b), n in zip(window, sizes)):
+        return x[tuple(slice(a, b) for a, b in window)]
+    edge = min(sizes[-2:]) == 1  # an image one pixel thin: "edge" along y and x
+    for axis, ((a, b), n) in enumerate(zip(window, sizes)):
+        x = np.take(x, mirror_index(np.arange(a, b), n, edge=edge and axis >= len(window) - 2), axis=axis)
+    return x
+
+
+def _per_axis(value: int | Sequence[int], n: int) -> tuple[int, ...]:
+    return (int(value),) * n if np.isscalar(value) else tuple(int(v) for v in value)
 
 
 def predict_tiled(
     x: np.ndarray,
     run: Callable[[np.ndarray], np.ndarray],
     *,
-    halo: int,
-    minimum: int,
-    step: int,
-    tile: int | None = None,
+    halo: int | Sequence[int],
+    minimum: int | Sequence[int],
+    step: int | Sequence[int],
+    tile: int | Sequence[int] | None = None,
     batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
@@ -291,17 +306,20 @@ def predict_tiled(
     Parameters
     ----------
     x
-        ``YXC`` network input (already normalised).
+        ``YXC`` network input (already normalised), or ``ZYXC`` for a 3-D network.
     run
-        The network: ``(N, Y, X, C)`` windows of one shape -> ``(N, Y, X, K)`` outputs.
+        The network: ``(N, Y, X, C)`` windows of one shape -> ``(N, Y, X, K)`` outputs
+        (``(N, Z, Y, X, C)`` for volumes).
     halo
-        Context on each side of a core (rounded up to ``step``).
+        Context on each side of a core (rounded up to ``step``); one value, or one per axis.
     minimum, step
-        The network accepts window sides ``minimum + k * step``; ``step`` 0 (a fixed size) or a
-        ``minimum`` that is no multiple of ``step`` gives one pass over the padded image.
+        The network accepts window sides ``minimum + k * step`` (per axis, or one value for
+        all); ``step`` 0 (a fixed size) or a ``minimum`` that is no multiple of ``step`` gives one
+        pass over the padded image.
     tile
         Largest window side (default :data:`DEFAULT_TILE`; ``0``: the whole image in one pass;
-        :class:`ijseg.predict.Predictor` gives the model's :func:`default_tile`).
+        :class:`ijseg.predict.Predictor` gives the model's :func:`default_tile`); one value, or
+        one per axis.
     batch_size
         Windows per call of ``run`` (default: as many as fit in :data:`BATCH_PIXELS` pixels).
     progress
@@ -310,7 +328,7 @@ def predict_tiled(
     Returns
     -------
     numpy.ndarray
-        ``(Y, X, K)`` float32, the size of ``x``.
+        ``(Y, X, K)`` (``(Z, Y, X, K)``) float32, the size of ``x``.
 
     Examples
     --------
@@ -322,36 +340,39 @@ def predict_tiled(
     >>> y.shape, bool(np.array_equal(y, predict_tiled(x, run, halo=8, minimum=8, step=8, tile=0)))
     ((40, 56, 2), True)
     """
-    h, w = x.shape[:2]
-    if step == 0 and max(h, w) > minimum:
-        raise DataError(f"image of {h}x{w} pixels is larger than the {minimum}x{minimum} pixels this network takes")
-    th, tw = valid_size(h, minimum=minimum, step=step), valid_size(w, minimum=minimum, step=step)
-    if tile is None:
-        tile = DEFAULT_TILE
-    if tile == 0 or _one_pass(minimum, step):
-        tiles = [Tile((0, th, 0, tw), (0, th, 0, tw))]
+    sizes = x.shape[:-1]
+    nd = len(sizes)
+    halos, minima, steps = (_per_axis(v, nd) for v in (halo, minimum, step))
+    if any(s == 0 and n > m for n, m, s in zip(sizes, minima, steps)):
+        raise DataError(f"image of {'x'.join(map(str, sizes))} pixels is larger than the "
+                        f"{'x'.join(map(str, minima))} pixels this network takes")
+    padded = [valid_size(n, minimum=m, step=s) for n, m, s in zip(sizes, minima, steps)]
+    tiles = _per_axis(DEFAULT_TILE if tile is None else tile, nd)
+    if any(t == 0 for t in tiles) or any(_one_pass(m, s) for m, s in zip(minima, steps)):
+        axes = [[(0, p, 0, p)] for p in padded]
     else:
-        tiles = tile_layout((th, tw), window=_window(tile, minimum=minimum, step=step), halo=_round_up(halo, step),
-                            divisor=step, minimum=minimum)
+        axes = [_axis_tiles(p, window=_window(t, minimum=m, step=s), halo=_round_up(h, s), step=s, minimum=m)
+                if p > t else [(0, p, 0, p)] for p, t, h, m, s in zip(padded, tiles, halos, minima, steps)]
+    layout = list(itertools.product(*axes))  # per tile: (window start, stop, core start, stop) per axis
     out: np.ndarray | None = None
-    groups: dict[tuple[int, int], list[Tile]] = {}
-    for t in tiles:
-        groups.setdefault(t.shape, []).append(t)
+    groups: dict[tuple[int, ...], list] = {}
+    for t in layout:
+        groups.setdefault(tuple(a[1] - a[0] for a in t), []).append(t)
     done = 0
-    for (wh, ww), group in groups.items():
-        bs = batch_size or max(1, BATCH_PIXELS // (wh * ww))
+    for shape, group in groups.items():
+        bs = batch_size or max(1, BATCH_PIXELS // math.prod(shape))
         for i in range(0, len(group), bs):
             batch = group[i : i + bs]
-            yb = run(np.stack([_read_window(x, t.window) for t in batch]))
+            yb = run(np.stack([_read_window(x, [(a[0], a[1]) for a in t]) for t in batch]))
             if out is None:  # the size of the image, not of the padded image: no copy to crop it
-                out = np.empty((h, w, yb.shape[-1]), np.float32)
+                out = np.empty((*sizes, yb.shape[-1]), np.float32)
             for t, y in zip(batch, yb):
-                (y0, y1, x0, x1), (sy, sx) = t.core, t.core_in_window
-                y1, x1 = min(y1, h), min(x1, w)
-                if y1 > y0 and x1 > x0:  # a core entirely in the padding has nothing to keep
-                    out[y0:y1, x0:x1] = y[sy.start:sy.start + y1 - y0, sx.start:sx.start + x1 - x0]
+                stops = [min(a[3], n) for a, n in zip(t, sizes)]
+                if all(b > a[2] for a, b in zip(t, stops)):  # a core entirely in the padding has nothing to keep
+                    out[tuple(slice(a[2], b) for a, b in zip(t, stops))] = \
+                        y[tuple(slice(a[2] - a[0], b - a[0]) for a, b in zip(t, stops))]
             del yb, y  # the outputs of this batch are freed before the next runs
             done += len(batch)
             if progress is not None:
-                progress(done, len(tiles))
+                progress(done, len(layout))
     return out  # type: ignore[return-value]  (there is always a tile)
