@@ -92,6 +92,8 @@ def test_volumes_load_sample_and_tile_in_3d(tmp_path):
     assert gx.shape == (2 * 2 * 2, 4, 32, 32, 1)  # 6 planes = 4 + shifted 4; 40 and 48 likewise
     np.testing.assert_array_equal(gx[-1], pairs[0].image[2:6, 8:40, 16:48])
     np.testing.assert_array_equal(gy[-1, ..., 0], pairs[0].target[2:6, 8:40, 16:48])
+    with pytest.raises(DataError, match="a 2-D patch shape \\(32, 32\\) for a 3-D image"):
+        PatchSampler(pairs, 32)
     with pytest.raises(DataError, match="a 3-D stack \\(6 planes"):
         load_pairs(samples, **KW)
     flat = simulate_dataset(tmp_path / "f", "sim2k-10", n_train=1, n_test=0, progress=False)

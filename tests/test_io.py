@@ -275,6 +275,12 @@ def test_stacks_keep_their_voxel_size(tmp_path):
     assert img.axes == "ZCYX" and img.z_spacing == 2.0
     tifffile.imwrite(tmp_path / "plain.tif", data)
     assert read_image(tmp_path / "plain.tif").z_spacing == 1.0
+    # as ImageJ: a spacing without a calibration is not used, a negative one is taken as positive
+    tifffile.imwrite(tmp_path / "nounit.tif", data, imagej=True, metadata={"axes": "ZYX", "spacing": 2.5})
+    assert read_image(tmp_path / "nounit.tif").z_spacing == 1.0
+    tifffile.imwrite(tmp_path / "neg.tif", data, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "ZYX", "spacing": -2.5, "unit": "um"})
+    assert read_image(tmp_path / "neg.tif").z_spacing == 2.5
     with pytest.raises(ValueError, match="z_spacing must be a positive number"):
         write_tiff(tmp_path / "bad.tif", data, "ZYX", pixel_size=(0.5, 0.5), unit="micron", z_spacing=0)
     with pytest.raises(ValueError, match="needs a Z axis"):

@@ -61,6 +61,8 @@ def test_surface_counts_exposed_faces_of_each_label():
     cube[0, 0, 0] = 2
     t = measure_3d(cube)
     assert t["Nb of surf. voxels"].tolist() == [125 - 27, 1]
+    # the stack's border is outside the object: a 3x3x3 stack full of it has 26 surface voxels
+    assert measure_3d(np.ones((3, 3, 3), np.uint16))["Nb of surf. voxels"].tolist() == [26]
     assert t["SD dist. to surf. (pixel)"][1] == 0 and t["Median dist. to surf. (pixel)"][1] == 0
 
 
@@ -82,6 +84,10 @@ def test_errors():
         measure_3d(np.zeros((2, 4, 4), int), np.zeros((2, 4, 5)))
     with pytest.raises(ValueError, match="three positive numbers"):
         measure_3d(np.zeros((2, 4, 4), int), voxel_size=(0, 1, 1))
+    with pytest.raises(ValueError, match="three positive numbers"):
+        measure_3d(np.zeros((2, 4, 4), int), voxel_size=(1, 1))
+    with pytest.raises(ValueError, match="a label stack of one plane is an image"):
+        measure_3d(np.ones((1, 4, 4), int))
     with pytest.raises(ValueError, match="label 3 is not in the label stack"):
         measure_3d(np.ones((2, 4, 4), int), label_ids=[3])
     assert len(measure_3d(np.zeros((2, 4, 4), int))) == 0

@@ -226,6 +226,10 @@ def test_3d_predictions_give_3d_instances():
     corner[4, 4, 4] = 0.9  # on the last plane
     assert postprocess(corner, BIN).n_objects == 2
     assert postprocess(corner, BIN, PostprocessOptions(clear_border=True)).n_objects == 1
+    # foreground without a seed becomes objects of its own, 26-connected
+    orphan = np.zeros((4, 8, 8), np.uint8)
+    orphan[1, 1, 1] = orphan[2, 2, 2] = 2  # boundary class only: no interior seed; corner-touching
+    assert postprocess(_one_hot(orphan, 3), C3).n_objects == 1
     d = labels_to_distance(lab)[..., None]
     dist = postprocess(d, Config(data_target="distance", data_n_classes=1))
     assert matching(lab, dist.labels, thresh=0.5).f1 > 0.8

@@ -99,9 +99,13 @@ def measure_3d(
         intensity = np.asarray(intensity)
         if intensity.shape != labels.shape:
             raise ValueError(f"intensity stack shape {intensity.shape} differs from the labels' {labels.shape}")
-    pd_, ph, pw = (float(v) for v in voxel_size)
-    if not (len(voxel_size) == 3 and min(pd_, ph, pw) > 0 and np.isfinite([pd_, ph, pw]).all()):
+    if labels.shape[0] < 2:
+        raise ValueError(f"a label stack of one plane is an image (shape {labels.shape}): measure it with "
+                         f"ijseg.measure.measure, as ImageJ's particle analyser would")
+    size = np.asarray(voxel_size, np.float64).ravel()
+    if not (size.size == 3 and np.isfinite(size).all() and size.min() > 0):
         raise ValueError(f"voxel_size must be three positive numbers (depth, height, width), got {voxel_size}")
+    pd_, ph, pw = size.tolist()
     slices = ndi.find_objects(labels)
     ids = [i for i, sl in enumerate(slices, start=1) if sl is not None] if label_ids is None else list(label_ids)
     rows = []
@@ -113,7 +117,8 @@ def measure_3d(
         rows.append(_object_row(labels[sl] == lab_id, box, sl, (pd_, ph, pw)))
     keep = [c for c in _COLUMNS if intensity is not None or c not in _INTENSITY]
     columns = {"Label": np.asarray(ids, np.int64)}
-    columns.update({c.format(u=unit): np.asarray([r[c] for r in rows], np.float64) for c in keep})
+    names = columns_3d(unit, intensity=intensity is not None)[1:]
+    columns.update({name: np.asarray([r[c] for r in rows], np.float64) for name, c in zip(names, keep)})
     return pd.DataFrame(columns)
 
 

@@ -239,7 +239,7 @@ def _seeded_growth(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *, 
         from skimage.segmentation import watershed
 
         labels = watershed(-elevation if highest_first else elevation, seeds, mask=fg, connectivity=1)
-        orphans, _ = ndi.label(fg & (labels == 0))
+        orphans, _ = ndi.label(fg & (labels == 0), structure=_full(3))
         labels[orphans > 0] = orphans[orphans > 0] + labels.max(initial=0)
         return labels
 

@@ -63,6 +63,8 @@ class Augmenter:
         """Augment one ``YXC`` image and its ``YX`` target (``ZYXC`` and ``ZYX`` for a stack)."""
         if self.flips:
             k = int(rng.integers(4))
+            if target.shape[-1] != target.shape[-2]:
+                k &= 2  # a quarter turn would change the shape of a patch that is not square
             image, target = np.rot90(image, k, axes=(-3, -2)), np.rot90(target, k, axes=(-2, -1))
             if rng.random() < 0.5:
                 image, target = image[..., ::-1, :], target[..., ::-1]

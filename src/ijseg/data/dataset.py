@@ -119,7 +119,7 @@ def load_pairs(
             )
         if mask_type == "class":  # class numbers, whatever the target made of them
             check_class_mask(mask, n_classes, source=s.mask)
-        sampling = (img.z_spacing / img.pixel_size[0], 1.0, 1.0) if dims == 3 and img.calibrated else None
+        sampling = img.voxel_size if dims == 3 else None
         y = make_target(mask, target, n_classes=n_classes, boundary_width=boundary_width, source=s.mask,
                         sampling=sampling)
         pairs.append(Pair(s.name, norm(x), y))
@@ -135,8 +135,18 @@ def _pad_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.pad(a, pad, mode="symmetric")
 
 
-def _patch_shape(patch_size: int | Sequence[int]) -> tuple[int, ...]:
-    return (int(patch_size),) * 2 if np.isscalar(patch_size) else tuple(int(s) for s in patch_size)
+def _patch_shape(patch_size: int | Sequence[int], pairs: Sequence[Pair]) -> tuple[int, ...]:
+    """The patch shape, checked against the pairs' number of axes."""
+    shape = (int(patch_size),) * 2 if np.isscalar(patch_size) else tuple(int(s) for s in patch_size)
+    for p in pairs:
+        if p.target.ndim != len(shape):
+            raise DataError(f"{p.name}: a {len(shape)}-D patch shape {shape} for a {p.target.ndim}-D image "
+                            f"(shape {p.target.shape})")
+    return shape
+
+
+def _window(corner: Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:
+    return tuple(slice(o, o + s) for o, s in zip(corner, shape))
 
 
 class PatchSampler:
@@ -161,7 +171,7 @@ class PatchSampler:
     ) -> None:
         if not pairs:
             raise DataError("no training images")
-        shape = _patch_shape(patch_size)
+        shape = _patch_shape(patch_size, pairs)
         self.pairs = [Pair(p.name, _pad_to(p.image, shape), _pad_to(p.target, shape)) for p in pairs]
         self.patch_shape = shape
         self.augmenter = augmenter
@@ -171,8 +181,8 @@ class PatchSampler:
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         p = self.pairs[int(self.rng.choice(len(self.pairs), p=self.weights))]
-        window = tuple(slice(o, o + s) for o, s in
-                       ((int(self.rng.integers(0, n - s + 1)), s) for n, s in zip(p.target.shape, self.patch_shape)))
+        corner = [int(self.rng.integers(0, n - s + 1)) for n, s in zip(p.target.shape, self.patch_shape)]
+        window = _window(corner, self.patch_shape)
         img, tgt = p.image[window], p.target[window]
         if self.augmenter is not None:
             img, tgt = self.augmenter(img, tgt, self.rng)
@@ -197,12 +207,12 @@ def grid_patches(
     import itertools
 
     xs, ys = [], []
-    shape = _patch_shape(patch_size)
+    shape = _patch_shape(patch_size, pairs)
     for p in pairs:
         img, tgt = _pad_to(p.image, shape), _pad_to(p.target, shape)
         starts = [sorted({*range(0, n - s + 1, s), n - s}) for n, s in zip(tgt.shape, shape)]
         for corner in itertools.product(*starts):
-            window = tuple(slice(o, o + s) for o, s in zip(corner, shape))
+            window = _window(corner, shape)
             xs.append(img[window])
             ys.append(tgt[window][..., None])
     if max_patches is not None and len(xs) > max_patches:

@@ -152,30 +152,30 @@ def _normalise_file_axes(data: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
 def _tiff_calibration(tif) -> tuple[tuple[float, float], str, float]:
     """Pixel size, unit and z spacing from an (ImageJ) TIFF; ``((1, 1), 'pixel', 1)`` if
     absent. ImageJ's ``unit`` wins; without it, tifffile converts the resolution unit (inch, cm,
-    mm, um) to microns. The z spacing is ImageJ's ``spacing`` (1 when absent or not a positive
-    number, as ImageJ reads it)."""
+    mm, um) to microns. The z spacing is ImageJ's ``spacing`` as ImageJ reads it: only in a
+    calibrated file, its absolute value, 1 when absent, zero or not a number."""
     import tifffile
 
     meta = tif.imagej_metadata or {}
-    try:
-        z_spacing = float(meta.get("spacing", 1.0))
-    except (TypeError, ValueError):
-        z_spacing = 1.0
-    if not (np.isfinite(z_spacing) and z_spacing > 0):
-        z_spacing = 1.0
     page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
     if "XResolution" not in page.tags:
-        return (1.0, 1.0), "pixel", z_spacing
+        return (1.0, 1.0), "pixel", 1.0
     unit = str(meta.get("unit", "") or "")
     if unit:
         rx, ry = page.get_resolution()
     elif page.resolutionunit in (tifffile.RESUNIT.NONE, None):
-        return (1.0, 1.0), "pixel", z_spacing
+        return (1.0, 1.0), "pixel", 1.0
     else:
         unit = "micron"
         rx, ry = page.get_resolution(tifffile.RESUNIT.MICROMETER)
     if not (rx > 0 and ry > 0) or unit.lower() in ("pixel", "pixels"):
-        return (1.0, 1.0), "pixel", z_spacing
+        return (1.0, 1.0), "pixel", 1.0
+    try:
+        z_spacing = abs(float(meta.get("spacing", 1.0)))
+    except (TypeError, ValueError):
+        z_spacing = 1.0
+    if not (np.isfinite(z_spacing) and z_spacing > 0):
+        z_spacing = 1.0
     if unit in ("\\u00B5m", "um", "µm", "micrometer"):
         unit = "micron"
     return (1.0 / ry, 1.0 / rx), unit, z_spacing

@@ -236,13 +236,17 @@ def _rasterise(objs: list[dict], shape: tuple[int, int]) -> tuple[np.ndarray, np
         rho = np.hypot(u / o["a"], v / o["b"])
         ang = np.arctan2(v / o["b"], u / o["a"])
         mod = 1.0 + sum(amp * np.cos(k * ang + ph) for k, amp, ph in o["harm"])
-        nr = rho / np.maximum(mod, 0.5)
-        win_lab = labels[y0:y1, x0:x1]
-        win_nr = nrad[y0:y1, x0:x1]
-        claim = (nr < 1.0) & (nr < win_nr)
-        win_lab[claim] = i
-        win_nr[claim] = nr[claim]
+        _claim(labels, nrad, (slice(y0, y1), slice(x0, x1)), rho / np.maximum(mod, 0.5), i)
     return labels, nrad
+
+
+def _claim(labels: np.ndarray, nrad: np.ndarray, window: tuple[slice, ...], nr: np.ndarray, i: int) -> None:
+    """Give object ``i`` the pixels of ``window`` inside its outline (normalised radius ``nr``
+    below 1) that are nearer its centre than any object's so far."""
+    win_lab, win_nr = labels[window], nrad[window]
+    claim = (nr < 1.0) & (nr < win_nr)
+    win_lab[claim] = i
+    win_nr[claim] = nr[claim]
 
 
 def _relabel(labels: np.ndarray, min_area: int) -> np.ndarray:
@@ -340,12 +344,7 @@ def _rasterise_3d(objs: list[dict], shape: tuple[int, int, int], z_ratio: float)
         direction = q / np.maximum(rho, 1e-6)[..., None]
         mod = 1.0 + sum(amp * np.cos(k * np.arccos(np.clip(direction @ axis, -1, 1)) + ph)
                         for k, amp, axis, ph in o["harm"])
-        nr = rho / np.maximum(mod, 0.5)
-        window = tuple(slice(a, b) for a, b in zip(lo, hi))
-        win_lab, win_nr = labels[window], nrad[window]
-        claim = (nr < 1.0) & (nr < win_nr)
-        win_lab[claim] = i
-        win_nr[claim] = nr[claim]
+        _claim(labels, nrad, tuple(slice(a, b) for a, b in zip(lo, hi)), rho / np.maximum(mod, 0.5), i)
     return labels, nrad
 
 
