@@ -290,6 +290,23 @@ def _per_axis(value: int | Sequence[int], n: int) -> tuple[int, ...]:
     return (int(value),) * n if np.isscalar(value) else tuple(int(v) for v in value)
 
 
+def _layout(sizes: Sequence[int], halo, minimum, step, tile) -> list[tuple[tuple[int, int, int, int], ...]]:
+    """Per window, ``(window start, stop, core start, stop)`` along each axis of an image of
+    ``sizes`` (see :func:`predict_tiled` for the other parameters)."""
+    nd = len(sizes)
+    halos, minima, steps, tiles = (_per_axis(v, nd) for v in (halo, minimum, step, tile))
+    if any(s == 0 and n > m for n, m, s in zip(sizes, minima, steps)):
+        raise DataError(f"image of {'x'.join(map(str, sizes))} pixels is larger than the "
+                        f"{'x'.join(map(str, minima))} pixels this network takes")
+    padded = [valid_size(n, minimum=m, step=s) for n, m, s in zip(sizes, minima, steps)]
+    if any(t == 0 for t in tiles) or any(_one_pass(m, s) for m, s in zip(minima, steps)):
+        axes = [[(0, p, 0, p)] for p in padded]
+    else:
+        axes = [_axis_tiles(p, window=_window(t, minimum=m, step=s), halo=_round_up(h, s), step=s, minimum=m)
+                if p > t else [(0, p, 0, p)] for p, t, h, m, s in zip(padded, tiles, halos, minima, steps)]
+    return list(itertools.product(*axes))
+
+
 def predict_tiled(
     x: np.ndarray,
     run: Callable[[np.ndarray], np.ndarray],
@@ -341,19 +358,7 @@ def predict_tiled(
     ((40, 56, 2), True)
     """
     sizes = x.shape[:-1]
-    nd = len(sizes)
-    halos, minima, steps = (_per_axis(v, nd) for v in (halo, minimum, step))
-    if any(s == 0 and n > m for n, m, s in zip(sizes, minima, steps)):
-        raise DataError(f"image of {'x'.join(map(str, sizes))} pixels is larger than the "
-                        f"{'x'.join(map(str, minima))} pixels this network takes")
-    padded = [valid_size(n, minimum=m, step=s) for n, m, s in zip(sizes, minima, steps)]
-    tiles = _per_axis(DEFAULT_TILE if tile is None else tile, nd)
-    if any(t == 0 for t in tiles) or any(_one_pass(m, s) for m, s in zip(minima, steps)):
-        axes = [[(0, p, 0, p)] for p in padded]
-    else:
-        axes = [_axis_tiles(p, window=_window(t, minimum=m, step=s), halo=_round_up(h, s), step=s, minimum=m)
-                if p > t else [(0, p, 0, p)] for p, t, h, m, s in zip(padded, tiles, halos, minima, steps)]
-    layout = list(itertools.product(*axes))  # per tile: (window start, stop, core start, stop) per axis
+    layout = _layout(sizes, halo, minimum, step, DEFAULT_TILE if tile is None else tile)
     out: np.ndarray | None = None
     groups: dict[tuple[int, ...], list] = {}
     for t in layout:

@@ -174,18 +174,28 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def _object_count(p: SimParams, factor: float, rng: np.random.Generator) -> int:
+    """How many objects to place: ``n_objects`` scaled by ``factor`` (the image's share of the
+    reference area or volume), drawn uniformly."""
+    n_lo, n_hi = (max(1, int(round(v * factor))) for v in p.n_objects)
+    return int(rng.integers(n_lo, n_hi + 1))
+
+
+def _attempts(p: SimParams, n: int, objs: list[dict], rng: np.random.Generator):
+    """Radius and elongation of each attempt to place an object, until ``objs`` holds ``n`` or
+    200 attempts per object were made."""
+    for _ in range(200 * n):
+        if len(objs) >= n:
+            return
+        yield rng.uniform(*p.radius) * p.scale, rng.uniform(*p.elongation)
+
+
 def _place_objects(p: SimParams, rng: np.random.Generator) -> list[dict]:
     """Random object geometry (centre, radii, angle, harmonics), touching or separated."""
     h, w = p.shape
-    area_factor = (h * w) / (256 * 256) / p.scale**2
-    n_lo, n_hi = (max(1, int(round(v * area_factor))) for v in p.n_objects)
-    n = int(rng.integers(n_lo, n_hi + 1))
+    n = _object_count(p, (h * w) / (256 * 256) / p.scale**2, rng)
     objs: list[dict] = []
-    tries = 0
-    while len(objs) < n and tries < 200 * n:
-        tries += 1
-        r = rng.uniform(*p.radius) * p.scale
-        elong = rng.uniform(*p.elongation)
+    for r, elong in _attempts(p, n, objs, rng):
         obj = {
             "r": r,
             "a": r * np.sqrt(elong),
@@ -290,16 +300,10 @@ def _place_objects_3d(p: SimParams, rng: np.random.Generator) -> list[dict]:
     """:func:`_place_objects` in a volume, in physical coordinates (z in pixel sizes): centre,
     radii, rotation and harmonics of each ellipsoid."""
     d, h, w = p.shape
-    volume_factor = (d * p.z_ratio * h * w) / (80 * 128 * 128) / p.scale**3
-    n_lo, n_hi = (max(1, int(round(v * volume_factor))) for v in p.n_objects)
-    n = int(rng.integers(n_lo, n_hi + 1))
+    n = _object_count(p, (d * p.z_ratio * h * w) / (80 * 128 * 128) / p.scale**3, rng)
     size = np.array([d * p.z_ratio, h, w])
     objs: list[dict] = []
-    tries = 0
-    while len(objs) < n and tries < 200 * n:
-        tries += 1
-        r = rng.uniform(*p.radius) * p.scale
-        elong = rng.uniform(*p.elongation)
+    for r, elong in _attempts(p, n, objs, rng):
         rotation, _ = np.linalg.qr(rng.standard_normal((3, 3)))  # columns: the object's axes
         obj = {
             "r": r,
