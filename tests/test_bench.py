@@ -46,7 +46,8 @@ def test_unet_flops_count_by_hand():
     from ijseg.config import Config
     from ijseg.models.unet import build_unet
 
-    model = build_unet(Config(data_target="binary", unet_depth=1, unet_base_filters=4, train_mixed_precision=False))
+    model = build_unet(Config(data_target="binary", unet_depth=1, unet_base_filters=4, train_mixed_precision=False,
+                              unet_top_convs=2))
     # per input pixel: level 0 convs 1->4, 4->4 and decoder 8->4, 4->4, 1x1 logits 4->1 at full
     # resolution; bottom 4->8, 8->8 at 1/4; the 2x2 stride-2 transposed conv 8->4 at full resolution
     macs = 9 * (1 * 4 + 4 * 4 + 8 * 4 + 4 * 4) + 4 * 1 + (9 * (4 * 8 + 8 * 8)) / 4 + 8 * 4

@@ -107,8 +107,10 @@ def receptive_field(cfg: Config) -> int:
 
     Examples
     --------
-    >>> receptive_field(Config(unet_depth=1, train_patch_size=64))
+    >>> receptive_field(Config(unet_depth=1, train_patch_size=64, unet_top_convs=2))
     18
+    >>> receptive_field(Config(unet_depth=1, train_patch_size=64))
+    14
     """
     k = cfg.unet_kernel_size
     span = 1
