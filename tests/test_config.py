@@ -37,7 +37,7 @@ def test_types_are_checked():
         Config.from_dict({"train_epochs": "5"})
     with pytest.raises(ConfigError, match="unet_batch_norm must be bool"):
         Config.from_dict({"unet_batch_norm": 1})
-    with pytest.raises(ConfigError, match="train_batch_size must be int, got True"):
+    with pytest.raises(ConfigError, match="train_batch_size must be int or None, got True"):
         Config.from_dict({"train_batch_size": True})
     with pytest.raises(ConfigError, match="must be a JSON object"):
         Config.from_dict([1, 2])

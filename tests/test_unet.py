@@ -116,3 +116,52 @@ def test_foreground_iou_accumulates_over_batches():
     assert float(m.result()) == pytest.approx(8 / 24)
     metrics = make_metrics(3)
     assert [x.name for x in metrics] == ["fg_iou", "iou_class0", "iou_class1", "iou_class2"]
+
+
+# --- 3-D --------------------------------------------------------------------------------------------
+def test_3d_defaults_build_a_network_of_about_two_million_parameters():
+    cfg = Config(unet_dims=3)
+    assert (cfg.unet_depth, cfg.train_batch_size, cfg.train_patch_depth, cfg.divisor_z) == (4, 4, 16, 16)
+    n = build_unet(cfg).count_params()
+    assert 1.2e6 <= n <= 2.5e6
+
+
+@pytest.mark.parametrize("anisotropy, pooled", [(1, (True, True)), (2, (False, True)), (3.5, (False, False))])
+def test_3d_anisotropic_pooling_keeps_z_and_outputs_probabilities(anisotropy, pooled):
+    cfg = Config(unet_dims=3, unet_depth=2, unet_base_filters=2, train_patch_size=16, train_patch_depth=4,
+                 unet_anisotropy=anisotropy)
+    assert cfg.z_pooled == pooled and cfg.divisor_z == 2 ** sum(pooled)
+    m = build_unet(cfg)
+    z = 4 * cfg.divisor_z // 2 + cfg.divisor_z  # not a multiple of the xy divisor
+    y = np.asarray(m(np.random.default_rng(0).random((1, z, 12, 8, 1), dtype=np.float32)))
+    assert y.shape == (1, z, 12, 8, 3)
+    np.testing.assert_allclose(y.sum(-1), 1.0, atol=1e-5)
+    assert m.get_layer("pool0").pool_size == ((2, 2, 2) if pooled[0] else (1, 2, 2))
+
+
+def test_3d_patch_depth_must_fit_the_z_pooling():
+    with pytest.raises(ConfigError, match="train_patch_depth must be a multiple of 16"):
+        Config(unet_dims=3, train_patch_depth=24)
+    with pytest.raises(ConfigError, match="unet_anisotropy must be >= 1.0"):
+        Config(unet_dims=3, unet_anisotropy=0.5)
+    assert Config(unet_dims=3, unet_anisotropy=3, train_patch_depth=8).divisor_z == 8  # xy only at level 0
+
+
+@pytest.mark.parametrize("anisotropy", [1, 2])
+def test_3d_receptive_field_matches_an_impulse_response(anisotropy):
+    """Along z and along y, the widest response to an impulse is the receptive field."""
+    cfg = Config(unet_dims=3, unet_depth=2, unet_base_filters=2, train_patch_size=16, train_patch_depth=4,
+                 unet_batch_norm=False, unet_anisotropy=anisotropy)
+    m = build_unet(cfg)
+    x = np.zeros((1, 64, 64, 64, 1), np.float32)
+    base = np.asarray(m(x))
+    extents = {"z": [], "xy": []}
+    for offset in range(4):
+        x2 = x.copy()
+        x2[0, 30 + offset, 30 + offset, 30 + offset, 0] = 100.0
+        diff = (np.abs(np.asarray(m(x2)) - base)[0] > 0).any(axis=-1)
+        for axis, other in (("z", (1, 2)), ("xy", (0, 2))):
+            hit = np.flatnonzero(diff.any(axis=other))
+            extents[axis].append(hit.max() - hit.min() + 1)
+    assert max(extents["z"]) == receptive_field(cfg, "z")
+    assert max(extents["xy"]) == receptive_field(cfg, "xy")

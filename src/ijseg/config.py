@@ -78,6 +78,14 @@ def _kinds(hint) -> tuple[type, ...]:
 #: the number of classes each instance-derived target has
 _CLASSES_OF_TARGET = {"binary": 2, "3class": 3, "distance": 1}
 
+#: defaults that depend on ``unet_dims``: a 3-D network is one level shallower (its coarse levels
+#: hold 27-voxel kernels, so depth 4 with 8 filters already has about 1.5 million parameters) and
+#: trains on fewer, larger patches (16 x 128 x 128 voxels)
+_DIMS_DEFAULTS: dict[int, dict[str, Any]] = {
+    2: {"unet_depth": 5, "train_batch_size": 16},
+    3: {"unet_depth": 4, "train_batch_size": 4},
+}
+
 #: learning-rate schedules: ``plateau`` (halve after ``train_reduce_lr_patience`` epochs without
 #: improvement), ``cosine`` (from ``train_learning_rate`` down to 1 % of it over the time budget, or
 #: over the epochs without one), ``auto`` (``cosine`` when training has a time limit, else ``plateau``)
@@ -106,13 +114,15 @@ class Config:
     data_val_fraction: float = 0.15
     data_normalizer: dict = field(default_factory=_default_normalizer)
     # --- network --------------------------------------------------------------------------
-    unet_depth: int = 5
+    unet_depth: int | None = None  # None: the default of unet_dims (2-D 5, 3-D 4)
     unet_base_filters: int = 8
     unet_kernel_size: int = 3
     unet_batch_norm: bool = True
     unet_dropout: float = 0.0
     unet_residual: bool = False
     unet_top_convs: int = 1
+    unet_dims: int = 2  # 2: images (YX), 3: volumes (ZYX)
+    unet_anisotropy: float = 1.0  # 3-D: z step over xy step of the data the network is built for
     # --- training -------------------------------------------------------------------------
     train_loss: str = "auto"
     train_optimizer: str = "adam"
@@ -120,8 +130,9 @@ class Config:
     train_momentum: float = 0.9
     train_epochs: int = 100
     train_steps_per_epoch: int = 100
-    train_batch_size: int = 16
+    train_batch_size: int | None = None  # None: the default of unet_dims (2-D 16, 3-D 4)
     train_patch_size: int = 128
+    train_patch_depth: int = 16  # 3-D: patch size along z
     train_lr_schedule: str = "auto"
     train_reduce_lr_factor: float = 0.5
     train_reduce_lr_patience: int = 10
@@ -136,6 +147,9 @@ class Config:
     n_params: int | None = None
 
     def __post_init__(self) -> None:
+        for name, value in _DIMS_DEFAULTS.get(self.unet_dims, _DIMS_DEFAULTS[2]).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         self.train_loss = _LOSS_ALIASES.get(self.train_loss, self.train_loss)
         if self.data_n_classes is None:
             self.data_n_classes = _CLASSES_OF_TARGET.get(self.data_target)
@@ -166,8 +180,35 @@ class Config:
 
     @property
     def divisor(self) -> int:
-        """Image sizes the network accepts are multiples of this (``2**depth``)."""
+        """Image sizes (in y and x) the network accepts are multiples of this (``2**depth``)."""
         return 2**self.unet_depth
+
+    @property
+    def z_pooled(self) -> tuple[bool, ...]:
+        """For each level of a 3-D network, whether its down-sampling halves z too (2-D: none).
+
+        Voxels coarser in z than in y and x are pooled in y and x only until their z step is at
+        most 1.5 times the xy step (the rule of StarDist 3D's grid), so the coarse levels see
+        nearly isotropic voxels:
+
+        >>> Config(unet_dims=3, unet_depth=4, unet_anisotropy=2.5, train_patch_depth=8).z_pooled
+        (False, True, True, True)
+        >>> Config(unet_dims=3, unet_depth=4, unet_anisotropy=4, train_patch_depth=4).z_pooled
+        (False, False, True, True)
+        """
+        if self.unet_dims != 3:
+            return (False,) * self.unet_depth
+        pooled, ratio = [], float(self.unet_anisotropy)
+        for _ in range(self.unet_depth):
+            pooled.append(ratio <= 1.5)
+            if not pooled[-1]:
+                ratio /= 2
+        return tuple(pooled)
+
+    @property
+    def divisor_z(self) -> int:
+        """Volume depths a 3-D network accepts are multiples of this (1 for a 2-D network)."""
+        return 2 ** sum(self.z_pooled)
 
     # ------------------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -232,13 +273,7 @@ class Config:
             self.data_normalizer = normalizer_from_dict(self.data_normalizer).to_dict()
         except ConfigError as err:
             errors.append(f"data_normalizer: {err}")
-        rng("unet_depth", 1, 6)
-        rng("unet_base_filters", 1, 512)
-        if self.unet_kernel_size not in (3, 5, 7):
-            errors.append(f"unet_kernel_size must be 3, 5 or 7, got {self.unet_kernel_size}")
-        rng("unet_dropout", 0.0, 1.0, hi_open=True)
-        if self.unet_top_convs not in (1, 2):
-            errors.append(f"unet_top_convs must be 1 or 2, got {self.unet_top_convs}")
+        errors += self._network_errors(rng)
         if self.train_loss != "auto" and self.train_loss not in LOSSES:
             errors.append(f"train_loss must be 'auto' or one of {', '.join(LOSSES)}, got {self.train_loss!r}")
         if self.data_target == "distance" and self.loss not in ("mse", "mae"):
@@ -252,17 +287,41 @@ class Config:
         rng("train_epochs", 1)
         rng("train_steps_per_epoch", 1)
         rng("train_batch_size", 1, 4096)
-        rng("train_patch_size", 8, 4096)
-        if self.train_patch_size % self.divisor and 1 <= self.unet_depth <= 6:
-            errors.append(
-                f"train_patch_size must be a multiple of 2**unet_depth = {self.divisor}, got {self.train_patch_size}"
-            )
         if self.train_lr_schedule not in LR_SCHEDULES:
             errors.append(f"train_lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.train_lr_schedule!r}")
         rng("train_reduce_lr_factor", 0.0, 1.0)
         rng("train_reduce_lr_patience", 0)
         rng("train_early_stopping_patience", 0)
         rng("train_augment_noise", 0.0, 1.0)
+        return errors
+
+    def _network_errors(self, rng) -> list[str]:
+        """The architecture's fields and the patch sizes it accepts (``rng`` appends to the
+        caller's list; this returns the other problems)."""
+        errors: list[str] = []
+        rng("unet_depth", 1, 6)
+        rng("unet_base_filters", 1, 512)
+        if self.unet_kernel_size not in (3, 5, 7):
+            errors.append(f"unet_kernel_size must be 3, 5 or 7, got {self.unet_kernel_size}")
+        rng("unet_dropout", 0.0, 1.0, hi_open=True)
+        if self.unet_top_convs not in (1, 2):
+            errors.append(f"unet_top_convs must be 1 or 2, got {self.unet_top_convs}")
+        if self.unet_dims not in (2, 3):
+            errors.append(f"unet_dims must be 2 or 3, got {self.unet_dims}")
+        rng("unet_anisotropy", 1.0, 64.0)
+        rng("train_patch_size", 8, 4096)
+        rng("train_patch_depth", 1, 1024)
+        if not 1 <= self.unet_depth <= 6:
+            return errors
+        if self.train_patch_size % self.divisor:
+            errors.append(
+                f"train_patch_size must be a multiple of 2**unet_depth = {self.divisor}, got {self.train_patch_size}"
+            )
+        if self.unet_dims == 3 and 1 <= self.unet_anisotropy and self.train_patch_depth % self.divisor_z:
+            errors.append(
+                f"train_patch_depth must be a multiple of {self.divisor_z} (the network halves z "
+                f"{sum(self.z_pooled)} times), got {self.train_patch_depth}"
+            )
         return errors
 
     # ------------------------------------------------------------------------------------------

@@ -9,6 +9,10 @@ any image whose sides are multiples of ``2**depth`` works. The final 1x1 convolu
 by a sigmoid (one output) or softmax (several classes) *inside* the graph, in float32 also under
 mixed precision, so an exported model outputs probabilities.
 
+With ``unet_dims`` 3 the same network is built from 3-D layers over (Z, Y, X, C) volumes; levels
+whose z step is still coarse (``unet_anisotropy``, :attr:`Config.z_pooled`) pool and up-sample in
+y and x only.
+
 Defaults (depth 5, 8 base filters, batch-norm, one convolution per full-resolution block) give
 1.95 million parameters, most of them at the coarse levels (receptive field 410 pixels, 26 GFLOP
 per megapixel).
@@ -36,17 +40,23 @@ def build_unet(cfg: Config, *, name: str = "ijseg_unet"):
     Returns
     -------
     keras.Model
-        Input ``(None, None, None, C)`` named ``input``, output named ``output``.
+        Input ``(None, None, None, C)`` (3-D: ``(None, None, None, None, C)``) named ``input``,
+        output named ``output``.
     """
     _, keras = import_tf()
     layers = keras.layers
+    conv_layer, pool_layer, up_layer = (
+        (layers.Conv3D, layers.MaxPooling3D, layers.Conv3DTranspose)
+        if cfg.unet_dims == 3
+        else (layers.Conv2D, layers.MaxPooling2D, layers.Conv2DTranspose)
+    )
     seeds = iter(np.random.default_rng(cfg.train_seed).integers(0, 2**31 - 1, size=10_000).tolist())
 
     def init():
         return keras.initializers.HeNormal(seed=next(seeds))
 
     def conv(x, filters, kernel, prefix):
-        return layers.Conv2D(
+        return conv_layer(
             filters,
             kernel,
             padding="same",
@@ -72,38 +82,41 @@ def build_unet(cfg: Config, *, name: str = "ijseg_unet"):
         return x
 
     with dtype_policy(cfg.train_mixed_precision):
-        inp = keras.Input((None, None, cfg.data_n_channels), name="input")
+        inp = keras.Input((None,) * cfg.unet_dims + (cfg.data_n_channels,), name="input")
         x = inp
         skips = []
         n = cfg.unet_base_filters
         for level in range(cfg.unet_depth):
             x = block(x, n * 2**level, f"down{level}", _n_convs(cfg, level))
             skips.append(x)
-            x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
+            x = pool_layer(_pool(cfg, level), name=f"pool{level}")(x)
         x = block(x, n * 2**cfg.unet_depth, "bottom")
         for level in reversed(range(cfg.unet_depth)):
             filters = n * 2**level
-            x = layers.Conv2DTranspose(
-                filters, 2, strides=2, padding="same", kernel_initializer=init(), name=f"up{level}"
+            x = up_layer(
+                filters, _pool(cfg, level), strides=_pool(cfg, level), padding="same", kernel_initializer=init(),
+                name=f"up{level}",
             )(x)
             x = layers.Concatenate(name=f"concat{level}")([x, skips[level]])
             x = block(x, filters, f"dec{level}", _n_convs(cfg, level))
-        x = layers.Conv2D(
+        x = conv_layer(
             cfg.n_outputs, 1, kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds)), name="logits"
         )(x)
         out = layers.Activation(cfg.final_activation, dtype="float32", name="output")(x)
     return keras.Model(inp, out, name=name)
 
 
-def receptive_field(cfg: Config) -> int:
-    """Receptive field (pixels, one side to the other) of the U-Net, from its architecture: the
-    widest span of input pixels that one output pixel depends on, over the alignments of the
-    pooling grid (equal to an impulse test's widest response, tested).
+def receptive_field(cfg: Config, axis: str = "xy") -> int:
+    """Receptive field (pixels, one side to the other) of the U-Net along ``axis`` (``"xy"``, or
+    ``"z"`` for a 3-D network), from its architecture: the widest span of input pixels that one
+    output pixel depends on, over the alignments of the pooling grid (equal to an impulse test's
+    widest response, tested).
 
     Traced backwards from one output pixel along the deepest path: each convolution of size k
     widens the span by k - 1 pixels at its level; a 2x2 transposed convolution maps a span of w
     pixels to at most w // 2 + 1 pixels of the level below (depending on the alignment); a 2x2
-    max-pool maps a span of w pixels to 2w pixels of the level above.
+    max-pool maps a span of w pixels to 2w pixels of the level above. Levels that do not pool
+    along ``axis`` (z at the first levels of an anisotropic 3-D network) keep the span.
 
     Examples
     --------
@@ -111,16 +124,31 @@ def receptive_field(cfg: Config) -> int:
     18
     >>> receptive_field(Config(unet_depth=1, train_patch_size=64))
     14
+    >>> cfg = Config(unet_dims=3, unet_depth=2, unet_anisotropy=2, train_patch_depth=2, train_patch_size=64)
+    >>> receptive_field(cfg, "xy"), receptive_field(cfg, "z")
+    (42, 22)
     """
+    if axis not in ("xy", "z"):
+        raise ValueError(f"axis must be 'xy' or 'z', got {axis!r}")
+    pooled = cfg.z_pooled if axis == "z" else (True,) * cfg.unet_depth
     k = cfg.unet_kernel_size
     span = 1
     for level in range(cfg.unet_depth):  # the decoder blocks, from full resolution down, and their up-sampling
         span += _n_convs(cfg, level) * (k - 1)
-        span = span // 2 + 1
+        if pooled[level]:
+            span = span // 2 + 1
     span += 2 * (k - 1)  # the bottom block
     for level in reversed(range(cfg.unet_depth)):  # the encoder blocks from the deepest up, each before a max-pool
-        span = 2 * span + _n_convs(cfg, level) * (k - 1)
+        span = (2 * span if pooled[level] else span) + _n_convs(cfg, level) * (k - 1)
     return span
+
+
+def _pool(cfg: Config, level: int) -> int | tuple[int, int, int]:
+    """The down-sampling (and up-sampling) factors of ``level``: 2, or (1, 2, 2) where a 3-D
+    network does not halve z."""
+    if cfg.unet_dims == 3 and not cfg.z_pooled[level]:
+        return (1, 2, 2)
+    return 2
 
 
 def _n_convs(cfg: Config, level: int) -> int:
