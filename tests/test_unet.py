@@ -121,7 +121,7 @@ def test_foreground_iou_accumulates_over_batches():
 # --- 3-D --------------------------------------------------------------------------------------------
 def test_3d_defaults_build_a_network_of_about_two_million_parameters():
     cfg = Config(unet_dims=3)
-    assert (cfg.unet_depth, cfg.train_batch_size, cfg.train_patch_depth, cfg.divisor_z) == (4, 4, 16, 16)
+    assert (cfg.unet_depth, cfg.unet_base_filters, cfg.train_batch_size, cfg.divisor_z) == (3, 16, 4, 8)
     n = build_unet(cfg).count_params()
     assert 1.2e6 <= n <= 2.5e6
 
@@ -141,10 +141,11 @@ def test_3d_anisotropic_pooling_keeps_z_and_outputs_probabilities(anisotropy, po
 
 def test_3d_patch_depth_must_fit_the_z_pooling():
     with pytest.raises(ConfigError, match="train_patch_depth must be a multiple of 16"):
-        Config(unet_dims=3, train_patch_depth=24)
+        Config(unet_dims=3, unet_depth=4, train_patch_depth=24)
     with pytest.raises(ConfigError, match="unet_anisotropy must be >= 1.0"):
         Config(unet_dims=3, unet_anisotropy=0.5)
-    assert Config(unet_dims=3, unet_anisotropy=3, train_patch_depth=8).divisor_z == 8  # xy only at level 0
+    assert Config(unet_dims=3, unet_depth=4, unet_anisotropy=3, train_patch_depth=8).divisor_z == 8  # xy only at level 0
+    assert Config(unet_dims=3, train_patch_depth=24).divisor_z == 8  # the 3-D default: depth 3
 
 
 @pytest.mark.parametrize("anisotropy", [1, 2])
@@ -165,3 +166,14 @@ def test_3d_receptive_field_matches_an_impulse_response(anisotropy):
             extents[axis].append(hit.max() - hit.min() + 1)
     assert max(extents["z"]) == receptive_field(cfg, "z")
     assert max(extents["xy"]) == receptive_field(cfg, "xy")
+
+
+def test_dice_reduces_over_every_spatial_axis_of_a_volume():
+    """In 3-D the Dice score is one per class over batch, z, y and x (not one per x column)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, (2, 4, 8, 8, 1)).astype(np.uint8)
+    p = rng.dirichlet(np.ones(3), (2, 4, 8, 8)).astype(np.float32)
+    onehot = np.eye(3, dtype=np.float32)[y[..., 0]]
+    inter, denom = (onehot * p).sum((0, 1, 2, 3)), onehot.sum((0, 1, 2, 3)) + p.sum((0, 1, 2, 3))
+    expected = 1 - np.mean((2 * inter + 1) / (denom + 1))
+    assert float(make_loss("dice", 3)(y, p)) == pytest.approx(expected, rel=1e-5)

@@ -110,6 +110,8 @@ _TRAIN_FLAGS = {
     "dropout": "unet_dropout",
     "residual": "unet_residual",
     "top_convs": "unet_top_convs",
+    "dims": "unet_dims",
+    "anisotropy": "unet_anisotropy",
     "loss": "train_loss",
     "optimizer": "train_optimizer",
     "learning_rate": "train_learning_rate",
@@ -118,6 +120,7 @@ _TRAIN_FLAGS = {
     "steps_per_epoch": "train_steps_per_epoch",
     "batch_size": "train_batch_size",
     "patch_size": "train_patch_size",
+    "patch_depth": "train_patch_depth",
     "reduce_lr_patience": "train_reduce_lr_patience",
     "lr_schedule": "train_lr_schedule",
     "early_stopping": "train_early_stopping_patience",
@@ -154,8 +157,13 @@ def _add_train(sub) -> None:
                    help="intensity normalisation (default percentile 1-99.8)")
     g.add_argument("--val-fraction", type=float, help="fraction of images for validation, 0.1-0.3 (default 0.15)")
     g = p.add_argument_group("network")
-    g.add_argument("--depth", type=int, help="down-sampling levels (default 5)")
-    g.add_argument("--base-filters", type=int, help="channels of the first level, doubled per level (default 8)")
+    g.add_argument("--dims", type=int, choices=(2, 3),
+                   help="2: images (default); 3: Z stacks, with a 3-D U-Net (depth 3, 16 filters, batch 4 by default)")
+    g.add_argument("--anisotropy", type=float,
+                   help="3-D: z step over xy step the network is built for (default: from the training stacks' "
+                        "voxel size); levels keep z while it is over 1.5x the xy step")
+    g.add_argument("--depth", type=int, help="down-sampling levels (default 5; 3-D: 3)")
+    g.add_argument("--base-filters", type=int, help="channels of the first level, doubled per level (default 8; 3-D: 16)")
     g.add_argument("--kernel-size", type=int, help="convolution size, 3/5/7 (default 3)")
     g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalisation (default on)")
     g.add_argument("--dropout", type=float, help="dropout rate in each block (default 0)")
@@ -169,8 +177,10 @@ def _add_train(sub) -> None:
     g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     g.add_argument("--epochs", type=int, help="default 100; with --resume, the new total")
     g.add_argument("--steps-per-epoch", type=int, help="default 100")
-    g.add_argument("--batch-size", type=int, help="default 16")
+    g.add_argument("--batch-size", type=int, help="default 16; 3-D: 4")
     g.add_argument("--patch-size", type=int, help="square patch size, a multiple of 2**depth (default 128)")
+    g.add_argument("--patch-depth", type=int,
+                   help="3-D: patch size along z, a multiple of 2 per level that halves z (default 16)")
     g.add_argument("--reduce-lr-patience", type=int, help="halve the learning rate after N epochs without improvement (0: off)")
     g.add_argument("--early-stopping", type=int, metavar="N", help="stop after N epochs without improvement (0: off)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="data augmentation (default on)")

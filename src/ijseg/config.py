@@ -78,12 +78,13 @@ def _kinds(hint) -> tuple[type, ...]:
 #: the number of classes each instance-derived target has
 _CLASSES_OF_TARGET = {"binary": 2, "3class": 3, "distance": 1}
 
-#: defaults that depend on ``unet_dims``: a 3-D network is one level shallower (its coarse levels
-#: hold 27-voxel kernels, so depth 4 with 8 filters already has about 1.5 million parameters) and
-#: trains on fewer, larger patches (16 x 128 x 128 voxels)
+#: defaults that depend on ``unet_dims``: a 3-D network (1.39 million parameters) has two levels
+#: less and twice the filters: its 27-voxel kernels hold the parameters that a 2-D network keeps at
+#: its coarse levels, and its receptive field (98 voxels, against 202 at depth 4) sets the halo of
+#: every window, on three axes; it trains on fewer, larger patches (16 x 128 x 128 voxels)
 _DIMS_DEFAULTS: dict[int, dict[str, Any]] = {
-    2: {"unet_depth": 5, "train_batch_size": 16},
-    3: {"unet_depth": 4, "train_batch_size": 4},
+    2: {"unet_depth": 5, "unet_base_filters": 8, "train_batch_size": 16},
+    3: {"unet_depth": 3, "unet_base_filters": 16, "train_batch_size": 4},
 }
 
 #: learning-rate schedules: ``plateau`` (halve after ``train_reduce_lr_patience`` epochs without
@@ -115,14 +116,14 @@ class Config:
     data_normalizer: dict = field(default_factory=_default_normalizer)
     # --- network --------------------------------------------------------------------------
     unet_depth: int | None = None  # None: the default of unet_dims (2-D 5, 3-D 4)
-    unet_base_filters: int = 8
+    unet_base_filters: int | None = None  # None: the default of unet_dims (2-D 8, 3-D 16)
     unet_kernel_size: int = 3
     unet_batch_norm: bool = True
     unet_dropout: float = 0.0
     unet_residual: bool = False
     unet_top_convs: int = 1
     unet_dims: int = 2  # 2: images (YX), 3: volumes (ZYX)
-    unet_anisotropy: float = 1.0  # 3-D: z step over xy step of the data the network is built for
+    unet_anisotropy: float | None = None  # 3-D: z step over xy step (None: from the training volumes)
     # --- training -------------------------------------------------------------------------
     train_loss: str = "auto"
     train_optimizer: str = "adam"
@@ -150,6 +151,8 @@ class Config:
         for name, value in _DIMS_DEFAULTS.get(self.unet_dims, _DIMS_DEFAULTS[2]).items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.unet_dims == 2 and self.unet_anisotropy is None:
+            self.unet_anisotropy = 1.0
         self.train_loss = _LOSS_ALIASES.get(self.train_loss, self.train_loss)
         if self.data_n_classes is None:
             self.data_n_classes = _CLASSES_OF_TARGET.get(self.data_target)
@@ -185,7 +188,8 @@ class Config:
 
     @property
     def z_pooled(self) -> tuple[bool, ...]:
-        """For each level of a 3-D network, whether its down-sampling halves z too (2-D: none).
+        """For each level of a 3-D network, whether its down-sampling halves z too (2-D: none;
+        an anisotropy not known yet counts as 1, which pools z most).
 
         Voxels coarser in z than in y and x are pooled in y and x only until their z step is at
         most 1.5 times the xy step (the rule of StarDist 3D's grid), so the coarse levels see
@@ -198,7 +202,7 @@ class Config:
         """
         if self.unet_dims != 3:
             return (False,) * self.unet_depth
-        pooled, ratio = [], float(self.unet_anisotropy)
+        pooled, ratio = [], float(self.unet_anisotropy or 1.0)
         for _ in range(self.unet_depth):
             pooled.append(ratio <= 1.5)
             if not pooled[-1]:
@@ -308,7 +312,8 @@ class Config:
             errors.append(f"unet_top_convs must be 1 or 2, got {self.unet_top_convs}")
         if self.unet_dims not in (2, 3):
             errors.append(f"unet_dims must be 2 or 3, got {self.unet_dims}")
-        rng("unet_anisotropy", 1.0, 64.0)
+        if self.unet_anisotropy is not None:
+            rng("unet_anisotropy", 1.0, 64.0)
         rng("train_patch_size", 8, 4096)
         rng("train_patch_depth", 1, 1024)
         if not 1 <= self.unet_depth <= 6:
@@ -317,7 +322,7 @@ class Config:
             errors.append(
                 f"train_patch_size must be a multiple of 2**unet_depth = {self.divisor}, got {self.train_patch_size}"
             )
-        if self.unet_dims == 3 and 1 <= self.unet_anisotropy and self.train_patch_depth % self.divisor_z:
+        if self.unet_dims == 3 and 1 <= (self.unet_anisotropy or 1) and self.train_patch_depth % self.divisor_z:
             errors.append(
                 f"train_patch_depth must be a multiple of {self.divisor_z} (the network halves z "
                 f"{sum(self.z_pooled)} times), got {self.train_patch_depth}"

@@ -41,6 +41,9 @@ _COLUMNS = (
     "Median", "Min", "Max", "X", "Y", "Z", "Mean dist. to surf. ({u})", "SD dist. to surf. ({u})",
     "Median dist. to surf. ({u})", "XM", "YM", "ZM", "BX", "BY", "BZ", "B-width", "B-height", "B-depth",
 )
+#: units as ImageJ's Calibration shows them: "um" becomes "µm", "micron" stays (ImageJ 1.53t opens
+#: the TIFFs ijseg writes, unit=micron, with the unit "micron")
+_IMAGEJ_UNITS = {"um": "µm"}
 _INTENSITY = {"IntDen", "Mean", "StdDev", "Median", "Min", "Max", "XM", "YM", "ZM"}
 
 
@@ -50,9 +53,10 @@ def columns_3d(unit: str = "pixel", *, intensity: bool = True) -> list[str]:
 
     Examples
     --------
-    >>> columns_3d("micron")[:3]
-    ['Label', 'Volume (micron^3)', 'Surface (micron^2)']
+    >>> columns_3d("micron")[:3], columns_3d("um")[1]
+    (['Label', 'Volume (micron^3)', 'Surface (micron^2)'], 'Volume (µm^3)')
     """
+    unit = _IMAGEJ_UNITS.get(unit, unit)
     return ["Label"] + [c.format(u=unit) for c in _COLUMNS if intensity or c not in _INTENSITY]
 
 

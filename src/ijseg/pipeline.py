@@ -80,45 +80,57 @@ class PredictorCache:
         return predictor
 
 
-def output_names(stem: str, output: str) -> dict[str, str]:
-    """File names :func:`predict_files` writes for one input ``stem``."""
+def output_names(stem: str, output: str, *, dims: int = 2) -> dict[str, str]:
+    """File names :func:`predict_files` writes for one input ``stem`` (no ROI zip for a volume:
+    ImageJ's ROIs are 2-D)."""
     names = {"probabilities": f"{stem}_prob.tif", "mask": f"{stem}_mask.tif", "labels": f"{stem}_labels.tif"}
     files = {"image": names[output]}
     if output != "probabilities":
-        files.update(measurements=f"{stem}_measurements.csv", rois=f"{stem}_rois.zip")
+        files["measurements"] = f"{stem}_measurements.csv"
+        if dims == 2:
+            files["rois"] = f"{stem}_rois.zip"
     return files
 
 
 def segment(predictor: Predictor, image: Image, options=None, *, tile: int | None = None):
     """Probabilities, segmentation and measurement table of one image (``options`` default: the
-    model's own, :attr:`Predictor.postprocessing`)."""
+    model's own, :attr:`Predictor.postprocessing`): Analyze Particles' columns for an image, 3D
+    Objects Counter's for a volume (:func:`ijseg.measure3d.measure_3d`)."""
     from .measure import measure
+    from .measure3d import measure_3d
     from .postprocess import postprocess
 
     prob = predictor.predict(image, tile=tile)
     seg = postprocess(prob, predictor.config, options or predictor.postprocessing)
-    table = measure(seg.labels, _first_channel(image, predictor.config.data_n_channels), pixel_size=image.pixel_size)
+    values = _first_channel(image, predictor.config.data_n_channels, predictor.dims)
+    if predictor.dims == 3:
+        table = measure_3d(seg.labels, values, voxel_size=image.voxel_size, unit=image.unit)
+    else:
+        table = measure(seg.labels, values, pixel_size=image.pixel_size)
     return prob, seg, table
 
 
-def _first_channel(image: Image, n_channels: int) -> np.ndarray:
-    """The plane the measurements read: a single-channel image's own pixels when ImageJ would
-    measure the same values (integers, float32), without a float32 copy of a large image."""
-    if image.axes == "YX" and (image.data.dtype.kind in "ui" or image.data.dtype == np.float32):
+def _first_channel(image: Image, n_channels: int, dims: int = 2) -> np.ndarray:
+    """The plane (or stack) the measurements read: a single-channel image's own pixels when
+    ImageJ would measure the same values (integers, float32), without a float32 copy of a large
+    image."""
+    if image.axes == ("ZYX" if dims == 3 else "YX") and (image.data.dtype.kind in "ui" or image.data.dtype == np.float32):
         return image.data
-    return to_model_input(image, n_channels)[..., 0]
+    return to_model_input(image, n_channels, dims=dims)[..., 0]
 
 
 def result_image(prob: np.ndarray, seg, output: str) -> tuple[np.ndarray, str]:
     """The result image for ``output`` and its axes: ``probabilities`` float32 ``CYX``; ``mask``
-    uint8 ``YX`` (0/255 for binary models, class numbers otherwise); ``labels`` ``YX``."""
+    uint8 ``YX`` (0/255 for binary models, class numbers otherwise); ``labels`` ``YX``; for a
+    volume the same with ``Z`` first (``ZCYX``, ``ZYX``)."""
+    z = "Z" if seg.labels.ndim == 3 else ""
     if output == "probabilities":
-        return np.moveaxis(prob, -1, 0).astype(np.float32), "CYX"
+        return np.moveaxis(prob, -1, -3).astype(np.float32), z + "CYX"
     if output == "mask":
         mask = seg.mask * np.uint8(255) if seg.mask.max(initial=0) <= 1 else seg.mask
-        return mask.astype(np.uint8), "YX"
+        return mask.astype(np.uint8), z + "YX"
     if output == "labels":
-        return seg.labels, "YX"
+        return seg.labels, z + "YX"
     raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
 
 
@@ -132,20 +144,25 @@ def write_outputs(out: Path, stem: str, image: Image, prob: np.ndarray, seg, tab
     from .data.io import write_tiff
     from .measure import table_to_csv, write_roi_zip
 
-    names = output_names(stem, output)
-    cal = dict(pixel_size=image.pixel_size, unit=image.unit)
+    dims = seg.labels.ndim
+    names = output_names(stem, output, dims=dims)
+    cal = dict(pixel_size=image.pixel_size, unit=image.unit, z_spacing=image.z_spacing if dims == 3 else None)
     paths = {k: out / v for k, v in names.items()}
     with contextlib.ExitStack() as files:
         tmp = {k: files.enter_context(atomic_path(p)) for k, p in paths.items()}
         write_tiff(tmp["image"], *result_image(prob, seg, output), **cal)
         if output != "probabilities":
             table_to_csv(table, tmp["measurements"])
+        if "rois" in tmp:
             write_roi_zip(tmp["rois"], seg.labels)
     return paths
 
 
 def summary_row(name: str, seg, table, image: Image) -> dict[str, float | str | int]:
-    """One line of the Summary table, as ImageJ's Analyze Particles 'summarize' writes it."""
+    """One line of the Summary table, as ImageJ's Analyze Particles 'summarize' writes it (for a
+    volume: the count, total and average volume, and the %volume and mean of the objects)."""
+    if seg.labels.ndim == 3:
+        return _volume_summary_row(name, seg, table, image)
     area = table["Area"]
     ph, pw = image.pixel_size
     total_px = seg.labels.size * ph * pw
@@ -156,6 +173,19 @@ def summary_row(name: str, seg, table, image: Image) -> dict[str, float | str | 
     }
     if "Mean" in table:
         row["Mean"] = float(np.mean(table["Mean"])) if area.size else 0.0
+    return row
+
+
+def _volume_summary_row(name: str, seg, table, image: Image) -> dict[str, float | str | int]:
+    volume = table[next(c for c in table.columns if c.startswith("Volume ("))]
+    total = seg.labels.size * float(np.prod(image.voxel_size))
+    row: dict[str, float | str | int] = {
+        "Slice": name, "Count": int(volume.size), "Total Volume": float(volume.sum()),
+        "Average Volume": float(volume.mean()) if volume.size else 0.0,
+        "%Volume": float(100 * volume.sum() / total) if total else 0.0,
+    }
+    if "Mean" in table:
+        row["Mean"] = float(np.mean(table["Mean"])) if volume.size else 0.0
     return row
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._tiling import BATCH_PIXELS, DEFAULT_TILE, check_tile, predict_tiled, window_for
+from ._tiling import BATCH_PIXELS, DEFAULT_TILE, check_tile, predict_tiled, volume_window, window_for
 from .config import Config
 from .data.io import Image, to_model_input
 from .errors import DataError
@@ -87,10 +87,17 @@ class Predictor:
         that leaves a core inside the halo (checked once, before any image is read)."""
         check_tile(tile, halo=self.model.halo, minimum=self.model.minimum, step=self.model.step)
 
-    def prepare(self, image: Image | np.ndarray) -> np.ndarray:
-        """Network input (``YXC`` float32, normalised) from an :class:`Image` or array.
+    @property
+    def dims(self) -> int:
+        """2, or 3 for a network over volumes (``ZYX``)."""
+        return getattr(self.model, "dims", 2)
 
-        A 2-D array is one channel; a 3-D array must be ``YXC``.
+    def prepare(self, image: Image | np.ndarray) -> np.ndarray:
+        """Network input (``YXC`` float32, normalised; ``ZYXC`` for a 3-D network) from an
+        :class:`Image` or array.
+
+        A 2-D array is one channel; a 3-D array must be ``YXC`` (a 3-D network: ``ZYX``); a 4-D
+        array ``ZYXC``.
 
         Raises
         ------
@@ -99,13 +106,11 @@ class Predictor:
             channels, or is smaller than the network accepts; the message names its file.
         """
         if isinstance(image, np.ndarray):
-            if image.ndim not in (2, 3):
-                raise DataError(f"expected a 2-D image (YX or YXC), got an array of shape {image.shape}")
-            image = Image(image, "YX" if image.ndim == 2 else "YXC")
-        x = to_model_input(image, self.config.data_n_channels)
+            image = self._as_image(image)
+        x = to_model_input(image, self.config.data_n_channels, dims=self.dims)
         where = f"{image.path}: " if image.path else ""
         try:
-            self.model.check_shape(*x.shape[:2])
+            self.model.check_shape(*x.shape[:-1])
         except DataError as err:
             raise DataError(f"{where}{err}") from err
         if not np.all(np.isfinite(x)):
@@ -113,6 +118,27 @@ class Predictor:
         if float(x.max()) == float(x.min()):
             raise DataError(f"{where}image is empty (every pixel is {x.flat[0]:g})")
         return self.model.prepare(x)
+
+    def _as_image(self, a: np.ndarray) -> Image:
+        axes = {(2, 2): "YX", (2, 3): "YXC", (3, 3): "ZYX", (3, 4): "ZYXC"}.get((self.dims, a.ndim))
+        if axes is None:
+            wanted = "a volume (ZYX or ZYXC)" if self.dims == 3 else "a 2-D image (YX or YXC)"
+            raise DataError(f"expected {wanted}, got an array of shape {a.shape}")
+        return Image(a, axes)
+
+    def _layout(self, sizes: tuple[int, ...], tile: int | None) -> dict:
+        """``predict_tiled``'s halo, minimum, step and window for an input of ``sizes``: one
+        value for y and x, or per axis for a volume (``tile`` then bounds y and x)."""
+        m = self.model
+        if len(sizes) == 2:
+            return dict(halo=m.halo, minimum=m.minimum, step=m.step,
+                        tile=window_for(sizes, m.default_tile) if tile is None else tile)
+        halo, minimum, step = (m.halo_z, m.halo, m.halo), (m.minimum_z, m.minimum, m.minimum), (m.step_z, m.step, m.step)
+        window = volume_window(sizes, base_filters=self.config.unet_base_filters, halo=halo, minimum=minimum,
+                               step=step)
+        if tile is not None:
+            window = (window[0], tile, tile) if tile else (0, 0, 0)
+        return dict(halo=halo, minimum=minimum, step=step, tile=window)
 
     def predict(
         self,
@@ -131,19 +157,18 @@ class Predictor:
             Largest window side in pixels (default: the model's ``default_tile``, 2048 for the
             default network, at most 1536 for images over 4096x4096 pixels, see
             :func:`ijseg._tiling.window_for`); a window includes the halo. ``0`` predicts the whole image in one
-            pass.
+            pass. For a volume it bounds y and x (default :func:`ijseg._tiling.volume_window`: the whole
+            depth and 8 million voxels per window).
         progress
             Called as ``progress(done, total)`` after each batch of windows.
 
         Returns
         -------
         numpy.ndarray
-            ``(Y, X, n_outputs)`` float32.
+            ``(Y, X, n_outputs)`` float32 (``(Z, Y, X, n_outputs)`` for a volume).
         """
         x = self.prepare(image)
-        y = predict_tiled(x, self.model.run, halo=self.model.halo, minimum=self.model.minimum, step=self.model.step,
-                          tile=window_for(x.shape[:2], self.model.default_tile) if tile is None else tile,
-                          batch_size=self.batch_size,
+        y = predict_tiled(x, self.model.run, **self._layout(x.shape[:-1], tile), batch_size=self.batch_size,
                           progress=progress)
         return np.ascontiguousarray(self.model.finish(y), dtype=np.float32)
 

@@ -27,7 +27,7 @@ import numpy as np
 from ._fileio import atomic_path, atomic_write_csv, atomic_write_text, remove_stale_temporaries
 from .config import Config
 from .data.augment import Augmenter
-from .data.dataset import PatchSampler, describe_samples, grid_patches, load_pairs, split_samples
+from .data.dataset import PatchSampler, anisotropy_of, describe_samples, grid_patches, load_pairs, split_samples
 from .data.layouts import find_samples
 from .errors import ConfigError, ModelError
 from .models.folder import ModelFolder
@@ -389,7 +389,7 @@ def train(
     """
     folder, cfg = _open_folder(model_dir, config, resume=resume, overwrite=overwrite, epochs=epochs)
     train_pairs, val_pairs, val_s, split = _load_data(data, cfg, folder, resume=resume, progress=progress)
-
+    cfg = _with_anisotropy(cfg, train_pairs)
     from ._tf import device_summary, import_tf
 
     tf, keras = import_tf()
@@ -413,6 +413,17 @@ def train(
         best_val_loss=state["best_val_loss"], history=history, stopped_early=state.get("stopped_early", False),
         time_limit_reached=state.get("time_limit_reached", False), interrupted=interrupted,
     )
+
+
+def _with_anisotropy(cfg: Config, pairs) -> Config:
+    """``cfg`` with ``unet_anisotropy`` filled in from the training volumes where it is unset (a
+    3-D network is built for its data's voxels)."""
+    if cfg.unet_anisotropy is not None:
+        return cfg
+    cfg = cfg.replace(unet_anisotropy=anisotropy_of(pairs))
+    log.info("z step / xy step of the training volumes: %g (the first %d level(s) keep z)",
+             cfg.unet_anisotropy, cfg.z_pooled.index(True) if any(cfg.z_pooled) else cfg.unet_depth)
+    return cfg
 
 
 def _fit(model, train_ds, val_ds, cfg: Config, state: dict[str, Any], stop, epoch_callback) -> None:
@@ -478,7 +489,7 @@ def _load_data(data, cfg: Config, folder: ModelFolder, *, resume: bool, progress
     log.info("%d images: %d for training, %d for validation", len(samples), len(train_s), len(val_s))
     kw = dict(target=cfg.data_target, n_classes=cfg.data_n_classes, n_channels=cfg.data_n_channels,
               normalizer=cfg.data_normalizer, boundary_width=cfg.data_boundary_width, mask_type=cfg.data_mask_type,
-              progress=progress)
+              progress=progress, dims=cfg.unet_dims)
     return load_pairs(train_s, **kw), load_pairs(val_s, **kw), val_s, split
 
 
@@ -510,25 +521,34 @@ def _restored(model, folder: ModelFolder, resume: bool) -> tuple[dict[str, Any],
 
 
 def _datasets(tf, cfg: Config, train_pairs, val_pairs, *, seed: int):
-    """The endless augmented patch stream and the fixed validation patches."""
+    """The endless augmented patch stream and the fixed validation patches (in 3-D fewer of them,
+    so that a validation pass covers about as many voxels as in 2-D)."""
     from ._tf import policy_name
 
-    p = cfg.train_patch_size
-    sampler = PatchSampler(train_pairs, p, _augmenter(cfg), seed=seed)
+    shape = _patch_shape(cfg)
+    sampler = PatchSampler(train_pairs, shape, _augmenter(cfg), seed=seed)
     tdtype = tf.float32 if cfg.data_target == "distance" else tf.uint8
     train_ds = (
         tf.data.Dataset.from_generator(
             lambda: iter(sampler),
-            output_signature=(tf.TensorSpec((p, p, cfg.data_n_channels), tf.float32), tf.TensorSpec((p, p, 1), tdtype)),
+            output_signature=(tf.TensorSpec((*shape, cfg.data_n_channels), tf.float32),
+                              tf.TensorSpec((*shape, 1), tdtype)),
         )
         .batch(cfg.train_batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
-    vx, vy = grid_patches(val_pairs, p, max_patches=MAX_VAL_PATCHES)
-    log.info("training on %d-pixel patches, batch %d, %d steps x %d epochs, %s; %d validation patches",
-             p, cfg.train_batch_size, cfg.train_steps_per_epoch, cfg.train_epochs,
+    max_patches = MAX_VAL_PATCHES if cfg.unet_dims == 2 else max(8, MAX_VAL_PATCHES // cfg.train_patch_depth)
+    vx, vy = grid_patches(val_pairs, shape, max_patches=max_patches)
+    log.info("training on %s patches, batch %d, %d steps x %d epochs, %s; %d validation patches",
+             "x".join(map(str, shape)), cfg.train_batch_size, cfg.train_steps_per_epoch, cfg.train_epochs,
              policy_name(cfg.train_mixed_precision), len(vx))
     return train_ds, tf.data.Dataset.from_tensor_slices((vx, vy)).batch(cfg.train_batch_size)
+
+
+def _patch_shape(cfg: Config) -> tuple[int, ...]:
+    """Training patches: ``(P, P)``, or ``(D, P, P)`` for a 3-D network."""
+    p = cfg.train_patch_size
+    return (cfg.train_patch_depth, p, p) if cfg.unet_dims == 3 else (p, p)
 
 
 def _finish(folder: ModelFolder, val_s, *, tune: bool, qc: bool, progress: bool):

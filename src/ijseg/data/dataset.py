@@ -21,7 +21,8 @@ from .io import read_image, read_mask, to_model_input
 from .layouts import Sample
 from .targets import check_class_mask, make_target
 
-__all__ = ["Pair", "load_pairs", "split_samples", "PatchSampler", "grid_patches", "describe_samples"]
+__all__ = ["Pair", "load_pairs", "split_samples", "PatchSampler", "grid_patches", "describe_samples",
+           "anisotropy_of"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class Pair:
     name: str
     image: np.ndarray
     target: np.ndarray
+    #: a volume's ``(z, y, x)`` voxel size (None for a 2-D image)
+    voxel_size: tuple[float, float, float] | None = None
 
 
 def split_samples(
@@ -122,8 +125,20 @@ def load_pairs(
         sampling = img.voxel_size if dims == 3 else None
         y = make_target(mask, target, n_classes=n_classes, boundary_width=boundary_width, source=s.mask,
                         sampling=sampling)
-        pairs.append(Pair(s.name, norm(x), y))
+        pairs.append(Pair(s.name, norm(x), y, voxel_size=sampling))
     return pairs
+
+
+def anisotropy_of(pairs: Sequence[Pair]) -> float:
+    """The z step over the xy step of a set of volumes (the median over them, to 0.1), from their
+    voxel sizes; 1 for 2-D images and uncalibrated volumes.
+
+    >>> v = np.zeros((2, 2, 2, 1), np.float32)
+    >>> anisotropy_of([Pair("a", v, v[..., 0], (2.0, 0.8, 0.8)), Pair("b", v, v[..., 0], (2.5, 1.0, 1.0))])
+    2.5
+    """
+    ratios = [vs[0] / ((vs[1] + vs[2]) / 2) for vs in (p.voxel_size for p in pairs) if vs is not None]
+    return max(1.0, round(float(np.median(ratios)), 1)) if ratios else 1.0
 
 
 def _pad_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -61,7 +61,7 @@ def make_loss(name: str, n_outputs: int, *, regression: bool = False):
     def dice(y_true, y_pred):
         y_pred = tf.cast(y_pred, tf.float32)
         y = _as_probability_target(y_true, n_outputs)
-        axes = (0, 1, 2)
+        axes = tuple(range(len(y_pred.shape) - 1))  # all but the classes: batch, (z,) y, x
         inter = tf.reduce_sum(y * y_pred, axis=axes)
         denom = tf.reduce_sum(y, axis=axes) + tf.reduce_sum(y_pred, axis=axes)
         score = (2.0 * inter + 1.0) / (denom + 1.0)

@@ -100,9 +100,13 @@ class FolderSource:
         self.minimum = self.step = self.config.divisor
         self.halo = halo_for(receptive_field(self.config), self.step)
         self.default_tile = default_tile(self.config.unet_base_filters, self.step)
+        #: 2, or 3 for a network over volumes, whose z axis has its own step and halo
+        self.dims = self.config.unet_dims
+        self.minimum_z = self.step_z = self.config.divisor_z
+        self.halo_z = halo_for(receptive_field(self.config, "z"), self.step_z) if self.dims == 3 else 0
         self.postprocessing = stored_postprocessing(self.folder.postprocessing(), self.path)
         tf, _ = import_tf()
-        spec = tf.TensorSpec([None, None, None, self.config.data_n_channels], tf.float32)
+        spec = tf.TensorSpec([None] * (self.dims + 1) + [self.config.data_n_channels], tf.float32)
         keras_model = self.keras
         self._forward = tf.function(lambda x: keras_model(x, training=False), input_signature=[spec],
                                     reduce_retracing=True)
@@ -110,10 +114,13 @@ class FolderSource:
     def __repr__(self) -> str:
         return f"FolderSource({str(self.path)!r})"
 
-    def check_shape(self, height: int, width: int) -> None:
-        if height < self.minimum or width < self.minimum:
-            raise DataError(f"image of {height}x{width} pixels is smaller than this network's minimum of "
-                            f"{self.minimum}x{self.minimum} (2**depth)")
+    def check_shape(self, *sizes: int) -> None:
+        """``(height, width)``, or ``(depth, height, width)`` for a 3-D network."""
+        minima = (self.minimum_z, self.minimum, self.minimum)[-len(sizes):]
+        if any(n < m for n, m in zip(sizes, minima)):
+            what = "volume of {} voxels" if len(sizes) == 3 else "image of {} pixels"
+            raise DataError(f"{what.format('x'.join(map(str, sizes)))} is smaller than this network's minimum of "
+                            f"{'x'.join(map(str, minima))} (2**depth)")
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         return self.normalizer(x)
@@ -123,8 +130,9 @@ class FolderSource:
             return np.asarray(self._forward(batch))
         except Exception as err:  # TensorFlow raises ResourceExhaustedError etc.
             if "OOM" in str(err) or "ResourceExhausted" in type(err).__name__:
-                raise ModelError(f"out of memory predicting {batch.shape[0]} tile(s) of {batch.shape[1]}x"
-                                 f"{batch.shape[2]} pixels; use a smaller tile size", options=("tile",)) from err
+                raise ModelError(f"out of memory predicting {batch.shape[0]} tile(s) of "
+                                 f"{'x'.join(map(str, batch.shape[1:-1]))} pixels; use a smaller tile size",
+                                 options=("tile",)) from err
             raise
 
     def finish(self, y: np.ndarray) -> np.ndarray:

@@ -124,21 +124,26 @@ def evaluate(
 
 
 def _evaluate_image(predictor, s: Sample, options, tile, pixels: PixelCounts, overlays: Path):
-    """Predict one test image, count its metrics, write its overlay; returns (metrics row,
-    true instances, predicted labels)."""
+    """Predict one test image, count its metrics, write its overlay (a volume's: three planes
+    side by side); returns (metrics row, true instances, predicted labels)."""
     cfg = predictor.config
     img = read_image(s.image)
-    x = to_model_input(img, cfg.data_n_channels)
-    mask = read_mask(s.mask)
-    if mask.shape != x.shape[:2]:
-        raise DataError(f"{s.mask}: mask shape {mask.shape} does not match its image {s.image.name} {x.shape[:2]}")
+    x = to_model_input(img, cfg.data_n_channels, dims=cfg.unet_dims)
+    mask = read_mask(s.mask, dims=cfg.unet_dims)
+    if mask.shape != x.shape[:-1]:
+        raise DataError(f"{s.mask}: mask shape {mask.shape} does not match its image {s.image.name} {x.shape[:-1]}")
     seg = postprocess(predictor.predict(img, tile=tile), cfg, options)
     t_cls, t_inst = truth_maps(mask, cfg, s.mask)
     p_cls = np.minimum(seg.mask, len(pixels.names) - 1)
     row = {"image": s.name, **image_row(t_cls, t_inst, p_cls, seg.labels, pixels)}
     row["n_pred"] = seg.n_objects
+    if mask.ndim == 3:  # a quarter, half and three quarters of the way through the stack
+        planes = sorted({int(f * (mask.shape[0] - 1)) for f in (0.25, 0.5, 0.75)})
+        picture = np.concatenate([overlay(x[z], t_inst[z], seg.labels[z]) for z in planes], axis=1)
+    else:
+        picture = overlay(x, t_inst, seg.labels)
     with atomic_path(overlays / f"{s.name}.png") as tmp:
-        iio.imwrite(tmp, overlay(x, t_inst, seg.labels), extension=".png")
+        iio.imwrite(tmp, picture, extension=".png")
     return row, t_inst, seg.labels
 
 

@@ -31,7 +31,7 @@ def truth_maps(mask: np.ndarray, cfg, source: Path) -> tuple[np.ndarray, np.ndar
     """(class map, instance labels) of the ground truth."""
     if cfg.data_mask_type == "class":
         classes = make_target(mask, "classes", n_classes=max(cfg.data_n_classes, 2), source=source)
-        instances, _ = ndi.label(classes > 0, structure=np.ones((3, 3), bool))
+        instances, _ = ndi.label(classes > 0, structure=np.ones((3,) * classes.ndim, bool))
         return classes, relabel_sequential(instances)
     target = "binary" if cfg.data_target == "distance" else cfg.data_target
     return make_target(mask, target, n_classes=cfg.data_n_classes, boundary_width=cfg.data_boundary_width), mask

@@ -65,7 +65,7 @@ def tune_postprocess(predictor, samples: Sequence[Sample], base: PostprocessOpti
     probs, truths = [], []
     for s in tqdm(samples, desc="tune post-processing", unit="img", disable=not progress):
         probs.append(predictor.predict(read_image(s.image)))
-        truths.append(truth_maps(read_mask(s.mask), cfg, s.mask)[1])
+        truths.append(truth_maps(read_mask(s.mask, dims=cfg.unet_dims), cfg, s.mask)[1])
     if not any(t.max(initial=0) for t in truths):
         return None
     scores = {}
