@@ -123,7 +123,7 @@ def result_image(prob: np.ndarray, seg, output: str) -> tuple[np.ndarray, str]:
     """The result image for ``output`` and its axes: ``probabilities`` float32 ``CYX``; ``mask``
     uint8 ``YX`` (0/255 for binary models, class numbers otherwise); ``labels`` ``YX``; for a
     volume the same with ``Z`` first (``ZCYX``, ``ZYX``)."""
-    z = "Z" if seg.labels.ndim == 3 else ""
+    z = "Z" if prob.ndim == 4 else ""  # (Z, Y, X, K) for a volume
     if output == "probabilities":
         return np.moveaxis(prob, -1, -3).astype(np.float32), z + "CYX"
     if output == "mask":
