@@ -42,6 +42,19 @@ def dsb_dir() -> Path:
     return DSB
 
 
+@pytest.fixture(autouse=True)
+def _keras_backend_restored():
+    """bioimageio.core's Keras adapter, called in a test, sets KERAS_BACKEND (torch by default)
+    for the whole process; a later test's subprocess (``bioimageio test``) would inherit it and
+    fail without torch. Each test leaves the variable as it found it."""
+    before = os.environ.get("KERAS_BACKEND")
+    yield
+    if before is None:
+        os.environ.pop("KERAS_BACKEND", None)
+    else:
+        os.environ["KERAS_BACKEND"] = before
+
+
 @pytest.fixture
 def in_tmp_dir(tmp_path, monkeypatch):
     """Run in a temporary folder: bioimageio.core unzips TensorFlow weights into the cwd."""
@@ -101,6 +114,36 @@ def tiny_binary_model(sim_dataset, tmp_path_factory) -> Path:
     return _train_model(sim_dataset / "train", tmp_path_factory.mktemp("models") / "tiny_binary",
                         data_target="binary", unet_base_filters=8, train_patch_size=48, train_epochs=4,
                         train_steps_per_epoch=20, train_learning_rate=0.01)
+
+
+@pytest.fixture(scope="session")
+def sim3d_dataset(tmp_path_factory) -> Path:
+    """A small sim3d dataset: 5 train + 2 test volumes of 12x48x48 voxels (1.25 x 0.5 x 0.5 micron)."""
+    from ijseg.data.simulate import simulate_dataset
+
+    out = tmp_path_factory.mktemp("sim3d") / "data"
+    simulate_dataset(out, "sim3d", seed=1, n_train=5, n_test=2, overrides={"shape": (12, 48, 48)}, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model3d(sim3d_dataset, tmp_path_factory) -> Path:
+    """A tiny 3-D 3-class model (2 levels, 4 filters) trained for six steps, from the command line."""
+    from ijseg.cli import main
+
+    out = tmp_path_factory.mktemp("m3d") / "model"
+    assert main(["-q", "train", "--data", str(sim3d_dataset / "train"), "--model", str(out), "--dims", "3",
+                 "--depth", "2", "--base-filters", "4", "--patch-size", "32", "--patch-depth", "8",
+                 "--batch-size", "2", "--epochs", "2", "--steps-per-epoch", "3", "--no-qc"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle3d(tiny_model3d, tmp_path_factory) -> Path:
+    """The tiny 3-D model exported as a bioimage.io 0.5 bundle."""
+    from ijseg.bundles import export_bundle
+
+    return export_bundle(tiny_model3d, tmp_path_factory.mktemp("bundles3d") / "tiny3d.zip")
 
 
 @pytest.fixture(scope="session")

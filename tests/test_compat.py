@@ -13,9 +13,11 @@ from ijseg.cli import main
 pytestmark = pytest.mark.compat
 
 
-@pytest.mark.parametrize("which", ["0.5", "0.4"])
-def test_every_runtime_reproduces_the_test_output(which, tiny_bundle, tiny_bundle_04, capsys):
-    bundle = tiny_bundle if which == "0.5" else tiny_bundle_04
+@pytest.mark.parametrize("which", ["0.5", "0.4", "3d"])
+def test_every_runtime_reproduces_the_test_output(which, request, capsys):
+    """deepImageJ's TensorFlow and ONNX runtimes run the bundle's network on its test input; for
+    a 3-D model (axes b z y x c) too: Conv3D, 3-D pooling and transposed convolutions."""
+    bundle = request.getfixturevalue({"0.5": "tiny_bundle", "0.4": "tiny_bundle_04", "3d": "tiny_bundle3d"}[which])
     code = main(["-q", "check", str(bundle), "--no-bioimageio"])
     out = capsys.readouterr().out
     assert code == 0, out

@@ -12,12 +12,13 @@ The bundle is built with bioimageio.spec's own classes and packed with its packa
   ``serving_default`` taking ``input0`` and returning ``output0``; loads in TensorFlow 2.7, the
   oldest runtime deepImageJ uses) and ONNX (opset 17, converted with tf2onnx; input ``input0``,
   output ``output0``);
-* the network with its sigmoid/softmax inside, axes ``b y x c``; pre-processing as spec
-  operations (``ensure_dtype`` float32, ``scale_range`` per sample over y/x with ijseg's
-  percentiles: the same definition as :class:`ijseg.preprocess.PercentileNormalizer`);
+* the network with its sigmoid/softmax inside, axes ``b y x c`` (a 3-D model: ``b z y x c``,
+  format 0.5 only); pre-processing as spec operations (``ensure_dtype`` float32,
+  ``scale_range`` per sample over y/x (z/y/x) with ijseg's percentiles: the same definition as
+  :class:`ijseg.preprocess.PercentileNormalizer`);
 * input size ``min + k * step`` with ``step = 2**depth`` and ``min = 2 * halo + step``; an
-  output halo of
-  :func:`ijseg._tiling.halo_for` (beyond the receptive-field radius) on y and x;
+  output halo of :func:`ijseg._tiling.halo_for` (beyond the receptive-field radius) on y and x,
+  and on z with z's own step and halo (:attr:`ijseg.config.Config.divisor_z`);
 * an ``id`` made from the name (deepImageJ fails without one);
 * test input/output tensors (``.npy``), sample input/output (TIFF), a cover image (input | prediction), a
   README with what the model segments, how it was trained and its quality control, and the QC
@@ -63,6 +64,8 @@ JDLL_FORMAT_VERSION = "0.5.10"
 TF_ZIP = "tensorflow_saved_model_bundle.zip"
 #: side of the test tensor (cropped from the sample image, a multiple of 2**depth)
 TEST_SIZE = 256
+#: a 3-D model's test tensor: at most this many planes of at most this side
+TEST_DEPTH, TEST_SIZE_3D = 32, 128
 
 _NAME_BAD = __import__("re").compile(r"[^A-Za-z0-9_+\- ()]")
 
@@ -104,30 +107,45 @@ def _sample_image(folder: ModelFolder, sample: str | os.PathLike | None) -> tupl
             f"{folder.path}: no sample image for the bundle's test tensors (the training images are gone); "
             f"give one", options=("sample",)
         )
-    x = to_model_input(read_image(path), cfg.data_n_channels)
+    x = to_model_input(read_image(path), cfg.data_n_channels, dims=cfg.unet_dims)
     return x, path
 
 
-def _crop_for_test(x: np.ndarray, divisor: int, minimum: int) -> np.ndarray:
-    """The test input: the centre of the sample, at most ``TEST_SIZE`` pixels a side (or the
-    bundle's minimum input size, if larger), a size the bundle accepts (``minimum + k * divisor``);
-    a sample smaller than the minimum is mirror-padded to it."""
-    h, w = x.shape[:2]
-    side = max(TEST_SIZE, minimum)
-    sh, sw = min(side, h // divisor * divisor), min(side, w // divisor * divisor)
-    if sh < divisor or sw < divisor:
-        raise DataError(f"sample image of {h}x{w} pixels is smaller than the network's minimum {divisor}x{divisor}")
-    y0, x0 = (h - sh) // 2, (w - sw) // 2
-    crop = x[y0 : y0 + sh, x0 : x0 + sw]
-    pad = ((0, max(0, minimum - sh)), (0, max(0, minimum - sw))) + ((0, 0),) * (crop.ndim - 2)
-    return np.pad(crop, pad, mode="reflect")
+def _test_rules(predictor) -> list[tuple[int, int, int]]:
+    """(step, smallest input, largest test size) per spatial axis of the bundle's input."""
+    m = predictor.model
+    xy = (m.step, smallest_window(m.halo, m.step), TEST_SIZE if predictor.dims == 2 else TEST_SIZE_3D)
+    if predictor.dims == 2:
+        return [xy, xy]
+    return [(m.step_z, smallest_window(m.halo_z, m.step_z), TEST_DEPTH), xy, xy]
+
+
+def _crop_for_test(x: np.ndarray, rules: list[tuple[int, int, int]]) -> np.ndarray:
+    """The test input: the centre of the sample, at most the rule's size along each axis (or the
+    bundle's minimum input size, if larger), a size the bundle accepts (``minimum + k * step``);
+    a sample smaller than the minimum is mirror-padded to it.
+
+    >>> _crop_for_test(np.zeros((300, 90, 1)), [(8, 48, 256), (8, 48, 256)]).shape
+    (256, 88, 1)
+    """
+    sizes = x.shape[: len(rules)]
+    if any(n < step for n, (step, _, _) in zip(sizes, rules)):
+        raise DataError(f"sample image of {'x'.join(map(str, sizes))} pixels is smaller than the network's minimum "
+                        f"{'x'.join(str(step) for step, _, _ in rules)}")
+    crop = []
+    for n, (step, minimum, largest) in zip(sizes, rules):
+        side = min(max(largest, minimum), n // step * step)
+        crop.append(slice((n - side) // 2, (n - side) // 2 + side))
+    c = x[tuple(crop)]
+    pad = [(0, max(0, minimum - n)) for n, (_, minimum, _) in zip(c.shape, rules)] + [(0, 0)] * (c.ndim - len(rules))
+    return np.pad(c, pad, mode="reflect")
 
 
 def _save_keras(model, path: Path) -> None:
     model.save(path)
 
 
-def _save_savedmodel(model, path: Path, n_channels: int) -> None:
+def _save_savedmodel(model, path: Path, n_channels: int, dims: int = 2) -> None:
     """A frozen SavedModel that TensorFlow 2.7 to the current version load.
 
     SavedModels that Keras 3 writes read their variables through ``DisableCopyOnRead``, an op
@@ -143,7 +161,8 @@ def _save_savedmodel(model, path: Path, n_channels: int) -> None:
 
     tf, _ = import_tf()
     fn = tf.function(lambda x: model(x, training=False))
-    concrete = fn.get_concrete_function(tf.TensorSpec([None, None, None, n_channels], tf.float32))
+    shape = [None] * (dims + 1) + [n_channels]
+    concrete = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32))
     frozen = convert_variables_to_constants_v2(concrete)
     graph_def = frozen.graph.as_graph_def()
     graph = tf.Graph()
@@ -152,7 +171,7 @@ def _save_savedmodel(model, path: Path, n_channels: int) -> None:
     logger.setLevel("ERROR")  # the TF1 builder's deprecation notices
     try:
         with graph.as_default():
-            x = tf.compat.v1.placeholder(tf.float32, [None, None, None, n_channels], name=INPUT_ID)
+            x = tf.compat.v1.placeholder(tf.float32, shape, name=INPUT_ID)
             (y,) = tf.graph_util.import_graph_def(graph_def, input_map={frozen.inputs[0].name: x},
                                                   return_elements=[frozen.outputs[0].name], name="frozen")
             y = tf.identity(y, name=OUTPUT_ID)
@@ -167,13 +186,13 @@ def _save_savedmodel(model, path: Path, n_channels: int) -> None:
     (path / "variables").mkdir(exist_ok=True)
 
 
-def _save_onnx(model, path: Path, n_channels: int) -> None:
+def _save_onnx(model, path: Path, n_channels: int, dims: int = 2) -> None:
     from .._tf import import_tf
 
     tf, _ = import_tf()
     tf2onnx = _require("tf2onnx", "tf2onnx onnx")
     onnx = _require("onnx", "onnx")
-    spec = (tf.TensorSpec((None, None, None, n_channels), tf.float32, name=INPUT_ID),)
+    spec = (tf.TensorSpec([None] * (dims + 1) + [n_channels], tf.float32, name=INPUT_ID),)
     fn = tf.function(lambda x: model(x, training=False))
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=ONNX_OPSET)
     old = proto.graph.output[0].name
@@ -196,9 +215,11 @@ def _zip_dir(src: Path, dst: Path) -> None:
 
 
 def _cover(x: np.ndarray, prob: np.ndarray, path: Path) -> None:
-    """Input | prediction side by side (PNG, 2:1)."""
+    """Input | prediction side by side (PNG, 2:1; of a volume, its middle plane)."""
     import imageio.v3 as iio
 
+    if x.ndim == 4:
+        x, prob = x[x.shape[0] // 2], prob[prob.shape[0] // 2]
     g = x[..., 0]
     lo, hi = np.percentile(g, [1, 99.8])
     g = np.clip((g - lo) / (hi - lo + 1e-6), 0, 1)
@@ -212,7 +233,8 @@ def _cover(x: np.ndarray, prob: np.ndarray, path: Path) -> None:
     iio.imwrite(path, img, extension=".png")
 
 
-def _readme(cfg, norm, name: str, description: str, qc: dict | None, history: list[dict], halo: int) -> str:
+def _readme(cfg, norm, name: str, description: str, qc: dict | None, history: list[dict], halo: int,
+            halo_z: int = 0) -> str:
     target = {
         "binary": "a foreground probability (sigmoid, one channel); threshold at 0.5 and label connected components",
         "3class": "background / interior / boundary probabilities (softmax, three channels); instances are the "
@@ -220,19 +242,27 @@ def _readme(cfg, norm, name: str, description: str, qc: dict | None, history: li
         "distance": "a distance map (each object's distance to its border, 1 at its centre)",
         "classes": f"probabilities of {cfg.data_n_classes} classes (softmax)",
     }[cfg.data_target]
+    if cfg.unet_dims == 3:
+        size = (f"one volume (ZYX) with {cfg.data_n_channels} channel(s), any depth that is a multiple of "
+                f"{cfg.divisor_z} planes and any width and height that are multiples of {cfg.divisor} pixels (halo "
+                f"{halo_z} planes and {halo} pixels for tiling; z step / xy step {cfg.unet_anisotropy:g})")
+        patch = f"{cfg.train_patch_depth}x{cfg.train_patch_size}x{cfg.train_patch_size}"
+    else:
+        size = (f"one image with {cfg.data_n_channels} channel(s), any size that is a multiple of {cfg.divisor} "
+                f"pixels (halo {halo} pixels for tiling)")
+        patch = f"{cfg.train_patch_size}x{cfg.train_patch_size}"
     lines = [
         f"# {name}", "", description, "",
         "## What it does", "",
-        f"A 2-D U-Net ({cfg.unet_depth} levels, {cfg.unet_base_filters} base filters, {cfg.n_params or '?'} "
-        f"parameters) trained with ijseg. Input: one image with {cfg.data_n_channels} channel(s), any size that is "
-        f"a multiple of {cfg.divisor} pixels (halo {halo} pixels for tiling). Output: {target}.", "",
+        f"A {cfg.unet_dims}-D U-Net ({cfg.unet_depth} levels, {cfg.unet_base_filters} base filters, "
+        f"{cfg.n_params or '?'} parameters) trained with ijseg. Input: {size}. Output: {target}.", "",
         "Pre-processing (inside the bundle): percentile normalisation per image "
         f"({norm.pmin:g} / {norm.pmax:g}, bioimage.io "
         "`scale_range`).", "",
         "## Training", "",
         f"- loss {cfg.loss}, optimiser {cfg.train_optimizer} (learning rate {cfg.train_learning_rate}), "
         f"{len(history)} epoch(s) of {cfg.train_steps_per_epoch} steps, batch {cfg.train_batch_size}, patches "
-        f"{cfg.train_patch_size}x{cfg.train_patch_size}, augmentation {'on' if cfg.train_augment else 'off'}",
+        f"{patch}, augmentation {'on' if cfg.train_augment else 'off'}",
     ]
     if history:
         last = history[-1]
@@ -297,27 +327,28 @@ def export_bundle(
     spec = _require("bioimageio.spec", "bioimageio.spec")
 
     from .._tf import import_tf
-    from ..models.unet import receptive_field
     from ..predict import Predictor
 
     out = _checked_out(out, format_version, weights)
     folder, cfg = _exportable(model_dir)
+    if format_version == "0.4" and cfg.unet_dims == 3:
+        raise ConfigError(f"{folder.path}: a 3-D model is exported in format 0.5 only (deepImageJ 3.1 and later); "
+                          f"ijseg's format 0.4 macros for deepImageJ 3.0.3 work on 2-D images", options=("format",))
     name = _checked_name(name, cfg, folder, format_version)
     norm = normalizer_from_dict(cfg.data_normalizer)
     predictor = Predictor(folder)
     tf, keras = import_tf()
-    halo = predictor.halo
+    halo, halo_z = predictor.halo, getattr(predictor.model, "halo_z", 0)
     raw, sample_path = _sample_image(folder, sample)
-    test_raw = _crop_for_test(raw, cfg.divisor, smallest_window(halo, cfg.divisor))
+    test_raw = _crop_for_test(raw, _test_rules(predictor))
     prob, qc = predictor.predict(test_raw, tile=0), _qc_summary(folder)
     pp = dataclasses.asdict(postprocess or model_postprocessing(folder))
     description = description or _default_description(cfg)
-    ijseg_config = {"config": cfg.to_dict(), "qc": qc, "sample": str(sample_path), "halo": halo,
-                    "receptive_field": receptive_field(cfg), "postprocessing": pp}
+    ijseg_config = _ijseg_block(cfg, qc=qc, sample=sample_path, halo=(halo_z, halo), postprocessing=pp)
 
     with tempfile.TemporaryDirectory(prefix="ijseg-export-") as tmpdir:
         tmp = Path(tmpdir)
-        _write_files(tmp, test_raw, prob, _readme(cfg, norm, name, description, qc, folder.history(), halo))
+        _write_files(tmp, test_raw, prob, _readme(cfg, norm, name, description, qc, folder.history(), halo, halo_z))
         entries = _write_weights(tmp, predictor.model.keras, cfg, weights, format_version, tf, keras)
         if format_version == "0.4":
             descr = _descr_v04(tmp, cfg, name=name, description=description, authors=authors, license=license,
@@ -325,13 +356,26 @@ def export_bundle(
                                norm=norm, postprocess=pp, extra=ijseg_config)
         else:
             descr = _descr_v05(tmp, cfg, entries, _attachments(tmp, folder), name=name, description=description,
-                               authors=authors, license=license, halo=halo, norm=norm, ijseg_config=ijseg_config)
+                               authors=authors, license=license, halo=(halo_z, halo), norm=norm,
+                               ijseg_config=ijseg_config)
         with atomic_path(out) as tmp_zip:
             spec.save_bioimageio_package(descr, output_path=tmp_zip)
             _finish_for_deepimagej(tmp_zip, out)
             _check_for_deepimagej(tmp_zip, out)
     log.info("wrote %s (format %s: %s)", out, format_version, ", ".join(entries))
     return out
+
+
+def _ijseg_block(cfg, *, qc: dict | None, sample: Path, halo: tuple[int, int], postprocessing: dict) -> dict:
+    """``config.ijseg``: the configuration, QC, sample, halo and receptive field (along z too for
+    a 3-D model) and the post-processing."""
+    from ..models.unet import receptive_field
+
+    block = {"config": cfg.to_dict(), "qc": qc, "sample": str(sample), "halo": halo[1],
+             "receptive_field": receptive_field(cfg), "postprocessing": postprocessing}
+    if cfg.unet_dims == 3:
+        block.update(halo_z=halo[0], receptive_field_z=receptive_field(cfg, "z"))
+    return block
 
 
 def _exportable(model_dir) -> tuple[ModelFolder, Any]:
@@ -362,8 +406,8 @@ def model_postprocessing(model_dir: str | os.PathLike | ModelFolder) -> Postproc
 
 def _default_description(cfg) -> str:
     kind = "instance" if cfg.data_target in ("3class", "distance", "binary") else "semantic"
-    return (f"U-Net for {kind} segmentation of 2-D fluorescence microscopy images ({cfg.data_target} target), "
-            f"trained with ijseg.")
+    what = "3-D fluorescence microscopy volumes" if cfg.unet_dims == 3 else "2-D fluorescence microscopy images"
+    return f"U-Net for {kind} segmentation of {what} ({cfg.data_target} target), trained with ijseg."
 
 
 def _checked_out(out, format_version: str, weights: tuple[str, ...]) -> Path:
@@ -395,7 +439,7 @@ def _checked_name(name: str | None, cfg, folder: ModelFolder, format_version: st
 
 
 def _write_files(tmp: Path, test_raw: np.ndarray, prob: np.ndarray, readme: str) -> None:
-    """Test tensors, samples for people (imageio-readable, one dimension per axis: b y x c), cover, README."""
+    """Test tensors, samples for people (imageio-readable, one dimension per axis: b (z) y x c), cover, README."""
     import tifffile
 
     np.save(tmp / "test_input.npy", test_raw[None].astype(np.float32))
@@ -420,7 +464,7 @@ def _write_weights(tmp: Path, model, cfg, weights: tuple[str, ...], format_versi
         )
     }
     if "tensorflow_saved_model_bundle" in weights:
-        _save_savedmodel(model, tmp / "tf_saved_model", cfg.data_n_channels)
+        _save_savedmodel(model, tmp / "tf_saved_model", cfg.data_n_channels, cfg.unet_dims)
         _zip_dir(tmp / "tf_saved_model", tmp / TF_ZIP)
         shutil.rmtree(tmp / "tf_saved_model")
         entries["tensorflow_saved_model_bundle"] = m.TensorflowSavedModelBundleWeightsDescr(
@@ -429,7 +473,7 @@ def _write_weights(tmp: Path, model, cfg, weights: tuple[str, ...], format_versi
                     "loads in TensorFlow 2.7 and later",
         )
     if "onnx" in weights:
-        _save_onnx(model, tmp / "model.onnx", cfg.data_n_channels)
+        _save_onnx(model, tmp / "model.onnx", cfg.data_n_channels, cfg.unet_dims)
         entries["onnx"] = m.OnnxWeightsDescr(source=tmp / "model.onnx", opset_version=ONNX_OPSET,
                                              parent="keras_v3", comment="converted with tf2onnx")
     return entries
@@ -454,25 +498,30 @@ def _output_names(cfg) -> list[str]:
 
 
 def _descr_v05(tmp: Path, cfg, entries: dict[str, Any], attachments: list, *, name: str, description: str,
-               authors, license: str, halo: int, norm, ijseg_config: dict):
-    """The format 0.5 model description."""
+               authors, license: str, halo: tuple[int, int], norm, ijseg_config: dict):
+    """The format 0.5 model description (``halo``: along z and along y and x)."""
     from bioimageio.spec.model import v0_5 as m
 
     out_names = _output_names(cfg)
     channel_names = [m.Identifier(f"channel{c}") for c in range(cfg.data_n_channels)]
     # the smallest tile must leave a core inside the halo on both sides
-    size = m.ParameterizedSize(min=smallest_window(halo, cfg.divisor), step=cfg.divisor)
+    rules = {"y": (halo[1], cfg.divisor), "x": (halo[1], cfg.divisor)}
+    if cfg.unet_dims == 3:
+        rules = {"z": (halo[0], cfg.divisor_z), **rules}
+    spatial = [m.AxisId(a) for a in rules]
     inp = m.InputTensorDescr(
         id=m.TensorId(INPUT_ID),
-        description="raw image",
-        axes=[m.BatchAxis(), m.SpaceInputAxis(id=m.AxisId("y"), size=size),
-              m.SpaceInputAxis(id=m.AxisId("x"), size=size), m.ChannelAxis(channel_names=channel_names)],
+        description="raw volume" if cfg.unet_dims == 3 else "raw image",
+        axes=[m.BatchAxis(),
+              *(m.SpaceInputAxis(id=m.AxisId(a), size=m.ParameterizedSize(min=smallest_window(h, s), step=s))
+                for a, (h, s) in rules.items()),
+              m.ChannelAxis(channel_names=channel_names)],
         test_tensor=m.FileDescr(source=tmp / "test_input.npy"),
         sample_tensor=m.FileDescr(source=tmp / "sample_input.tif"),
         preprocessing=[
             m.EnsureDtypeDescr(kwargs=m.EnsureDtypeKwargs(dtype="float32")),
             m.ScaleRangeDescr(kwargs=m.ScaleRangeKwargs(
-                axes=[m.AxisId("y"), m.AxisId("x")],
+                axes=spatial,
                 min_percentile=float(norm.pmin), max_percentile=float(norm.pmax), eps=float(norm.eps),
             )),
         ],
@@ -482,10 +531,8 @@ def _descr_v05(tmp: Path, cfg, entries: dict[str, Any], attachments: list, *, na
         id=m.TensorId(OUTPUT_ID),
         description=f"{cfg.final_activation} output: {', '.join(out_names)}",
         axes=[m.BatchAxis(),
-              m.SpaceOutputAxisWithHalo(id=m.AxisId("y"), halo=halo,
-                                        size=m.SizeReference(axis_id=m.AxisId("y"), **ref)),
-              m.SpaceOutputAxisWithHalo(id=m.AxisId("x"), halo=halo,
-                                        size=m.SizeReference(axis_id=m.AxisId("x"), **ref)),
+              *(m.SpaceOutputAxisWithHalo(id=m.AxisId(a), halo=h, size=m.SizeReference(axis_id=m.AxisId(a), **ref))
+                for a, (h, _) in rules.items()),
               m.ChannelAxis(channel_names=[m.Identifier(n) for n in out_names])],
         test_tensor=m.FileDescr(source=tmp / "test_output.npy"),
         sample_tensor=m.FileDescr(source=tmp / "sample_output.tif"),
@@ -500,7 +547,7 @@ def _descr_v05(tmp: Path, cfg, entries: dict[str, Any], attachments: list, *, na
         documentation=m.FileDescr(source=tmp / "README.md"),
         covers=[m.FileDescr(source=tmp / "cover.png")],
         attachments=attachments,
-        tags=["unet", "segmentation", "2d", "fluorescence-light-microscopy", "ijseg", cfg.data_target],
+        tags=["unet", "segmentation", f"{cfg.unet_dims}d", "fluorescence-light-microscopy", "ijseg", cfg.data_target],
         inputs=[inp],
         outputs=[outp],
         weights=m.WeightsDescr(**entries),

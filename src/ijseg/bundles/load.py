@@ -1,4 +1,5 @@
-"""Reading and running bioimage.io model bundles (zip or folder) on 2-D images, offline.
+"""Reading and running bioimage.io model bundles (zip or folder) on 2-D images and 3-D volumes
+(an input with a ``z`` axis), offline.
 
 A bundle is untrusted input. Before anything is loaded:
 
@@ -14,7 +15,7 @@ A bundle is untrusted input. Before anything is loaded:
 
 The bundle's own pre- and post-processing are applied by bioimageio.core's prediction
 pipeline; :class:`BundleSource` is a :class:`~ijseg.models.source.ModelSource`, so ijseg's one
-tiling (:mod:`ijseg._tiling`) runs it, and the ``(Y, X, C)`` result goes to ijseg's
+tiling (:mod:`ijseg._tiling`) runs it, and the ``(Y, X, C)`` (``(Z, Y, X, C)``) result goes to ijseg's
 post-processing like a model folder's.
 """
 
@@ -283,22 +284,26 @@ class BundleSource:
         self.in_axes = _axis_ids(descr.inputs[0])
         self.out_axes = _axis_ids(descr.outputs[0])
         for where, axes in (("input", self.in_axes), ("output", self.out_axes)):
-            extra = set(axes) - {"batch", "channel", "y", "x"}
+            extra = set(axes) - {"batch", "channel", "z", "y", "x"}
             if extra or not {"y", "x"} <= set(axes):
-                raise ModelError(f"{self.path}: not a 2-D image model ({where} axes {', '.join(axes)})")
+                raise ModelError(f"{self.path}: not a 2-D image or 3-D volume model ({where} axes {', '.join(axes)})")
+        #: 2, or 3 for a model over volumes (a z axis), whose z has its own size rule and halo
+        self.dims = 3 if "z" in self.in_axes else 2
         if isinstance(descr.inputs[0].axes, str):  # format 0.4: test tensors are listed on the model
             n_channels = _channels_from_test(descr.test_inputs[0], self.in_axes, rdf_path.parent)
             n_out = _channels_from_test(descr.test_outputs[0], self.out_axes, rdf_path.parent)
         else:
             n_channels = _n_channels(descr.inputs[0])
             n_out = _n_channels(descr.outputs[0])
-        self.config = _bundle_config(self.rdf, n_channels, n_out)
+        self.config = _bundle_config(self.rdf, n_channels, n_out, self.dims)
         rule_y, rule_x = _size_rule(descr.inputs[0], "y"), _size_rule(descr.inputs[0], "x")
         if rule_x != rule_y:
             raise ModelError(f"{self.path}: the input's y and x axes take different sizes ({rule_y} and {rule_x} "
                              f"as (minimum, step)); ijseg runs models whose y and x sizes follow one rule")
         self.minimum, self.step = rule_y
         self.halo = _halo(descr.outputs[0])
+        self.minimum_z, self.step_z = _size_rule(descr.inputs[0], "z") if self.dims == 3 else (1, 1)
+        self.halo_z = _halo(descr.outputs[0], "z") if self.dims == 3 else 0
         # an ijseg bundle's network is known: the same default window as its model folder
         known = _ijseg_config(self.rdf) is not None
         self.default_tile = default_tile(self.config.unet_base_filters if known else None, self.step or 1)
@@ -323,11 +328,14 @@ class BundleSource:
 
         return Sample(members={tensor_id: Tensor(_layout(x, axes), dims=axes)}, stat={}, id=name)
 
-    def check_shape(self, height: int, width: int) -> None:
-        """Smaller images are padded; a model of one fixed size takes no larger one."""
-        if self.step == 0 and max(height, width) > self.minimum:
-            raise DataError(f"image of {height}x{width} pixels is larger than the {self.minimum}x{self.minimum} "
-                            f"pixels this model takes")
+    def check_shape(self, *sizes: int) -> None:
+        """Smaller images are padded; a model of one fixed size takes no larger one (``(height,
+        width)``, or ``(depth, height, width)`` for a 3-D model)."""
+        rules = ((self.minimum_z, self.step_z),) * (len(sizes) - 2) + ((self.minimum, self.step),) * 2
+        if any(step == 0 and n > minimum for n, (minimum, step) in zip(sizes, rules)):
+            what = "volume of {} voxels" if len(sizes) == 3 else "image of {} pixels"
+            raise DataError(f"{what.format('x'.join(map(str, sizes)))} is larger than the "
+                            f"{'x'.join(str(m) for m, _ in rules)} this model takes")
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         """The bundle's pre-processing, on the whole image."""
@@ -340,7 +348,8 @@ class BundleSource:
         return _yxc(sample.members[tid])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """The network alone on pre-processed ``(N, Y, X, C)`` windows of sizes it accepts."""
+        """The network alone on pre-processed ``(N, Y, X, C)`` (or ``(N, Z, Y, X, C)``) windows of sizes it
+        accepts."""
         tid, oid = self._ids
         outs = []
         for x in batch:
@@ -351,8 +360,8 @@ class BundleSource:
             except Exception as err:
                 raise ModelError(f"{self.path}: prediction failed ({err})") from err
             y = _yxc(out.members[oid])
-            if y.shape[:2] != x.shape[:2]:
-                raise ModelError(f"{self.path}: output size {y.shape[:2]} differs from input size {x.shape[:2]}; "
+            if y.shape[:-1] != x.shape[:-1]:
+                raise ModelError(f"{self.path}: output size {y.shape[:-1]} differs from input size {x.shape[:-1]}; "
                                  f"ijseg runs models whose output has the input's size")
             outs.append(y)
         return np.stack(outs)
@@ -385,40 +394,42 @@ def _ijseg_config(rdf: dict) -> dict | None:
     return ((rdf.get("config") or {}).get("ijseg") or {}).get("config") or None
 
 
-def _bundle_config(rdf: dict, n_channels: int, n_out: int) -> Config:
+def _bundle_config(rdf: dict, n_channels: int, n_out: int, dims: int = 2) -> Config:
     """ijseg's configuration of a bundle: the one it was exported with, else what its tensors say."""
     ij = _ijseg_config(rdf)
     if ij:
         return Config.from_dict(dict(ij))
+    kw = dict(data_n_channels=n_channels, unet_dims=dims, unet_anisotropy=1.0)
     if n_out == 1:
-        return Config(data_target="binary", data_n_channels=n_channels)
-    return Config(data_target="classes", data_mask_type="class", data_n_classes=n_out, data_n_channels=n_channels)
+        return Config(data_target="binary", **kw)
+    return Config(data_target="classes", data_mask_type="class", data_n_classes=n_out, **kw)
 
 
 def _layout(x: np.ndarray, axes: list[str]) -> np.ndarray:
-    """``YXC`` array -> the tensor's axis order (with a batch axis if it has one)."""
+    """``YXC`` (or ``ZYXC``) array -> the tensor's axis order (with a batch axis if it has one)."""
     spatial = [a for a in axes if a != "batch"]
     arr = x if "channel" in spatial else x[..., 0]
-    arr = np.transpose(arr, [("y", "x", "channel").index(a) for a in spatial])
+    have = ("z", "y", "x", "channel")[4 - x.ndim:] if "channel" in spatial else ("z", "y", "x")[4 - x.ndim:]
+    arr = np.transpose(arr, [have.index(a) for a in spatial])
     return np.expand_dims(arr, axes.index("batch")) if "batch" in axes else arr
 
 
 def _yxc(t) -> np.ndarray:
-    """A bioimageio Tensor -> ``YXC`` float32 (first batch entry)."""
+    """A bioimageio Tensor -> ``YXC`` (with a z axis: ``ZYXC``) float32, first batch entry."""
     data = t.data
     dims = [str(d) for d in data.dims]
-    keep = [d for d in ("y", "x", "channel") if d in dims]
+    keep = [d for d in ("z", "y", "x", "channel") if d in dims]
     y = data.transpose(*[d for d in dims if d not in keep], *keep).values
     y = y.reshape(y.shape[-len(keep):])
-    return np.asarray(y[..., None] if y.ndim == 2 else y, np.float32)
+    return np.asarray(y if "channel" in keep else y[..., None], np.float32)
 
 
-def _halo(output) -> int:
-    """The halo of an output tensor along y (0.5: on the axis; 0.4: one value per axis)."""
+def _halo(output, axis: str = "y") -> int:
+    """The halo of an output tensor along ``axis`` (0.5: on the axis; 0.4: one value per axis)."""
     if not isinstance(output.axes, str):
         for a in output.axes:
-            if str(getattr(a, "id", "")) == "y":
+            if str(getattr(a, "id", "")) == axis:
                 return int(getattr(a, "halo", 0) or 0)
         return 0
     halo = getattr(output, "halo", None)
-    return int(halo[_axis_ids(output).index("y")]) if halo else 0
+    return int(halo[_axis_ids(output).index(axis)]) if halo else 0
