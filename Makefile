@@ -5,9 +5,12 @@ IJSEG  := $(VENV)/bin/ijseg
 DEMO   ?= demo
 ## training budget of the demo (the defaults otherwise: 3-class U-Net, cosine learning rate over the budget)
 DEMO_MINUTES ?= 4
+DEMO3D ?= demo3d
+## training budget of the 3-D demo
+DEMO3D_MINUTES ?= 10
 PYTEST := $(PY) -m pytest
 
-.PHONY: setup demo test test-slow compat lock clean
+.PHONY: setup demo demo3d test test-slow compat lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -31,6 +34,20 @@ demo: setup
 	@echo "  bioimage.io      $(DEMO)/bundle.zip (Keras, SavedModel, ONNX; for deepImageJ / bioimageio.core)"
 	@echo "  ImageJ batch     $(DEMO)/imagej (headless ImageJ macro with the bundle: labels, results, summary.csv)"
 
+## The same for volumes: sim3d stacks -> 3-D U-Net -> QC -> label stacks with 3-D measurements ->
+## bundle (axes b z y x c) -> headless ImageJ batch macro over the stacks with the bundle.
+demo3d: setup
+	$(IJSEG) simulate --preset sim3d --out $(DEMO3D)/data --seed 1
+	$(IJSEG) train --data $(DEMO3D)/data/train --model $(DEMO3D)/model --dims 3 --time-limit $(DEMO3D_MINUTES) --overwrite
+	$(IJSEG) qc --model $(DEMO3D)/model --data $(DEMO3D)/data/test --out $(DEMO3D)/qc
+	$(IJSEG) predict --model $(DEMO3D)/model --input $(DEMO3D)/data/test/images --out $(DEMO3D)/predictions
+	$(IJSEG) export --model $(DEMO3D)/model --out $(DEMO3D)/bundle.zip --name "ijseg demo 3D - touching nuclei in volumes"
+	$(IJSEG) macro run fiji_scripts/batch_segment_3d.ijm --arg input=$(DEMO3D)/data/test/images \
+		--arg output=$(DEMO3D)/imagej --arg model=$(DEMO3D)/bundle.zip --arg min_size=20
+	@echo
+	@echo "3-D demo outputs in $(DEMO3D): data, model, qc/report.html, predictions (label stacks, 3-D tables,"
+	@echo "  summary.csv), bundle.zip (deepImageJ 3.1 / bioimageio.core), imagej (batch macro with the bundle)"
+
 ## Default test run: everything but tests marked slow. Tests that need a JVM with ImageJ run in a
 ## second pytest process (the JVM starts once per process; -p no:faulthandler because the JVM
 ## uses SIGSEGV internally, which faulthandler would report as a crash).
@@ -53,4 +70,4 @@ lock:
 	  $(PY) -m pip freeze --exclude-editable | grep -iv '^ijseg' ) > requirements.lock
 
 clean:
-	rm -rf $(DEMO) .pytest_cache build dist src/*.egg-info
+	rm -rf $(DEMO) $(DEMO3D) .pytest_cache build dist src/*.egg-info

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from ijseg.data.io import read_image
+from ijseg.data.io import Image, read_image
 from ijseg.ij import MacroError, jclass, run, start_jvm
 from ijseg.ij._xvfb import Xvfb
 from ijseg.ij.engine import install_engine
@@ -295,3 +295,78 @@ def test_an_abort_that_lands_before_the_macro_starts_still_stops_it(tmp_path):
     assert _stop_worker(ended, interp, outcome)
     time.sleep(1.5)
     assert not written.exists()
+
+
+def test_predict_and_measure_a_volume_in_imagej(tiny_model3d, sim3d_dataset, tmp_path):
+    """IJSeg Predict on a stack with a 3-D model gives the label stack of `ijseg predict` with the
+    input's voxel size; IJSeg Measure on it gives the 3D Objects Counter table of `ijseg predict`."""
+    import pandas as pd
+
+    vol = sorted((sim3d_dataset / "test" / "images").glob("*.tif"))[0]
+    out = tmp_path / "cli"
+    subprocess.run([IJSEG, "-q", "predict", "--model", str(tiny_model3d), "--input", str(vol), "--out", str(out)],
+                   check=True, capture_output=True)
+    expected = tifffile.imread(out / f"{vol.stem}_labels.tif")
+    table = pd.read_csv(out / f"{vol.stem}_measurements.csv")
+    code = (f'open("{vol}");\n' + _predict_macro(tiny_model3d)
+            + 'getVoxelSize(w, h, d, unit);\nprint("voxel " + w + " " + h + " " + d + " " + unit + " " + nSlices);\n'
+            + f'run("IJSeg Measure", "labels=[{vol.stem}_labels] intensity=[{vol.name}]");\n')
+    r = run(code)
+    np.testing.assert_array_equal(r.images[f"{vol.stem}_labels"], expected)
+    assert "voxel 0.5 0.5 1.25 microns 12" in r.log  # getVoxelSize gives the plural
+    assert expected.max() > 0 and len(r.results) == len(table)
+    for col in table.columns:
+        np.testing.assert_allclose(r.results[col].to_numpy(), table[col], rtol=1e-5, err_msg=col)
+
+
+def test_a_2d_model_segments_the_current_plane_of_a_stack(tiny_model, sim3d_dataset):
+    """Of a Z stack, and of a hyperstack of 2 channels x 6 planes (at channel 2, plane 4: stack
+    index 8), a 2-D model segments the current plane, as ImageJ's own commands do."""
+    vol = sorted((sim3d_dataset / "test" / "images").glob("*.tif"))[0]
+    data = read_image(vol).data
+    predictor = load_predictor(tiny_model)
+    hyper = ('run("Stack to Hyperstack...", "order=xyczt(default) channels=2 slices=6 frames=1 display=Grayscale");\n'
+             'Stack.setPosition(2, 4, 1);\n')
+    for position, plane in (("setSlice(5);\n", 4), (hyper, 7)):
+        r = run(f'open("{vol}");\n' + position + _predict_macro(tiny_model))
+        _, seg, _ = segment(predictor, Image(data[plane], "YX"))
+        (labels,) = [v for k, v in r.images.items() if k.endswith("_labels")]
+        assert labels.shape == data.shape[1:] and seg.n_objects > 0
+        np.testing.assert_array_equal(labels, seg.labels)
+
+
+def test_batch_segment_3d_script_and_macro_batch_over_stacks(tiny_model3d, sim3d_dataset, tmp_path):
+    """The shipped 3-D batch script, and a recorded one-line macro through `ijseg macro batch`,
+    over a folder of stacks: the label stacks of `ijseg predict` with their voxel size, the 3-D
+    tables and the summary of `ijseg predict`."""
+    import pandas as pd
+
+    src = sim3d_dataset / "test" / "images"
+    files = sorted(src.glob("*.tif"))
+    subprocess.run([IJSEG, "-q", "predict", "--model", str(tiny_model3d), "--input", str(src), "--out",
+                    str(tmp_path / "cli")], check=True, capture_output=True)
+    out = tmp_path / "script"
+    proc = subprocess.run([IJSEG, "macro", "run", str(REPO / "fiji_scripts" / "batch_segment_3d.ijm"),
+                           "--arg", f"input={src}", "--arg", f"output={out}", "--arg", f"model={tiny_model3d}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    expected_summary = pd.read_csv(tmp_path / "cli" / "summary.csv")
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns) == ["Slice", "Count", "Total Volume", "Average Volume", "%Volume", "Mean"]
+    for col in summary.columns[1:]:
+        np.testing.assert_allclose(summary[col], expected_summary[col], rtol=1e-5, err_msg=col)
+    for f in files:
+        with tifffile.TiffFile(out / f"{f.stem}_labels.tif") as tif:
+            np.testing.assert_array_equal(tif.asarray(), tifffile.imread(tmp_path / "cli" / f"{f.stem}_labels.tif"))
+            assert tif.imagej_metadata["spacing"] == pytest.approx(1.25)
+        assert len(pd.read_csv(out / f"{f.stem}_results.csv")) == len(
+            pd.read_csv(tmp_path / "cli" / f"{f.stem}_measurements.csv"))
+
+    recorded = tmp_path / "recorded.ijm"
+    recorded.write_text(f'run("IJSeg Predict", "model=[{tiny_model3d}] output=labels");\n')
+    proc = subprocess.run([IJSEG, "-q", "macro", "batch", str(recorded), "--input", str(src), "--out",
+                           str(tmp_path / "batch")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for f in files:
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "batch" / f"{f.stem}.tif"),
+                                      tifffile.imread(tmp_path / "cli" / f"{f.stem}_labels.tif"))

@@ -8,40 +8,52 @@ import numpy as np
 from ..errors import IjsegError
 from ._java import jclass
 
-__all__ = ["to_imageplus", "from_imageplus"]
+__all__ = ["to_imageplus", "from_imageplus", "read_planes"]
 
 
 def to_imageplus(array: np.ndarray, title: str = "image", *, pixel_size: tuple[float, float] | None = None,
-                 unit: str = "micron"):
-    """A numpy image as an ImagePlus: 2-D ``YX`` (uint8 -> 8-bit, uint16 -> 16-bit, else 32-bit),
-    or 3-D ``CYX`` as a 32-bit hyperstack with C channels."""
-    import jpype
-
+                 unit: str = "micron", axes: str | None = None):
+    """A numpy image as an ImagePlus: ``YX`` (uint8 -> 8-bit, uint16 -> 16-bit, else 32-bit);
+    ``CYX`` as a 32-bit hyperstack with C channels; ``ZYX`` as a stack of planes of the array's
+    type; ``ZCYX`` as a 32-bit hyperstack of C channels and Z planes. ``axes`` defaults to ``YX``
+    for 2-D and ``CYX`` for 3-D arrays."""
     a = np.asarray(array)
-    if a.ndim == 3:
-        c, h, w = a.shape
-        stack = jclass("ij.ImageStack")(w, h)
-        for k in range(c):
-            stack.addSlice(f"c{k + 1}", jclass("ij.process.FloatProcessor")(w, h, _java_pixels(a[k], np.float32)))
-        imp = jclass("ij.ImagePlus")(title, stack)
-        imp.setDimensions(c, 1, 1)
-    elif a.ndim == 2:
-        h, w = a.shape
-        if a.dtype == np.uint8:
-            ip = jclass("ij.process.ByteProcessor")(w, h, _java_pixels(a, np.int8))
-        elif a.dtype == np.uint16:
-            ip = jclass("ij.process.ShortProcessor")(w, h)
-            ip.setPixels(_java_pixels(a, np.int16))
-        else:
-            ip = jclass("ij.process.FloatProcessor")(w, h, _java_pixels(a, np.float32))
-        imp = jclass("ij.ImagePlus")(title, ip)
+    axes = axes or {2: "YX", 3: "CYX"}.get(a.ndim, "")
+    if axes not in ("YX", "CYX", "ZYX", "ZCYX") or len(axes) != a.ndim:
+        raise ValueError(f"expected a YX, CYX, ZYX or ZCYX image, got shape {a.shape} (axes {axes!r})")
+    if axes == "YX":
+        imp = jclass("ij.ImagePlus")(title, _processor(a, a.dtype))
     else:
-        raise ValueError(f"expected a 2-D (YX) or 3-D (CYX) image, got shape {a.shape}")
+        planes = a.reshape(-1, *a.shape[-2:])  # ImageJ's order: channels fastest, then z
+        dtype = a.dtype if axes == "ZYX" else np.float32
+        stack = jclass("ij.ImageStack")(a.shape[-1], a.shape[-2])
+        for k, plane in enumerate(planes):
+            if axes == "CYX":
+                stack.addSlice(f"c{k + 1}", _processor(plane, dtype))
+            else:
+                stack.addSlice(_processor(plane, dtype))
+        imp = jclass("ij.ImagePlus")(title, stack)
+        c = a.shape[-3] if "C" in axes else 1
+        imp.setDimensions(c, len(planes) // c, 1)
+        if axes == "ZCYX" and c > 1:
+            imp = jclass("ij.CompositeImage")(imp, jclass("ij.CompositeImage").GRAYSCALE)
     if pixel_size is not None:
         cal = imp.getCalibration()
         cal.pixelHeight, cal.pixelWidth = float(pixel_size[0]), float(pixel_size[1])
         cal.setUnit(unit)
     return imp
+
+
+def _processor(plane: np.ndarray, dtype):
+    """An ImageJ processor of one plane: uint8 -> byte, uint16 -> short, anything else float."""
+    h, w = plane.shape
+    if dtype == np.uint8:
+        return jclass("ij.process.ByteProcessor")(w, h, _java_pixels(plane, np.int8))
+    if dtype == np.uint16:
+        ip = jclass("ij.process.ShortProcessor")(w, h)
+        ip.setPixels(_java_pixels(plane, np.int16))
+        return ip
+    return jclass("ij.process.FloatProcessor")(w, h, _java_pixels(plane, np.float32))
 
 
 def _java_pixels(plane: np.ndarray, dtype):
@@ -75,11 +87,16 @@ def from_imageplus(imp) -> np.ndarray:
     """An ImagePlus as numpy: ``YX`` for a single plane, ``ZYX``-ordered planes (ImageJ's stack
     order, channels fastest) for a stack. Read afresh: JPype caches array buffers."""
     n = int(imp.getStackSize())
-    bits = int(imp.getBitDepth())
     if n == 1:
-        return _plane(imp.getProcessor(), bits)
+        return _plane(imp.getProcessor(), int(imp.getBitDepth()))
+    return read_planes(imp, range(1, n + 1))
+
+
+def read_planes(imp, index) -> np.ndarray:
+    """The planes of ``imp``'s stack at the 1-based stack indices ``index``, stacked."""
+    bits = int(imp.getBitDepth())
     stack = imp.getStack()
-    return np.stack([_plane(stack.getProcessor(k), bits) for k in range(1, n + 1)])
+    return np.stack([_plane(stack.getProcessor(int(k)), bits) for k in index])
 
 
 def _plane(ip, bits: int) -> np.ndarray:

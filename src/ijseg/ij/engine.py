@@ -17,25 +17,43 @@ import numpy as np
 from .._gc import settle_once
 from ..errors import IjsegError
 from ._java import jclass
-from ._images import from_imageplus, to_imageplus
+from ._images import from_imageplus, read_planes, to_imageplus
 
 __all__ = ["PythonEngine", "install_engine", "imageplus_to_image"]
 
 log = logging.getLogger(__name__)
 
 
-def imageplus_to_image(imp):
-    """An ImagePlus (a plane, or a stack of channels) as an :class:`ijseg.data.io.Image` with its
-    calibration."""
+def imageplus_to_image(imp, dims: int = 2, *, one_channel: bool = False):
+    """An ImagePlus as an :class:`ijseg.data.io.Image` with its calibration, reading only the
+    planes it needs.
+
+    For a 2-D model (``dims`` 2), as ImageJ's own commands take an image: a plane (``YX``), a
+    stack of channels only (``CYX``), else the current plane. For a 3-D model, a stack with
+    planes along z gives the volume of the current frame (``ZYX``, ``ZCYX``; with ``one_channel``
+    the current channel's only) with its voxel depth.
+    """
     from ..data.io import Image
 
-    data = from_imageplus(imp)
-    axes = "CYX" if data.ndim == 3 else "YX"
+    c, z, n = int(imp.getNChannels()), int(imp.getNSlices()), int(imp.getStackSize())
+    channel, _, frame = (int(v) for v in imp.convertIndexToPosition(int(imp.getCurrentSlice())))
+    if n == 1:
+        data, axes = from_imageplus(imp), "YX"
+    elif dims == 3 and z > 1:
+        channels = [channel] if one_channel or c == 1 else list(range(1, c + 1))
+        index = [int(imp.getStackIndex(ch, k, frame)) for k in range(1, z + 1) for ch in channels]
+        data = read_planes(imp, index).reshape(z, len(channels), int(imp.getHeight()), int(imp.getWidth()))
+        data, axes = (data[:, 0], "ZYX") if len(channels) == 1 else (data, "ZCYX")
+    elif c == n and not one_channel:
+        data, axes = from_imageplus(imp), "CYX"
+    else:
+        data, axes = read_planes(imp, [int(imp.getCurrentSlice())])[0], "YX"
     cal = imp.getCalibration()
     unit = str(cal.getUnit())
     calibrated = unit not in ("pixel", "pixels", "")
     pixel_size = (float(cal.pixelHeight), float(cal.pixelWidth)) if calibrated else (1.0, 1.0)
-    return Image(data, axes, pixel_size=pixel_size, unit=unit if calibrated else "pixel")
+    z_spacing = float(cal.pixelDepth) if calibrated and "Z" in axes and cal.pixelDepth > 0 else 1.0
+    return Image(data, axes, pixel_size=pixel_size, unit=unit if calibrated else "pixel", z_spacing=z_spacing)
 
 
 class PythonEngine:
@@ -79,7 +97,7 @@ class PythonEngine:
         predictor.check_tile(tile)
         # options not given (the dialog's seed threshold 0) keep the model's own
         pp = PostprocessOptions.from_mapping(options, keys=MACRO_KEYS, base=predictor.postprocessing)
-        image = imageplus_to_image(imp)
+        image = imageplus_to_image(imp, predictor.dims)
         title = str(imp.getTitle())
         try:
             prob = predictor.predict(image, tile=tile)
@@ -89,9 +107,9 @@ class PythonEngine:
         data, axes = result_image(prob, seg, output)
         if output == "labels":
             data = data.astype(np.uint16) if data.max(initial=0) < 65536 else data.astype(np.float32)
-        if axes == "CYX" and data.shape[0] == 1:
-            data = data[0]
-        return to_imageplus(data, title)
+        if axes.endswith("CYX") and data.shape[-3] == 1:
+            data, axes = data.reshape(data.shape[:-3] + data.shape[-2:]), axes.replace("C", "")
+        return to_imageplus(data, title, axes=axes)
 
     def measure(self, labels, intensity, table):
         try:
@@ -104,11 +122,11 @@ class PythonEngine:
             return f"{type(err).__name__}: {err}"
 
     def _measure(self, labels, intensity, table) -> None:
-        from ..measure import measure_columns
-
-        lab = imageplus_to_image(labels)
-        if lab.data.ndim != 2:
-            raise IjsegError(f"{labels.getTitle()}: a label image must be a single plane")
+        """Analyze Particles' columns for a label image, 3D Objects Counter's for a label stack."""
+        dims = 3 if int(labels.getNSlices()) > 1 else 2
+        lab = imageplus_to_image(labels, dims)
+        if lab.data.ndim != dims:
+            raise IjsegError(f"{labels.getTitle()}: a label image must be a single plane or a stack of planes (ZYX)")
         values = lab.data
         if values.dtype.kind == "f":
             if not np.all(values == np.round(values)) or values.min(initial=0) < 0:
@@ -116,15 +134,27 @@ class PythonEngine:
         values = values.astype(np.int64)
         inten = None
         if intensity is not None:
-            inten = imageplus_to_image(intensity).data
-            if inten.ndim != 2:
-                raise IjsegError(f"{intensity.getTitle()}: the intensity image must be a single plane")
+            inten = imageplus_to_image(intensity, dims, one_channel=True).data
+            if inten.shape != values.shape:
+                raise IjsegError(f"{intensity.getTitle()}: the intensity image ({'x'.join(map(str, inten.shape))}) must "
+                                 f"have the label image's planes and size ({'x'.join(map(str, values.shape))})")
         import jpype
 
-        names, columns = measure_columns(values, inten, pixel_size=lab.pixel_size)
+        names, columns = _columns(values, inten, lab)
         # JArray(JDouble, 2) from the rows (JArray.of crashed JPype 1.7 on a table without objects)
         jclass("ijseg.Bridge").addRows(table, jpype.JArray(jpype.JString)(names),
                                        jpype.JArray(jpype.JDouble, 2)(list(columns)))
+
+
+def _columns(labels: np.ndarray, intensity, lab) -> tuple[list[str], np.ndarray]:
+    """Column names and values (one row per column) of the measurements of ``labels``."""
+    from ..measure import measure_columns
+    from ..measure3d import measure_3d
+
+    if labels.ndim == 2:
+        return measure_columns(labels, intensity, pixel_size=lab.pixel_size)
+    table = measure_3d(labels, intensity, voxel_size=lab.voxel_size, unit=lab.unit)
+    return list(table.columns), table.to_numpy(np.float64).T.copy()
 
 
 _engine: dict = {}

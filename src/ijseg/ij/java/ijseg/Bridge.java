@@ -271,6 +271,15 @@ public final class Bridge {
 	}
 
 	/**
+	 * What {@code engine} is given: the in-process (Python) engine takes the whole image and picks
+	 * the current plane for a 2-D model or the volume for a 3-D one itself; the command line
+	 * engine gets {@link #input(ImagePlus)}.
+	 */
+	static ImagePlus input(ImagePlus imp, Engine engine) {
+		return engine instanceof CommandLineEngine ? input(imp) : imp;
+	}
+
+	/**
 	 * What the engine segments: the whole image when it is a stack of channels only, otherwise
 	 * the current plane, with the image's calibration.
 	 */
@@ -284,12 +293,14 @@ public final class Bridge {
 		return plane;
 	}
 
-	/** Copies the spatial calibration of {@code from} onto {@code to} (not the value calibration). */
+	/** Copies the spatial calibration (pixel width, height, depth, unit) of {@code from} onto {@code to}
+	 * (not the value calibration). */
 	static void copyCalibration(ImagePlus from, ImagePlus to) {
 		Calibration c = from.getCalibration();
 		Calibration d = to.getCalibration();
 		d.pixelWidth = c.pixelWidth;
 		d.pixelHeight = c.pixelHeight;
+		d.pixelDepth = c.pixelDepth;
 		d.setUnit(c.getUnit());
 	}
 }

@@ -17,7 +17,9 @@ import java.util.Map;
 public interface Engine {
 
 	/**
-	 * Segments one image (a 2-D plane, or a stack of channels).
+	 * Segments one image: a 2-D plane or a stack of channels for the command line engine; for the
+	 * in-process engine the whole image, of which it takes the current plane (2-D model) or the
+	 * current frame's volume (3-D model).
 	 *
 	 * @param imp the input image
 	 * @param options model, output (labels, mask or probabilities), threshold, seed, min, max,

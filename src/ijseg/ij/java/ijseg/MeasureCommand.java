@@ -70,8 +70,9 @@ public class MeasureCommand implements PlugIn {
 		table.reset();
 		String error;
 		try {
-			error = Bridge.getEngine().measure(Bridge.input(labels),
-					intensity == null ? null : Bridge.input(intensity), table);
+			Engine engine = Bridge.getEngine();
+			error = engine.measure(Bridge.input(labels, engine),
+					intensity == null ? null : Bridge.input(intensity, engine), table);
 		} catch (RuntimeException e) {
 			error = e.getMessage() != null ? e.getMessage() : e.toString();
 		}

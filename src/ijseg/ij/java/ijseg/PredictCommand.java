@@ -5,6 +5,7 @@ import ij.ImagePlus;
 import ij.WindowManager;
 import ij.Macro;
 import ij.Prefs;
+import ij.process.StackStatistics;
 import ij.gui.GenericDialog;
 import ij.plugin.PlugIn;
 
@@ -56,7 +57,7 @@ public class PredictCommand implements PlugIn {
 		gd.addCheckbox("Fill holes", false);
 		gd.addCheckbox("Exclude objects on edges", false);
 		gd.addNumericField("Tile", 0, 0, 6, "pixels (0: automatic)");
-		gd.addMessage("Size in pixels, as min-max. Input: " + imp.getTitle());
+		gd.addMessage("Size in pixels (voxels for a 3-D model), as min-max. Input: " + imp.getTitle());
 		gd.showDialog();
 		if (gd.wasCanceled())
 			return;
@@ -118,7 +119,7 @@ public class PredictCommand implements PlugIn {
 		IJ.showStatus(COMMAND + ": " + imp.getTitle());
 		String error;
 		try {
-			error = engine.predict(Bridge.input(imp), options, results);
+			error = engine.predict(Bridge.input(imp, engine), options, results);
 		} catch (RuntimeException e) {
 			error = e.getMessage() != null ? e.getMessage() : e.toString();
 		}
@@ -135,7 +136,7 @@ public class PredictCommand implements PlugIn {
 		out.setTitle(Bridge.stem(imp.getTitle()) + suffix);
 		Bridge.copyCalibration(imp, out);
 		if ("labels".equals(output)) {
-			double max = out.getStatistics().max;
+			double max = out.getStackSize() > 1 ? new StackStatistics(out).max : out.getStatistics().max;
 			out.setDisplayRange(0, Math.max(max, 1));
 		} else if ("mask".equals(output) && out.getProcessor().isBinary() && !Prefs.blackBackground) {
 			// an ImageJ mask: objects 255 shown black on white (as Convert to Mask makes them), so
