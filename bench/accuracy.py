@@ -4,6 +4,7 @@ matching code (``stardist.matching``: AP = TP / (TP + FP + FN) and F1 at IoU 0.5
 
     python bench/accuracy.py --dataset dsb2018 --minutes 20
     python bench/accuracy.py --dataset sim3k-100 --minutes 20
+    python bench/accuracy.py --dataset sim3d --minutes 20 --methods ijseg-default,stardist
     python bench/accuracy.py --data DIR [--train-split FILE] [--test DIR] --minutes 20
 
 Datasets
@@ -11,7 +12,9 @@ Datasets
 ``dsb2018``: ``../shared/data/dsb2018_dev`` (265 grey fluorescence images); the 40 images of
 ``DSB_TEST`` below (drawn once with ``numpy.random.default_rng(2018)`` from the sorted ids) are
 the test set, the other 225 the training set. ``sim3k-100``: ijseg's simulated touching nuclei
-(``ijseg simulate --preset sim3k-100 --seed 1``: its train/ and test/ folders). ``--data DIR``:
+(``ijseg simulate --preset sim3k-100 --seed 1``: its train/ and test/ folders); ``sim3d`` the
+same for its volumes (``--preset sim3d``: 40 + 10 stacks of 32 x 128 x 128 voxels, z step 2.5x the
+xy step), where the methods are ijseg-default with ``--dims 3`` and StarDist 3D. ``--data DIR``:
 any folder of ``images/`` + ``masks/`` (instance labels); ``--train-split FILE`` lists the
 training image names (one per line; default: all images of DIR), ``--test DIR`` is a folder of
 images + masks (default: the images of DIR not in the split).
@@ -32,14 +35,21 @@ Methods
   label holes filled, thresholds optimised on the validation images after training
   (TensorBoard off). It gets exactly ijseg's training/validation split (from ijseg's
   ``split.json``).
+* StarDist 3D (on volumes) as its 3-D training notebook configures it: anisotropy from the
+  objects' extents in the training labels, 96 rays on a golden spiral with that anisotropy, grid
+  1 along an axis over 1.5x coarser (else 2), batch 2, patches of 48 x 96 x 96 (their depth capped
+  at the volumes' depth), flips and rotations in y/x and the same intensity augmentation,
+  thresholds optimised after training; the rest at ``Config3D``'s defaults.
 
 * Cellpose 3 (``cellpose==3.1.1.3``, CPU torch, in its own environment made by
   ``bash bench/setup_cellpose.sh``) from scratch, configured as its command line trains a new
   model (SGD, learning rate 0.2, 224x224 patches, nuclei rescaled to a diameter of 17 px) on the
   same training images; see ``bench/cellpose_run.py``.
 
-Each network (Cellpose aside, see its script) trains with 25 steps per epoch until the next epoch would end past ``--minutes``
-(the same rule for both, see ``ijseg.train``); the best weights by validation loss are used.
+Each network (Cellpose aside, see its script) trains until the next step would end past ``--minutes``
+with its epoch's validation (the same rule for both, see ``ijseg.train``); the best weights by
+validation loss are used. Prediction to labels is timed over the test images (``mvox_per_s``:
+megapixels, or megavoxels, per second).
 Results go to ``--out`` (JSON) and are printed as a Markdown table.
 """
 
@@ -137,10 +147,10 @@ def resolve_dataset(args, work: Path) -> tuple[str, list[tuple[Path, Path]], lis
     else:
         from ijseg.data.simulate import simulate_dataset
 
-        root = work / "sim3k-100-data"
+        root = work / f"{args.dataset}-data"
         if not (root / "test").is_dir():
-            simulate_dataset(root, "sim3k-100", seed=1)
-        name = "sim3k-100"
+            simulate_dataset(root, args.dataset, seed=1)
+        name = args.dataset
         train = list(_pairs(root / "train").values())
         test_pairs = list(_pairs(root / "test").values())
     if not train or not test_pairs:
@@ -197,7 +207,8 @@ def score(y_true: list[np.ndarray], y_pred: list[np.ndarray]) -> dict[str, float
 # methods
 
 
-def run_ijseg(method: str, train_dir: Path, test: list[tuple[Path, Path]], minutes: float, work: Path) -> dict:
+def run_ijseg(method: str, train_dir: Path, test: list[tuple[Path, Path]], minutes: float, work: Path,
+              dims: int = 2) -> dict:
     from ijseg.config import Config
     from ijseg.data.io import read_image, read_mask
     from ijseg.postprocess import postprocess
@@ -208,7 +219,9 @@ def run_ijseg(method: str, train_dir: Path, test: list[tuple[Path, Path]], minut
 
     extra = VARIANTS[method]
     # the other variants are those of the tables measured before unet_top_convs existed: two convolutions
-    cfg = (Config(train_epochs=EPOCHS_UNTIL_TIME_LIMIT, **extra) if method in COMMAND_LINE
+    if dims == 3 and method not in COMMAND_LINE:
+        sys.exit(f"{method}: a 2-D variant; on volumes use {', '.join(COMMAND_LINE)}")
+    cfg = (Config(train_epochs=EPOCHS_UNTIL_TIME_LIMIT, unet_dims=dims, **extra) if method in COMMAND_LINE
            else Config(train_epochs=MAX_EPOCHS, train_steps_per_epoch=STEPS_PER_EPOCH,
                        **{"unet_top_convs": 2, **extra}))
     model_dir = work / method
@@ -223,68 +236,116 @@ def run_ijseg(method: str, train_dir: Path, test: list[tuple[Path, Path]], minut
         prob = pred.predict(read_image(img))
         y_pred.append(postprocess(prob, pred.config, pred.postprocessing).labels)
     predict_s = time.perf_counter() - t0
-    y_true = [read_mask(mask) for _, mask in test]
+    y_true = [read_mask(mask, dims=dims) for _, mask in test]
+    steps = sum(int(h.get("steps", cfg.train_steps_per_epoch)) for h in res.history)
+    patch = "x".join(map(str, (cfg.train_patch_depth,) * (dims == 3) + (cfg.train_patch_size,) * 2))
     return {"epochs": res.epochs_done, "best_epoch": res.best_epoch, "train_s": round(train_s, 1),
-            "wall_s": round(wall, 1), "steps_per_epoch": cfg.train_steps_per_epoch,
-            "patches_per_s": round(res.epochs_done * cfg.train_steps_per_epoch * cfg.train_batch_size / train_s, 2),
-            "predict_s": round(predict_s, 1), "n_params": pred.config.n_params, "patch": cfg.train_patch_size,
-            "batch": cfg.train_batch_size, "tuned": res.tuned,
+            "wall_s": round(wall, 1), "steps": steps, "steps_per_epoch": cfg.train_steps_per_epoch,
+            "patches_per_s": round(steps * cfg.train_batch_size / train_s, 2),
+            "predict_s": round(predict_s, 1), "mvox_per_s": _rate(y_true, predict_s), "n_params": pred.config.n_params,
+            "patch": patch, "batch": cfg.train_batch_size, "tuned": res.tuned,
             **score(y_true, y_pred)}
 
 
+def _rate(y_true: list[np.ndarray], seconds: float) -> float:
+    """Megapixels (megavoxels) per second over the test images."""
+    return round(sum(y.size for y in y_true) / seconds / 1e6, 3)
+
+
 def _augment(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Random 90-degree rotations and flips of image and labels, random intensity scale/shift."""
+    """Random 90-degree rotations and flips of image and labels in y/x (a volume is never turned
+    over along z), random intensity scale/shift: StarDist's example augmenter."""
     rng = np.random.default_rng()
-    k = int(rng.integers(4))
-    x, y = np.rot90(x, k), np.rot90(y, k)
-    if rng.random() < 0.5:
-        x, y = x[:, ::-1], y[:, ::-1]
+    yx = (x.ndim - 2, x.ndim - 1) if y.ndim == x.ndim else (y.ndim - 2, y.ndim - 1)
+    if x.shape[yx[0]] == x.shape[yx[1]]:
+        k = int(rng.integers(4))
+        x, y = np.rot90(x, k, axes=yx), np.rot90(y, k, axes=yx)
+    for axis in yx:
+        if rng.random() < 0.5:
+            x, y = np.flip(x, axis), np.flip(y, axis)
     x = x * rng.uniform(0.6, 2.0) + rng.uniform(-0.2, 0.2)
     return np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y)
 
 
-def run_stardist(split_json: Path, test: list[tuple[Path, Path]], minutes: float, work: Path) -> dict:
+def _time_limit(tf, limit: float):
+    """ijseg's time-limit rule (``ijseg.train``) as a Keras callback: stop after the step past which
+    the next one and the epoch's validation would end beyond ``limit`` seconds."""
+
+    class TimeLimit(tf.keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start = time.perf_counter()
+            self.epochs = self.steps = 0
+            self.elapsed = 0.0
+            self.val_s = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+            self.epoch_steps = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.epoch_steps += 1
+            now = time.perf_counter()
+            step = (now - self.t0) / self.epoch_steps
+            if now - self.start + step + (self.val_s or 0.0) > limit:
+                self.model.stop_training = True
+
+        def on_test_begin(self, logs=None):
+            self.v0 = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            self.val_s = time.perf_counter() - self.v0
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs += 1
+            self.steps += self.epoch_steps
+            self.elapsed = time.perf_counter() - self.start
+
+    return TimeLimit()
+
+
+def _stardist_config(x_train: list[np.ndarray], y_train: list[np.ndarray], dims: int):
+    """The authors' configuration: 2-D nuclei (32 rays, grid 2x2, 256x256 patches, batch 4) or the
+    3-D notebook's (anisotropy from the objects' extents, 96 rays, grid by anisotropy, batch 2)."""
+    from stardist.models import Config2D, Config3D
+
+    common = dict(n_channel_in=1, train_tensorboard=False, train_epochs=MAX_EPOCHS, train_steps_per_epoch=STEPS_PER_EPOCH)
+    if dims == 2:
+        return Config2D(n_rays=32, grid=(2, 2), train_patch_size=(256, 256), **common)
+    from stardist import Rays_GoldenSpiral, calculate_extents
+
+    extents = calculate_extents(y_train)
+    anisotropy = tuple(float(a) for a in np.max(extents) / extents)
+    grid = tuple(1 if a > 1.5 else 2 for a in anisotropy)
+    depth = min(48, min(x.shape[0] for x in x_train))
+    depth -= depth % (4 * grid[0])  # the U-Net's pooling (2**2) times the grid
+    return Config3D(rays=Rays_GoldenSpiral(96, anisotropy=anisotropy), grid=grid, anisotropy=anisotropy,
+                    use_gpu=False, train_patch_size=(depth, 96, 96), train_batch_size=2, **common)
+
+
+def run_stardist(split_json: Path, test: list[tuple[Path, Path]], minutes: float, work: Path, dims: int = 2) -> dict:
     import tensorflow as tf
     from csbdeep.utils import normalize
     from stardist import fill_label_holes
-    from stardist.models import Config2D, StarDist2D
+    from stardist.models import StarDist2D, StarDist3D
 
     from ijseg.data.io import read_image, read_mask
 
     split = json.loads(split_json.read_text())
     root = Path(split["data"])
+    axes = tuple(range(dims))
 
     def load(samples):
-        xs = [normalize(read_image(root / s["image"]).data.astype(np.float32), 1, 99.8, axis=(0, 1)) for s in samples]
-        ys = [fill_label_holes(read_mask(root / s["mask"])) for s in samples]
+        xs = [normalize(read_image(root / s["image"]).data.astype(np.float32), 1, 99.8, axis=axes) for s in samples]
+        ys = [fill_label_holes(read_mask(root / s["mask"], dims=dims)) for s in samples]
         return xs, ys
 
     x_train, y_train = load(split["train"])
     x_val, y_val = load(split["validation"])
-    conf = Config2D(n_rays=32, grid=(2, 2), n_channel_in=1, train_patch_size=(256, 256), train_tensorboard=False,
-                    train_epochs=MAX_EPOCHS, train_steps_per_epoch=STEPS_PER_EPOCH)
-    model = StarDist2D(conf, name="stardist", basedir=str(work))
+    conf = _stardist_config(x_train, y_train, dims)
+    model = (StarDist2D if dims == 2 else StarDist3D)(conf, name="stardist" if dims == 2 else "stardist3d",
+                                                       basedir=str(work))
     model.prepare_for_training()
-    limit = minutes * 60
-
-    class TimeLimit(tf.keras.callbacks.Callback):
-        """The rule of ijseg's time limit: stop before an epoch that would end past it."""
-
-        def on_train_begin(self, logs=None):
-            self.start = time.perf_counter()
-            self.epochs = 0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.epochs += 1
-            now = time.perf_counter()
-            self.elapsed = now - self.start
-            if self.elapsed + (now - self.t0) > limit:
-                self.model.stop_training = True
-
-    timer = TimeLimit()
+    timer = _time_limit(tf, minutes * 60)
     model.callbacks.append(timer)
     t0 = time.perf_counter()
     model.train(x_train, y_train, validation_data=(x_val, y_val), augmenter=_augment, epochs=MAX_EPOCHS,
@@ -296,14 +357,19 @@ def run_stardist(split_json: Path, test: list[tuple[Path, Path]], minutes: float
     y_pred = []
     t0 = time.perf_counter()
     for img, _ in test:
-        x = normalize(read_image(img).data.astype(np.float32), 1, 99.8, axis=(0, 1))
-        y_pred.append(model.predict_instances(x, show_tile_progress=False)[0])
+        x = normalize(read_image(img).data.astype(np.float32), 1, 99.8, axis=axes)
+        tiles = model._guess_n_tiles(x) if dims == 3 else None
+        y_pred.append(model.predict_instances(x, n_tiles=tiles, show_tile_progress=False)[0])
     predict_s = time.perf_counter() - t0
-    y_true = [read_mask(mask) for _, mask in test]
+    y_true = [read_mask(mask, dims=dims) for _, mask in test]
     return {"epochs": timer.epochs, "train_s": round(timer.elapsed, 1), "wall_s": round(wall, 1),
-            "patches_per_s": round(timer.epochs * STEPS_PER_EPOCH * conf.train_batch_size / timer.elapsed, 2),
+            "steps": timer.steps, "steps_per_epoch": STEPS_PER_EPOCH,
+            "patches_per_s": round(timer.steps * conf.train_batch_size / timer.elapsed, 2),
             "optimise_thresholds_s": round(optimise_s, 1), "thresholds": dict(model.thresholds._asdict()),
-            "predict_s": round(predict_s, 1), "n_params": int(model.keras_model.count_params()),
+            "predict_s": round(predict_s, 1), "mvox_per_s": _rate(y_true, predict_s),
+            "n_params": int(model.keras_model.count_params()),
+            "patch": "x".join(map(str, conf.train_patch_size)), "batch": conf.train_batch_size,
+            **({"anisotropy": list(conf.anisotropy), "grid": list(conf.grid), "n_rays": conf.n_rays} if dims == 3 else {}),
             **score(y_true, y_pred)}
 
 
@@ -344,30 +410,33 @@ def run_cellpose(split_json: Path, test: list[tuple[Path, Path]], minutes: float
 def table(results: dict) -> str:
     cols = [f"{k}@{t}" for t in THRESHOLDS for k in ("ap", "f1")]
     lines = ["| method | " + " | ".join(c.replace("ap", "AP").replace("f1", "F1") for c in cols)
-             + " | training s | steps x batch | training patches/s (patch) | test prediction s |",
+             + " | training s | steps x batch | training patches/s (patch) | test prediction s (MP/s) |",
              "|---" * (len(cols) + 5) + "|"]
     for name, r in results["methods"].items():
-        steps = r["epochs"] * r.get("steps_per_epoch", STEPS_PER_EPOCH)
+        steps = r.get("steps", r["epochs"] * r.get("steps_per_epoch", STEPS_PER_EPOCH))
         batch = r.get("batch", 4 if name == "stardist" else 8)
+        rate = f" ({r['mvox_per_s']:.2f})" if "mvox_per_s" in r else ""
         lines.append(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in cols)
                      + f" | {r['train_s']:.0f} | {steps} x {batch} | {r['patches_per_s']:.1f} ({r.get('patch', 256)})"
-                     f" | {r['predict_s']:.1f} |")
+                     f" | {r['predict_s']:.1f}{rate} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--dataset", choices=("dsb2018", "sim3k-100"), default="dsb2018")
+    ap.add_argument("--dataset", choices=("dsb2018", "sim3k-100", "sim3d"), default="dsb2018")
     ap.add_argument("--data", type=Path, help="a folder of images/ + masks/ instead of --dataset")
     ap.add_argument("--train-split", type=Path, help="with --data: file of training image names")
     ap.add_argument("--test", type=Path, help="with --data: folder of test images/ + masks/")
+    ap.add_argument("--dims", type=int, choices=(2, 3), help="with --data: 3 for volumes (default 2; sim3d: 3)")
     ap.add_argument("--minutes", type=float, default=20.0, help="training time budget of each method (default 20)")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--work", type=Path, default=REPO / "bench" / "work", help="models and data (default bench/work)")
     ap.add_argument("--out", type=Path, help="results JSON (default bench/results/accuracy-DATASET.json)")
     args = ap.parse_args(argv)
-    if args.data is None and (args.train_split or args.test):
-        ap.error("--train-split and --test go with --data")
+    if args.data is None and (args.train_split or args.test or args.dims):
+        ap.error("--train-split, --test and --dims go with --data")
+    dims = args.dims or (3 if args.dataset == "sim3d" and args.data is None else 2)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - set(METHODS)
     if unknown:
@@ -386,7 +455,7 @@ def main(argv=None) -> int:
     print(f"{name}: {len(train_pairs)} training images, {len(test_pairs)} test images; {args.minutes:g} min each",
           flush=True)
     out = args.out or REPO / "bench" / "results" / f"accuracy-{name}.json"
-    results = {"dataset": name, "n_train": len(train_pairs), "n_test": len(test_pairs), "minutes": args.minutes,
+    results = {"dataset": name, "dims": dims, "n_train": len(train_pairs), "n_test": len(test_pairs), "minutes": args.minutes,
                "steps_per_epoch": STEPS_PER_EPOCH, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
                            "tensorflow": tf.__version__, "ijseg": ijseg.__version__,
@@ -402,10 +471,12 @@ def main(argv=None) -> int:
         if m in ("stardist", "cellpose"):
             split = next((run_dir / d / "split.json" for d in VARIANTS
                           if (run_dir / d / "split.json").is_file()), None) or ijseg_split(train_dir, run_dir)
-            run = run_stardist if m == "stardist" else run_cellpose
-            r = run(split, test_pairs, args.minutes, run_dir)
+            if m == "cellpose" and dims == 3:
+                sys.exit("cellpose: 2-D only in this benchmark")
+            r = (run_stardist(split, test_pairs, args.minutes, run_dir, dims) if m == "stardist"
+                 else run_cellpose(split, test_pairs, args.minutes, run_dir))
         else:
-            r = run_ijseg(m, train_dir, test_pairs, args.minutes, run_dir)
+            r = run_ijseg(m, train_dir, test_pairs, args.minutes, run_dir, dims)
         results["methods"][m] = r
         print(json.dumps(r), flush=True)
         atomic_write_text(out, json.dumps(results, indent=2) + "\n")  # a results file is never half-written

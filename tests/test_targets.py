@@ -72,3 +72,19 @@ def test_3class_and_distance_in_3d():
     deep = labels_to_distance(lab[1:5], sampling=(2.5, 1, 1))
     assert deep[1, 6, 6] == pytest.approx(1.0) and deep[1, 6, 4] < flat[1, 6, 4]
     np.testing.assert_array_equal(make_target(lab, "distance", sampling=(2.5, 1, 1)) > 0, lab > 0)
+
+
+def test_3class_rim_in_a_volume_is_as_wide_in_micrometres_along_z():
+    lab = np.zeros((9, 21, 21), np.uint16)
+    lab[1:8, 2:19, 2:19] = 1  # a nucleus 7 planes deep and 17 pixels across, z step 2.5x xy
+    t = labels_to_3class(lab, 2, sampling=(1.25, 0.5, 0.5))
+    zs, ys, xs = np.nonzero(t == 1)
+    assert (zs.min(), zs.max()) == (2, 6)  # one plane of rim along z ...
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (4, 16, 4, 16)  # ... two pixels in y and x
+    # the same width on every axis without a voxel size, or with a cubic one
+    np.testing.assert_array_equal(labels_to_3class(lab, 2, sampling=(1, 1, 1)), labels_to_3class(lab, 2))
+    zs, _, _ = np.nonzero(labels_to_3class(lab, 2) == 1)
+    assert (zs.min(), zs.max()) == (3, 5)
+    # training targets take the voxel size; 2-D images keep their rim
+    np.testing.assert_array_equal(make_target(lab, "3class", boundary_width=2, sampling=(1.25, 0.5, 0.5)), t)
+    np.testing.assert_array_equal(labels_to_3class(lab[4], 3, sampling=(0.5, 0.5)), labels_to_3class(lab[4], 3))

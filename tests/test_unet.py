@@ -145,7 +145,7 @@ def test_3d_patch_depth_must_fit_the_z_pooling():
     with pytest.raises(ConfigError, match="unet_anisotropy must be >= 1.0"):
         Config(unet_dims=3, unet_anisotropy=0.5)
     assert Config(unet_dims=3, unet_depth=4, unet_anisotropy=3, train_patch_depth=8).divisor_z == 8  # xy only at level 0
-    assert Config(unet_dims=3, train_patch_depth=24).divisor_z == 8  # the 3-D default: depth 3
+    assert Config(unet_dims=3, train_patch_depth=32).divisor_z == 8  # the 3-D default: depth 3, z pooled at each level
 
 
 @pytest.mark.parametrize("anisotropy", [1, 2])

@@ -158,7 +158,7 @@ def _add_train(sub) -> None:
     g.add_argument("--val-fraction", type=float, help="fraction of images for validation, 0.1-0.3 (default 0.15)")
     g = p.add_argument_group("network")
     g.add_argument("--dims", type=int, choices=(2, 3),
-                   help="2: images (default); 3: Z stacks, with a 3-D U-Net (depth 3, 16 filters, batch 4 by default)")
+                   help="2: images (default); 3: Z stacks, with a 3-D U-Net (depth 3, 16 filters, batch 4 of 16x64x64 patches by default)")
     g.add_argument("--anisotropy", type=float,
                    help="3-D: z step over xy step the network is built for (default: from the training stacks' "
                         "voxel size); levels keep z while it is over 1.5x the xy step")
@@ -176,9 +176,9 @@ def _add_train(sub) -> None:
     g.add_argument("--learning-rate", type=float, help="default 1e-3")
     g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     g.add_argument("--epochs", type=int, help="default 100; with --resume, the new total")
-    g.add_argument("--steps-per-epoch", type=int, help="default 100")
+    g.add_argument("--steps-per-epoch", type=int, help="default 100; 3-D: 50")
     g.add_argument("--batch-size", type=int, help="default 16; 3-D: 4")
-    g.add_argument("--patch-size", type=int, help="square patch size, a multiple of 2**depth (default 128)")
+    g.add_argument("--patch-size", type=int, help="square patch size, a multiple of 2**depth (default 128; 3-D: 64)")
     g.add_argument("--patch-depth", type=int,
                    help="3-D: patch size along z, a multiple of 2 per level that halves z (default 16)")
     g.add_argument("--reduce-lr-patience", type=int, help="halve the learning rate after N epochs without improvement (0: off)")
@@ -191,9 +191,9 @@ def _add_train(sub) -> None:
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace a model already in --model")
     g.add_argument("--time-limit", type=float, metavar="MIN",
-                   help="train for MIN minutes: epochs until the last one that ends within MIN minutes (unless "
-                        "--epochs is given), the learning rate decaying over the budget (cosine); --resume goes on "
-                        "from there")
+                   help="train for MIN minutes: steps until the next one and its epoch's validation would end past "
+                        "MIN minutes (unless --epochs is given; the cut epoch is kept), the learning rate decaying "
+                        "over the budget (cosine); --resume goes on from there")
     g.add_argument("--lr-schedule", choices=("auto", "plateau", "cosine"),
                    help="plateau: halve the learning rate when the validation loss stalls; cosine: decay over the "
                         "time budget or the epochs; auto (default): cosine with --time-limit, else plateau")

@@ -187,6 +187,10 @@ class _EpochEnd:
     t0 = 0.0
     lr = 0.0
     epoch = 0
+    steps = 0  # steps done in the epoch in progress
+    val_s = None  # seconds the last validation pass took
+    val_t0 = 0.0
+    val_batches = 0  # batches in a validation pass (set by _epoch_callback)
 
     def set_model(self, model):
         super().set_model(model)
@@ -203,6 +207,7 @@ class _EpochEnd:
 
         self.t0 = time.perf_counter()
         self.epoch = epoch
+        self.steps = 0
         self._set_cosine_lr(0)
         self.lr = float(np.asarray(self.model.optimizer.learning_rate))
         of = (f" ({(self.t0 - self.started) / 60:.1f} of {self.time_limit:g} min)" if self.time_limit
@@ -234,16 +239,36 @@ class _EpochEnd:
             self.model.stop_evaluating = True
         return self.state.get("interrupted", False)
 
+    def on_test_begin(self, logs=None):
+        self.val_t0 = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.val_s = time.perf_counter() - self.val_t0
+
     def on_test_batch_end(self, batch, logs=None):
         self._stop_requested()
 
     def on_train_batch_end(self, batch, logs=None):
         if self._stop_requested():
             return
+        self.steps += 1
         if self.bar is not None:
             self.bar.update(1)
             if logs and "loss" in logs:
                 self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+        if self.time_limit and self._budget_spent():
+            self.state["time_limit_reached"] = True
+            self.model.stop_training = True  # Keras still validates the epoch, which is kept
+
+    def _budget_spent(self) -> bool:
+        """Whether the next step would end past the time limit once the epoch is validated (the
+        last validation pass's time, or before the first one, a forward pass per validation batch
+        at a third of a training step's time): where steps are slow, as in 3-D on a CPU, an epoch
+        is cut short rather than run past the budget."""
+        now = time.perf_counter()
+        step = (now - self.t0) / self.steps
+        validation = self.val_s if self.val_s is not None else self.val_batches * step / 3
+        return now - self.started + step + validation > self.time_limit * 60
 
     def on_epoch_end(self, epoch, logs=None):
         if self._stop_requested():  # the epoch in progress is incomplete: keep the last one
@@ -255,20 +280,15 @@ class _EpochEnd:
         self.history.append(row)
         self._schedule(epoch, row)
         self._save(row)
-        if self.time_limit and not self.model.stop_training:
-            # stop before an epoch that would end past the time limit (epochs take about as long)
-            elapsed = time.perf_counter() - self.started
-            if elapsed + row["time_s"] > self.time_limit * 60:
-                log.info("time limit of %g min: stopping after epoch %d (%.1f min)", self.time_limit, epoch + 1,
-                         elapsed / 60)
-                self.state["time_limit_reached"] = True
-                self.model.stop_training = True
+        if self.time_limit and self.state.get("time_limit_reached"):
+            log.info("time limit of %g min: stopping after %d of epoch %d's %d steps (%.1f min)", self.time_limit,
+                     self.steps, epoch + 1, self.cfg.train_steps_per_epoch, (time.perf_counter() - self.started) / 60)
 
     def _row(self, epoch: int, logs: dict[str, float]) -> dict[str, float]:
         metrics = sorted((k for k in logs if k not in ("loss", "val_loss", "learning_rate")),
                          key=lambda k: (k.removeprefix("val_"), k.startswith("val_")))
         return {"epoch": epoch + 1, "loss": logs.get("loss", np.nan), "val_loss": logs.get("val_loss", np.nan),
-                **{k: logs[k] for k in metrics}, "lr": float(f"{self.lr:.6g}"),
+                **{k: logs[k] for k in metrics}, "lr": float(f"{self.lr:.6g}"), "steps": self.steps,
                 "time_s": round(time.perf_counter() - self.t0, 3)}
 
     def _schedule(self, epoch: int, row: dict[str, float]) -> None:
@@ -287,7 +307,7 @@ class _EpochEnd:
                          self.state["best_epoch"])
                 self.state["stopped_early"] = True
         lr = float(np.asarray(self.model.optimizer.learning_rate))
-        if lr < self.lr:
+        if lr < self.lr and not self.cosine:  # the cosine schedule lowers it by itself
             log.info("validation loss has not improved for %d epochs: learning rate %.3g -> %.3g",
                      self.cfg.train_reduce_lr_patience, self.lr, lr)
 
@@ -311,7 +331,7 @@ class _EpochEnd:
 def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str, Any],
                     history: list[dict[str, float]], progress: bool,
                     callback: Callable[[dict[str, Any]], None] | None, time_limit: float | None = None,
-                    stop: threading.Event | None = None):
+                    stop: threading.Event | None = None, val_batches: int = 0):
     """The training loop's callback: Keras's ReduceLROnPlateau and EarlyStopping (their counters
     kept in ``state`` for --resume), best and last weights, checkpoint, history, curves, progress
     bar, time limit and stop requests. Keras's own callbacks run only for completed epochs: an
@@ -329,7 +349,7 @@ def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str,
     cb = type("EpochEnd", (_EpochEnd, keras.callbacks.Callback), {})()
     cb.__dict__.update(keras=keras, folder=folder, cfg=cfg, state=state, history=history, progress=progress,
                        callback=callback, time_limit=time_limit, stop=stop, schedule=schedule, cosine=cosine,
-                       started=time.perf_counter())
+                       val_batches=val_batches, started=time.perf_counter())
     return cb
 
 
@@ -373,8 +393,8 @@ def train(
     progress, callback
         Show tqdm progress bars; call ``callback({"event": "epoch_end", "epoch", "logs"})``.
     time_limit
-        Minutes: training stops after the last epoch that ends within this time (from the first
-        epoch), the learning rate decaying over it (cosine).
+        Minutes: training stops at the step past which the next one and the epoch's validation
+        would end after this time; that epoch is kept (``steps`` in ``history.csv``). Cosine rate.
     stop
         An event that another thread or a signal handler (the command line's Ctrl-C) sets to
         stop cleanly: the current step finishes, the epoch in progress is dropped, and
@@ -404,7 +424,7 @@ def train(
 
     _fit(model, train_ds, val_ds, cfg, state, stop, _epoch_callback(
         keras, folder=folder, cfg=cfg, state=state, history=history, progress=progress, callback=callback,
-        time_limit=time_limit, stop=stop))
+        time_limit=time_limit, stop=stop, val_batches=int(val_ds.cardinality())))
     interrupted = bool(state.get("interrupted")) or (stop is not None and stop.is_set())
     finished = state["epoch"] > 0 and not interrupted
     tuned, summary = _finish(folder, val_s, tune=tune and finished, qc=qc and finished, progress=progress)

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
@@ -41,7 +43,8 @@ def labels_to_binary(labels: np.ndarray) -> np.ndarray:
     return (np.asarray(labels) > 0).astype(np.uint8)
 
 
-def labels_to_3class(labels: np.ndarray, boundary_width: int = 1) -> np.ndarray:
+def labels_to_3class(labels: np.ndarray, boundary_width: int = 1, *,
+                     sampling: Sequence[float] | None = None) -> np.ndarray:
     """Background (0) / interior (1) / boundary (2) classes from instance labels.
 
     Parameters
@@ -49,7 +52,12 @@ def labels_to_3class(labels: np.ndarray, boundary_width: int = 1) -> np.ndarray:
     labels
         2-D or 3-D instance labels, 0 background.
     boundary_width
-        Rim width in pixels (voxels in 3-D, on every axis), measured inside each object.
+        Rim width in pixels, measured inside each object (along the finest axis).
+    sampling
+        Pixel (voxel) size along each axis: along an axis whose step is ``k`` times the finest,
+        the rim is ``round(boundary_width / k)`` voxels wide, and at least 1 (a stack with z steps
+        2.5x its xy steps and a rim of 2 gets 1 plane in z, which keeps an interior in nuclei 7
+        planes deep). ``None``: the same width on every axis.
 
     Returns
     -------
@@ -73,13 +81,39 @@ def labels_to_3class(labels: np.ndarray, boundary_width: int = 1) -> np.ndarray:
         raise ValueError(f"boundary_width must be >= 1, got {boundary_width}")
     # pixels of an object with a 4-neighbour (6 in 3-D) of another label (background included)
     boundary = find_boundaries(labels, mode="inner", connectivity=1)
-    if boundary_width > 1:
-        grown = ndi.binary_dilation(boundary, iterations=boundary_width - 1)
-        boundary = grown & (labels > 0)
+    widths = _rim_widths(boundary_width, labels.ndim, sampling)
+    if max(widths) > 1 and len(set(widths)) == 1:
+        boundary = ndi.binary_dilation(boundary, iterations=boundary_width - 1) & (labels > 0)
+    elif max(widths) > 1:  # one step of the 6-neighbour cross at a time, along the axes still growing
+        for step in range(1, max(widths)):
+            boundary = ndi.binary_dilation(boundary, structure=_cross(labels.ndim, [w > step for w in widths]))
+            boundary &= labels > 0
     out = np.zeros(labels.shape, np.uint8)
     out[labels > 0] = 1
     out[boundary] = 2
     return out
+
+
+def _cross(ndim: int, axes: Sequence[bool]) -> np.ndarray:
+    """A 3x3(x3) structuring element: the centre and its two neighbours along each chosen axis."""
+    cross = np.zeros((3,) * ndim, bool)
+    cross[(1,) * ndim] = True
+    for axis, on in enumerate(axes):
+        if on:
+            cross[(1,) * axis + (slice(None),) + (1,) * (ndim - axis - 1)] = True
+    return cross
+
+
+def _rim_widths(width: int, ndim: int, sampling: Sequence[float] | None) -> tuple[int, ...]:
+    """The rim's width in voxels along each axis (see :func:`labels_to_3class`).
+
+    >>> _rim_widths(2, 3, (1.25, 0.5, 0.5)), _rim_widths(4, 3, (1.25, 0.5, 0.5)), _rim_widths(2, 2, None)
+    ((1, 2, 2), (2, 4, 4), (2, 2))
+    """
+    if sampling is None:
+        return (width,) * ndim
+    finest = min(float(s) for s in sampling)
+    return tuple(max(1, int(np.floor(width * finest / float(s) + 0.5))) for s in sampling)
 
 
 def labels_to_distance(labels: np.ndarray, *, sampling: tuple[float, ...] | None = None) -> np.ndarray:
@@ -161,7 +195,8 @@ def make_target(
     source
         Named in error messages (usually the mask's path).
     sampling
-        Pixel (voxel) size along each axis for ``distance`` (see :func:`labels_to_distance`).
+        Pixel (voxel) size along each axis for ``distance`` and for the rim of ``3class`` (see
+        :func:`labels_to_distance`, :func:`labels_to_3class`).
 
     Returns
     -------
@@ -171,7 +206,7 @@ def make_target(
     if target == "binary":
         return labels_to_binary(mask)
     if target == "3class":
-        return labels_to_3class(mask, boundary_width)
+        return labels_to_3class(mask, boundary_width, sampling=sampling)
     if target == "distance":
         return labels_to_distance(mask, sampling=sampling)
     if target == "classes":
