@@ -35,6 +35,16 @@ def test_write_read_roundtrip_keeps_calibration(tmp_path):
         assert tif.is_imagej
 
 
+@pytest.mark.parametrize("unit", ["µm", "um", "micrometer"])
+def test_micrometres_are_written_as_imagej_writes_them(tmp_path, unit):
+    """A TIFF description is ASCII: "µm" was a UnicodeEncodeError; ImageJ shows "micron" as µm."""
+    path = write_tiff(tmp_path / "v.tif", np.zeros((2, 4, 4), np.uint8), "ZYX", pixel_size=(0.5, 0.5), unit=unit,
+                      z_spacing=1.25)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.imagej_metadata["unit"] == "micron" and tif.imagej_metadata["spacing"] == 1.25
+    assert read_image(path).unit == "micron"
+
+
 def test_write_reorders_axes_to_imagej_and_reads_channels_back(tmp_path):
     data = np.random.default_rng(0).random((8, 9, 2)).astype(np.float32)
     path = write_tiff(tmp_path / "p.tif", data, "YXC")

@@ -176,9 +176,20 @@ def _tiff_calibration(tif) -> tuple[tuple[float, float], str, float]:
         z_spacing = 1.0
     if not (np.isfinite(z_spacing) and z_spacing > 0):
         z_spacing = 1.0
-    if unit in ("\\u00B5m", "um", "µm", "micrometer"):
-        unit = "micron"
-    return (1.0 / ry, 1.0 / rx), unit, z_spacing
+    return (1.0 / ry, 1.0 / rx), _imagej_unit(unit), z_spacing
+
+
+#: the spellings of micrometres, all stored as ImageJ's "micron" (a TIFF description is ASCII)
+_MICRON = ("\\u00B5m", "um", "µm", "μm", "micrometer", "micrometre")
+
+
+def _imagej_unit(unit: str) -> str:
+    """ImageJ's unit name: micrometres as "micron", which ImageJ shows as µm.
+
+    >>> _imagej_unit("µm"), _imagej_unit("um"), _imagej_unit("nm")
+    ('micron', 'micron', 'nm')
+    """
+    return "micron" if unit in _MICRON else unit
 
 
 def image_memory_limit() -> int:
@@ -494,7 +505,7 @@ def write_tiff(
     metadata: dict = {"axes": axes}
     kwargs: dict = {}
     if pixel_size is not None and unit not in ("pixel", "pixels", ""):
-        metadata["unit"] = unit
+        metadata["unit"] = _imagej_unit(unit)
         kwargs["resolution"] = (1.0 / pixel_size[1], 1.0 / pixel_size[0])
     if z_spacing is not None:
         if not (np.isfinite(z_spacing) and z_spacing > 0):
