@@ -52,6 +52,18 @@ def test_binary_watershed_splits_touching_discs():
     assert postprocess(prob, BIN, PostprocessOptions(watershed=True)).n_objects == 2
 
 
+def test_binary_watershed_in_a_volume_measures_distance_in_micrometres():
+    """Two round nuclei touching along z, sampled on planes 3x farther apart than the pixels: in
+    voxels their distance transform has one maximum (one object); in µm, two."""
+    zz, yy, xx = np.mgrid[:16, :32, :32]
+    z = 3.0 * zz
+    fg = ((z - 10) ** 2 + (yy - 16) ** 2 + (xx - 16) ** 2 < 81) | ((z - 24) ** 2 + (yy - 16) ** 2 + (xx - 16) ** 2 < 81)
+    prob = fg[..., None].astype(np.float32)
+    ws = PostprocessOptions(watershed=True)
+    assert postprocess(prob, Config(unet_dims=3, data_target="binary", unet_anisotropy=3.0), ws).n_objects == 2
+    assert postprocess(prob, Config(unet_dims=3, data_target="binary", unet_anisotropy=1.0), ws).n_objects == 1
+
+
 def test_distance_model_postprocessing():
     lab = labels_with_touching()
     d = labels_to_distance(np.pad(lab, 5))[..., None]

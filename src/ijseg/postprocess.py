@@ -216,12 +216,14 @@ def _fill_holes_per_object(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _watershed_split(fg: np.ndarray) -> np.ndarray:
-    """Split touching round objects: seeds at distance-transform maxima (h = 0.5 px)."""
+def _watershed_split(fg: np.ndarray, sampling: tuple[float, ...] | None = None) -> np.ndarray:
+    """Split touching round objects: seeds at distance-transform maxima (h = 0.5 px). In a volume
+    whose z step is coarser, distances are measured with ``sampling`` (z step over xy step, 1, 1):
+    in voxels, two nuclei touching along z have one maximum between them."""
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
-    dist = ndi.distance_transform_edt(fg)
+    dist = ndi.distance_transform_edt(fg, sampling=sampling)
     peaks = h_maxima(dist, 0.5)
     markers, _ = ndi.label(peaks, structure=_full(fg.ndim))
     return watershed(-dist, markers, mask=fg, connectivity=fg.ndim)
@@ -300,7 +302,7 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
         if opt.fill_holes:
             fg = ndi.binary_fill_holes(fg)
         if opt.watershed:
-            labels = _watershed_split(fg)
+            labels = _watershed_split(fg, (float(config.unet_anisotropy or 1.0), 1.0, 1.0) if fg.ndim == 3 else None)
         else:
             labels, _ = ndi.label(fg, structure=full)
         mask = fg.astype(np.uint8)
