@@ -82,12 +82,9 @@ def labels_to_3class(labels: np.ndarray, boundary_width: int = 1, *,
     # pixels of an object with a 4-neighbour (6 in 3-D) of another label (background included)
     boundary = find_boundaries(labels, mode="inner", connectivity=1)
     widths = _rim_widths(boundary_width, labels.ndim, sampling)
-    if max(widths) > 1 and len(set(widths)) == 1:
-        boundary = ndi.binary_dilation(boundary, iterations=boundary_width - 1) & (labels > 0)
-    elif max(widths) > 1:  # one step of the 6-neighbour cross at a time, along the axes still growing
-        for step in range(1, max(widths)):
-            boundary = ndi.binary_dilation(boundary, structure=_cross(labels.ndim, [w > step for w in widths]))
-            boundary &= labels > 0
+    for step in range(1, max(widths)):  # the 4- (6-) neighbour cross, along the axes still growing
+        boundary = ndi.binary_dilation(boundary, structure=_cross(labels.ndim, [w > step for w in widths]))
+    boundary &= labels > 0
     out = np.zeros(labels.shape, np.uint8)
     out[labels > 0] = 1
     out[boundary] = 2
