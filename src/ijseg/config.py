@@ -191,6 +191,15 @@ class Config:
         """Image sizes (in y and x) the network accepts are multiples of this (``2**depth``)."""
         return 2**self.unet_depth
 
+    def sampling(self, ndim: int) -> tuple[float, float, float] | None:
+        """The relative voxel size (z step over xy step, 1, 1) the network is built for, for an
+        array of ``ndim`` spatial axes; ``None`` for a 2-D image.
+
+        >>> Config(unet_dims=3, unet_anisotropy=2.5).sampling(3), Config().sampling(2)
+        ((2.5, 1.0, 1.0), None)
+        """
+        return (float(self.unet_anisotropy or 1.0), 1.0, 1.0) if ndim == 3 else None
+
     @property
     def z_pooled(self) -> tuple[bool, ...]:
         """For each level of a 3-D network, whether its down-sampling halves z too (2-D: none;

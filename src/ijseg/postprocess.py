@@ -302,7 +302,7 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
         if opt.fill_holes:
             fg = ndi.binary_fill_holes(fg)
         if opt.watershed:
-            labels = _watershed_split(fg, (float(config.unet_anisotropy or 1.0), 1.0, 1.0) if fg.ndim == 3 else None)
+            labels = _watershed_split(fg, config.sampling(fg.ndim))
         else:
             labels, _ = ndi.label(fg, structure=full)
         mask = fg.astype(np.uint8)

@@ -35,9 +35,8 @@ def truth_maps(mask: np.ndarray, cfg, source: Path) -> tuple[np.ndarray, np.ndar
         return classes, relabel_sequential(instances)
     target = "binary" if cfg.data_target == "distance" else cfg.data_target
     # a volume's rim as in training: its z step over its xy step is the network's anisotropy
-    sampling = (float(cfg.unet_anisotropy or 1.0), 1.0, 1.0) if mask.ndim == 3 else None
     return make_target(mask, target, n_classes=cfg.data_n_classes, boundary_width=cfg.data_boundary_width,
-                       sampling=sampling), mask
+                       sampling=cfg.sampling(mask.ndim)), mask
 
 
 class PixelCounts:
