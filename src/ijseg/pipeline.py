@@ -226,8 +226,11 @@ def predict_files(
             try:
                 image = read_image(path)
                 prob, seg, table = segment(predictor, image, options, tile=tile)
+                row = summary_row(path.name, seg, table, image)
+                # the row is listed right after the outputs' last rename: an interrupt in between
+                # would leave outputs that summary.csv and the message do not count
                 write_outputs(out, path.stem, image, prob, seg, table, output)
-                rows.append(summary_row(path.name, seg, table, image))
+                rows.append(row)
             except IjsegError as err:
                 msg = str(err) if str(path) in str(err) else f"{path}: {err}"
                 if len(inputs) > 1:
