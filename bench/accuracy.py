@@ -267,38 +267,33 @@ def _augment(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y)
 
 
-def _time_limit(tf, limit: float):
-    """ijseg's time-limit rule (``ijseg.train``) as a Keras callback: stop after the step past which
-    the next one and the epoch's validation would end beyond ``limit`` seconds."""
+def _time_limit(tf, limit: float, val_batches: int):
+    """ijseg's time-limit rule (``ijseg.train.StepClock``) as a Keras callback for StarDist."""
+    from ijseg.train import StepClock
 
     class TimeLimit(tf.keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.start = time.perf_counter()
+            self.clock = StepClock(limit, val_batches)
             self.epochs = self.steps = 0
             self.elapsed = 0.0
-            self.val_s = None
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-            self.epoch_steps = 0
+            self.clock.epoch_begin()
 
         def on_train_batch_end(self, batch, logs=None):
-            self.epoch_steps += 1
-            now = time.perf_counter()
-            step = (now - self.t0) / self.epoch_steps
-            if now - self.start + step + (self.val_s or 0.0) > limit:
+            if self.clock.step_end():
                 self.model.stop_training = True
 
         def on_test_begin(self, logs=None):
-            self.v0 = time.perf_counter()
+            self.clock.validation_begin()
 
         def on_test_end(self, logs=None):
-            self.val_s = time.perf_counter() - self.v0
+            self.clock.validation_end()
 
         def on_epoch_end(self, epoch, logs=None):
             self.epochs += 1
-            self.steps += self.epoch_steps
-            self.elapsed = time.perf_counter() - self.start
+            self.steps += self.clock.steps
+            self.elapsed = self.clock.elapsed()
 
     return TimeLimit()
 
@@ -345,7 +340,7 @@ def run_stardist(split_json: Path, test: list[tuple[Path, Path]], minutes: float
     model = (StarDist2D if dims == 2 else StarDist3D)(conf, name="stardist" if dims == 2 else "stardist3d",
                                                        basedir=str(work))
     model.prepare_for_training()
-    timer = _time_limit(tf, minutes * 60)
+    timer = _time_limit(tf, minutes * 60, -(-len(x_val) // conf.train_batch_size))
     model.callbacks.append(timer)
     t0 = time.perf_counter()
     model.train(x_train, y_train, validation_data=(x_val, y_val), augmenter=_augment, epochs=MAX_EPOCHS,

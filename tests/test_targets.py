@@ -88,3 +88,26 @@ def test_3class_rim_in_a_volume_is_as_wide_in_micrometres_along_z():
     # training targets take the voxel size; 2-D images keep their rim
     np.testing.assert_array_equal(make_target(lab, "3class", boundary_width=2, sampling=(1.25, 0.5, 0.5)), t)
     np.testing.assert_array_equal(labels_to_3class(lab[4], 3, sampling=(0.5, 0.5)), labels_to_3class(lab[4], 3))
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+def test_training_and_qc_draw_a_volumes_rim_alike(tmp_path, calibrated):
+    """The file's voxel size, or where the file has none, the network's anisotropy: training
+    targets and QC's ground truth get the same rim."""
+    from ijseg.config import Config
+    from ijseg.data.dataset import load_pairs
+    from ijseg.data.io import read_image, write_tiff
+    from ijseg.data.layouts import Sample
+    from ijseg.qc.metrics import truth_maps
+
+    lab = np.zeros((9, 21, 21), np.uint16)
+    lab[1:8, 2:19, 2:19] = 1
+    img = (lab * 100 + 10).astype(np.uint16)
+    kw = dict(pixel_size=(0.5, 0.5), unit="micron", z_spacing=1.25) if calibrated else {}
+    sample = Sample("a", write_tiff(tmp_path / "a.tif", img, "ZYX", **kw), write_tiff(tmp_path / "a_mask.tif", lab, "ZYX", **kw))
+    cfg = Config(unet_dims=3, unet_anisotropy=2.5, data_boundary_width=2)
+    (pair,) = load_pairs([sample], target="3class", n_classes=3, n_channels=1, normalizer=cfg.data_normalizer,
+                         boundary_width=2, progress=False, dims=3, sampling=cfg.sampling(3))
+    truth, _ = truth_maps(lab, cfg, sample.mask, read_image(sample.image).voxel_size)
+    np.testing.assert_array_equal(truth, pair.target)
+    np.testing.assert_array_equal(truth, labels_to_3class(lab, 2, sampling=(1.25, 0.5, 0.5)))  # z step 2.5x xy

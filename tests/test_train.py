@@ -21,7 +21,7 @@ from ijseg.data.targets import labels_to_3class
 from ijseg.errors import ConfigError, DataError, ModelError
 from ijseg.models.folder import ModelFolder
 from ijseg.predict import Predictor
-from ijseg.train import train
+from ijseg.train import StepClock, train
 
 
 def _history(model_dir):
@@ -293,6 +293,25 @@ def test_time_limit_cuts_the_epoch_that_would_end_past_it(sim_dataset, tmp_path,
     res = train(sim_dataset / "train", tmp_path / "m", resume=True, epochs=3, progress=False, qc=False, time_limit=60)
     assert not res.time_limit_reached and res.epochs_done == 3 and _iterations(tmp_path / "m") == 22
     assert [r["steps"] for r in _history(tmp_path / "m")] == ["1", "1", "20"]
+
+
+def test_time_limit_leaves_out_each_epochs_first_step():
+    """The first step traces the graph: its time does not predict the next one's, so a slow first
+    step alone does not end a run whose budget is not spent."""
+    clock = StepClock(limit_s=5.0, val_batches=100)
+    time.sleep(0.3)  # tracing: taken as the step time, 0.3 s + 100 validation batches would pass 5 s
+    assert not clock.step_end() and clock.step_s is None
+    assert not clock.step_end() and clock.step_s < 0.1  # the second step gives the step time
+    clock.epoch_begin()
+    time.sleep(0.3)
+    assert not clock.step_end() and clock.step_s < 0.1  # an epoch's first step keeps the last step time
+    clock.validation_begin()
+    time.sleep(0.2)
+    clock.validation_end()
+    assert clock.val_s >= 0.2
+    clock.limit_s = clock.elapsed() + 0.1  # the next step and validation would end past the limit
+    assert clock.step_end()
+    assert StepClock(limit_s=0.0).step_end()  # a spent budget stops at the first step
 
 
 def test_cosine_learning_rate_over_the_epochs_and_over_the_time_budget(sim_dataset, tmp_path, tiny_config):

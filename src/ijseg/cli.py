@@ -192,7 +192,7 @@ def _add_train(sub) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace a model already in --model")
     g.add_argument("--time-limit", type=float, metavar="MIN",
                    help="train for MIN minutes: steps until the next one and its epoch's validation would end past "
-                        "MIN minutes (unless --epochs is given; the cut epoch is kept), the learning rate decaying "
+                        "MIN minutes, or until --epochs where given, whichever comes first (the cut epoch is kept); the learning rate decaying "
                         "over the budget (cosine); --resume goes on from there")
     g.add_argument("--lr-schedule", choices=("auto", "plateau", "cosine"),
                    help="plateau: halve the learning rate when the validation loss stalls; cosine: decay over the "

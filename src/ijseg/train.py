@@ -179,6 +179,48 @@ def _load_checkpoint(model, path: Path) -> dict[str, Any]:
     return state
 
 
+class StepClock:
+    """The time-limit rule: stop after the step past which the next step and the epoch's
+    validation would end beyond ``limit_s`` seconds, so that an epoch of slow steps (3-D on a CPU)
+    is cut rather than run past the budget. A step's time leaves out each epoch's first step (graph
+    tracing, the input pipeline filling); until a second step has been timed, the run stops only
+    once the budget is spent. Validation takes the last pass's time, or before the first pass, a
+    forward pass per validation batch at a third of a training step."""
+
+    def __init__(self, limit_s: float, val_batches: int = 0):
+        self.limit_s, self.val_batches = limit_s, val_batches
+        self.started = time.perf_counter()
+        self.step_s: float | None = None
+        self.val_s: float | None = None
+        self.steps = 0  # in the epoch in progress
+        self._first_end = self._v0 = 0.0
+
+    def epoch_begin(self) -> None:
+        self.steps = 0
+
+    def step_end(self) -> bool:
+        """Count a step; whether the run should stop after it."""
+        now = time.perf_counter()
+        self.steps += 1
+        if self.steps == 1:
+            self._first_end = now
+        else:
+            self.step_s = (now - self._first_end) / (self.steps - 1)
+        if self.step_s is None:
+            return now - self.started > self.limit_s
+        validation = self.val_s if self.val_s is not None else self.val_batches * self.step_s / 3
+        return now - self.started + self.step_s + validation > self.limit_s
+
+    def validation_begin(self) -> None:
+        self._v0 = time.perf_counter()
+
+    def validation_end(self) -> None:
+        self.val_s = time.perf_counter() - self._v0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
 class _EpochEnd:
     """The methods of the training callback (mixed into ``keras.callbacks.Callback`` by
     :func:`_epoch_callback`, so that this module imports Keras only when training)."""
@@ -188,9 +230,7 @@ class _EpochEnd:
     lr = 0.0
     epoch = 0
     steps = 0  # steps done in the epoch in progress
-    val_s = None  # seconds the last validation pass took
-    val_t0 = 0.0
-    val_batches = 0  # batches in a validation pass (set by _epoch_callback)
+    clock: StepClock | None = None  # the time limit's (set by _epoch_callback)
 
     def set_model(self, model):
         super().set_model(model)
@@ -208,6 +248,8 @@ class _EpochEnd:
         self.t0 = time.perf_counter()
         self.epoch = epoch
         self.steps = 0
+        if self.clock is not None:
+            self.clock.epoch_begin()
         self._set_cosine_lr(0)
         self.lr = float(np.asarray(self.model.optimizer.learning_rate))
         of = (f" ({(self.t0 - self.started) / 60:.1f} of {self.time_limit:g} min)" if self.time_limit
@@ -240,10 +282,12 @@ class _EpochEnd:
         return self.state.get("interrupted", False)
 
     def on_test_begin(self, logs=None):
-        self.val_t0 = time.perf_counter()
+        if self.clock is not None:
+            self.clock.validation_begin()
 
     def on_test_end(self, logs=None):
-        self.val_s = time.perf_counter() - self.val_t0
+        if self.clock is not None:
+            self.clock.validation_end()
 
     def on_test_batch_end(self, batch, logs=None):
         self._stop_requested()
@@ -256,19 +300,9 @@ class _EpochEnd:
             self.bar.update(1)
             if logs and "loss" in logs:
                 self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
-        if self.time_limit and self._budget_spent():
+        if self.clock is not None and self.clock.step_end():
             self.state["time_limit_reached"] = True
             self.model.stop_training = True  # Keras still validates the epoch, which is kept
-
-    def _budget_spent(self) -> bool:
-        """Whether the next step would end past the time limit once the epoch is validated (the
-        last validation pass's time, or before the first one, a forward pass per validation batch
-        at a third of a training step's time): where steps are slow, as in 3-D on a CPU, an epoch
-        is cut short rather than run past the budget."""
-        now = time.perf_counter()
-        step = (now - self.t0) / self.steps
-        validation = self.val_s if self.val_s is not None else self.val_batches * step / 3
-        return now - self.started + step + validation > self.time_limit * 60
 
     def on_epoch_end(self, epoch, logs=None):
         if self._stop_requested():  # the epoch in progress is incomplete: keep the last one
@@ -349,7 +383,7 @@ def _epoch_callback(keras, *, folder: ModelFolder, cfg: Config, state: dict[str,
     cb = type("EpochEnd", (_EpochEnd, keras.callbacks.Callback), {})()
     cb.__dict__.update(keras=keras, folder=folder, cfg=cfg, state=state, history=history, progress=progress,
                        callback=callback, time_limit=time_limit, stop=stop, schedule=schedule, cosine=cosine,
-                       val_batches=val_batches, started=time.perf_counter())
+                       started=time.perf_counter(), clock=StepClock(time_limit * 60, val_batches) if time_limit else None)
     return cb
 
 
@@ -509,7 +543,8 @@ def _load_data(data, cfg: Config, folder: ModelFolder, *, resume: bool, progress
     log.info("%d images: %d for training, %d for validation", len(samples), len(train_s), len(val_s))
     kw = dict(target=cfg.data_target, n_classes=cfg.data_n_classes, n_channels=cfg.data_n_channels,
               normalizer=cfg.data_normalizer, boundary_width=cfg.data_boundary_width, mask_type=cfg.data_mask_type,
-              progress=progress, dims=cfg.unet_dims)
+              progress=progress, dims=cfg.unet_dims,
+              sampling=cfg.sampling(3) if cfg.unet_dims == 3 and cfg.unet_anisotropy is not None else None)
     return load_pairs(train_s, **kw), load_pairs(val_s, **kw), val_s, split
 
 

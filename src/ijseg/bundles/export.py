@@ -251,6 +251,8 @@ def _readme(cfg, norm, name: str, description: str, qc: dict | None, history: li
         size = (f"one image with {cfg.data_n_channels} channel(s), any size that is a multiple of {cfg.divisor} "
                 f"pixels (halo {halo} pixels for tiling)")
         patch = f"{cfg.train_patch_size}x{cfg.train_patch_size}"
+    # an epoch cut by the time limit has fewer steps (history.csv's "steps"; older folders lack it)
+    steps = sum(int(r.get("steps", cfg.train_steps_per_epoch)) for r in history)
     lines = [
         f"# {name}", "", description, "",
         "## What it does", "",
@@ -261,7 +263,7 @@ def _readme(cfg, norm, name: str, description: str, qc: dict | None, history: li
         "`scale_range`).", "",
         "## Training", "",
         f"- loss {cfg.loss}, optimiser {cfg.train_optimizer} (learning rate {cfg.train_learning_rate}), "
-        f"{len(history)} epoch(s) of {cfg.train_steps_per_epoch} steps, batch {cfg.train_batch_size}, patches "
+        f"{len(history)} epoch(s), {steps} steps of batch {cfg.train_batch_size}, patches "
         f"{patch}, augmentation {'on' if cfg.train_augment else 'off'}",
     ]
     if history:

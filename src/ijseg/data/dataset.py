@@ -19,7 +19,7 @@ from ..preprocess import normalizer_from_dict
 from .augment import Augmenter
 from .io import read_image, read_mask, to_model_input
 from .layouts import Sample
-from .targets import check_class_mask, make_target
+from .targets import check_class_mask, make_target, rim_sampling
 
 __all__ = ["Pair", "load_pairs", "split_samples", "PatchSampler", "grid_patches", "describe_samples",
            "anisotropy_of"]
@@ -93,9 +93,11 @@ def load_pairs(
     mask_type: str = "instance",
     progress: bool = True,
     dims: int = 2,
+    sampling: tuple[float, ...] | None = None,
 ) -> list[Pair]:
     """Read, check, normalise and convert samples to (image, target) pairs (Z stacks with
-    ``dims`` 3; their distance targets are measured in physical units, from the voxel size).
+    ``dims`` 3; their 3-class rims and distance targets are measured in physical units, from the
+    voxel size, or where a file has none, from ``sampling``: the network's, ``Config.sampling``).
 
     Raises
     ------
@@ -122,10 +124,10 @@ def load_pairs(
             )
         if mask_type == "class":  # class numbers, whatever the target made of them
             check_class_mask(mask, n_classes, source=s.mask)
-        sampling = img.voxel_size if dims == 3 else None
+        voxel = img.voxel_size if dims == 3 else None
         y = make_target(mask, target, n_classes=n_classes, boundary_width=boundary_width, source=s.mask,
-                        sampling=sampling)
-        pairs.append(Pair(s.name, norm(x), y, voxel_size=sampling))
+                        sampling=rim_sampling(voxel, sampling))
+        pairs.append(Pair(s.name, norm(x), y, voxel_size=voxel))
     return pairs
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "labels_to_binary",
     "labels_to_3class",
     "labels_to_distance",
+    "rim_sampling",
     "check_class_mask",
     "make_target",
 ]
@@ -52,9 +53,9 @@ def labels_to_3class(labels: np.ndarray, boundary_width: int = 1, *,
     labels
         2-D or 3-D instance labels, 0 background.
     boundary_width
-        Rim width in pixels, measured inside each object (along the finest axis).
+        Rim width in pixels, measured inside each object (in y and x).
     sampling
-        Pixel (voxel) size along each axis: along an axis whose step is ``k`` times the finest,
+        Pixel (voxel) size along each axis: along an axis whose step is ``k`` times the x step,
         the rim is ``round(boundary_width / k)`` voxels wide, and at least 1 (a stack with z steps
         2.5x its xy steps and a rim of 2 gets 1 plane in z, which keeps an interior in nuclei 7
         planes deep). ``None``: the same width on every axis.
@@ -102,15 +103,31 @@ def _cross(ndim: int, axes: Sequence[bool]) -> np.ndarray:
 
 
 def _rim_widths(width: int, ndim: int, sampling: Sequence[float] | None) -> tuple[int, ...]:
-    """The rim's width in voxels along each axis (see :func:`labels_to_3class`).
+    """The rim's width in voxels along each axis (see :func:`labels_to_3class`): ``width`` y/x
+    pixels, as many along z as make the same length, and at least 1.
 
     >>> _rim_widths(2, 3, (1.25, 0.5, 0.5)), _rim_widths(4, 3, (1.25, 0.5, 0.5)), _rim_widths(2, 2, None)
     ((1, 2, 2), (2, 4, 4), (2, 2))
+    >>> _rim_widths(2, 3, (0.25, 0.5, 0.5))  # planes closer than the pixels
+    (4, 2, 2)
     """
     if sampling is None:
         return (width,) * ndim
-    finest = min(float(s) for s in sampling)
-    return tuple(max(1, int(np.floor(width * finest / float(s) + 0.5))) for s in sampling)
+    pixel = float(sampling[-1])
+    return tuple(max(1, int(np.floor(width * pixel / float(s) + 0.5))) for s in sampling)
+
+
+def rim_sampling(voxel_size: Sequence[float] | None, network: Sequence[float] | None) -> tuple[float, ...] | None:
+    """The voxel size a volume's 3-class rim is drawn with: the file's, or where the file has none
+    (every step 1), the one the network is built for (``Config.sampling``), so that training, QC
+    and uncalibrated stacks given ``--anisotropy`` agree.
+
+    >>> rim_sampling((2.0, 0.5, 0.5), (3.0, 1.0, 1.0)), rim_sampling((1.0, 1.0, 1.0), (3.0, 1.0, 1.0))
+    ((2.0, 0.5, 0.5), (3.0, 1.0, 1.0))
+    """
+    if voxel_size is None or all(float(v) == 1.0 for v in voxel_size):
+        return None if network is None else tuple(float(v) for v in network)
+    return tuple(float(v) for v in voxel_size)
 
 
 def labels_to_distance(labels: np.ndarray, *, sampling: tuple[float, ...] | None = None) -> np.ndarray:

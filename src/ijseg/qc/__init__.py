@@ -133,7 +133,7 @@ def _evaluate_image(predictor, s: Sample, options, tile, pixels: PixelCounts, ov
     if mask.shape != x.shape[:-1]:
         raise DataError(f"{s.mask}: mask shape {mask.shape} does not match its image {s.image.name} {x.shape[:-1]}")
     seg = postprocess(predictor.predict(img, tile=tile), cfg, options)
-    t_cls, t_inst = truth_maps(mask, cfg, s.mask)
+    t_cls, t_inst = truth_maps(mask, cfg, s.mask, img.voxel_size if mask.ndim == 3 else None)
     p_cls = np.minimum(seg.mask, len(pixels.names) - 1)
     row = {"image": s.name, **image_row(t_cls, t_inst, p_cls, seg.labels, pixels)}
     row["n_pred"] = seg.n_objects

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..data.targets import make_target
+from ..data.targets import make_target, rim_sampling
 from ..postprocess import relabel_sequential
 
 __all__ = ["THRESHOLDS", "class_names", "truth_maps", "PixelCounts", "image_row", "object_metrics", "verdict"]
@@ -27,16 +27,18 @@ def class_names(cfg) -> list[str]:
     return ["background"] + [f"class{c}" for c in range(1, cfg.data_n_classes)]
 
 
-def truth_maps(mask: np.ndarray, cfg, source: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(class map, instance labels) of the ground truth."""
+def truth_maps(mask: np.ndarray, cfg, source: Path,
+               voxel_size: tuple[float, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(class map, instance labels) of the ground truth; a volume's rim is drawn as in training,
+    with its file's ``voxel_size`` or else the network's anisotropy."""
     if cfg.data_mask_type == "class":
         classes = make_target(mask, "classes", n_classes=max(cfg.data_n_classes, 2), source=source)
         instances, _ = ndi.label(classes > 0, structure=np.ones((3,) * classes.ndim, bool))
         return classes, relabel_sequential(instances)
     target = "binary" if cfg.data_target == "distance" else cfg.data_target
-    # a volume's rim as in training: its z step over its xy step is the network's anisotropy
+    sampling = rim_sampling(voxel_size, cfg.sampling(mask.ndim)) if mask.ndim == 3 else None
     return make_target(mask, target, n_classes=cfg.data_n_classes, boundary_width=cfg.data_boundary_width,
-                       sampling=cfg.sampling(mask.ndim)), mask
+                       sampling=sampling), mask
 
 
 class PixelCounts:
