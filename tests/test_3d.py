@@ -18,9 +18,10 @@ from ijseg.bundles import deepimagej, export_bundle
 from ijseg.bundles.load import BundleSource
 from ijseg.cli import main
 from ijseg.config import Config
-from ijseg.data.io import read_image
+from ijseg.data.io import Image, read_image
 from ijseg.errors import ConfigError
 from ijseg.measure3d import columns_3d
+from ijseg.pipeline import load_predictor, segment
 from ijseg.predict import Predictor
 
 
@@ -87,6 +88,28 @@ def test_a_volume_given_to_a_2d_model_and_back(tiny_model3d, tiny_model, sim3d_d
     assert main(["-q", "predict", "--model", str(tiny_model3d), "--input", str(flat), "--out", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err
     assert "flat.tif" in err and "3-D" in err and "Traceback" not in err
+    # --plane K: a 2-D model segments that plane (as IJSeg Predict in a stand-alone ImageJ asks);
+    # a 3-D model ignores it; a plane past the stack is one line naming the file
+    assert main(["-q", "predict", "--model", str(tiny_model), "--input", str(stack), "--out", str(tmp_path / "c"),
+                 "--plane", "5"]) == 0
+    plane = tifffile.imread(tmp_path / "c" / f"{stack.stem}_labels.tif")
+    _, seg, _ = segment(load_predictor(tiny_model), Image(read_image(stack).data[4], "YX"))
+    np.testing.assert_array_equal(plane, seg.labels)
+    assert main(["-q", "predict", "--model", str(tiny_model3d), "--input", str(stack), "--out", str(tmp_path / "d"),
+                 "--plane", "5"]) == 0
+    assert tifffile.imread(tmp_path / "d" / f"{stack.stem}_labels.tif").ndim == 3
+    capsys.readouterr()
+    assert main(["-q", "predict", "--model", str(tiny_model), "--input", str(stack), "--out", str(tmp_path / "e"),
+                 "--plane", "99"]) == 1
+    err = capsys.readouterr().err
+    assert f"{stack.name}: plane 99 asked for, but the image has 12" in err and "Traceback" not in err
+    # `ijseg measure` on a label stack: 3D Objects Counter's table of `ijseg predict`
+    labels = tmp_path / "d" / f"{stack.stem}_labels.tif"
+    assert main(["-q", "measure", "--labels", str(labels), "--intensity", str(stack), "--out", str(tmp_path / "t.csv")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t.csv"), pd.read_csv(tmp_path / "d" / f"{stack.stem}_measurements.csv"))
+    assert main(["-q", "measure", "--labels", str(labels), "--intensity", str(flat), "--out", str(tmp_path / "u.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "flat.tif: the intensity image (YX 48x48) must have the label image's axes and size (ZYX 12x48x48" in err
 
 
 def _rdf(bundle):

@@ -405,6 +405,11 @@ def _add_predict(sub) -> None:
                    help="labels: uint16 instance labels (default); mask: uint8 (0/255 binary, else class numbers); "
                         "probabilities: float32 with a channel axis")
     p.add_argument("--weights", choices=("best", "last"), default="best", help="which weights (default best)")
+    p.add_argument("--plane", type=int, metavar="K",
+                   help="a 2-D model given Z stacks segments their plane K (from 1), as IJSeg Predict takes the "
+                        "current plane; a 3-D model takes the whole stack")
+    p.add_argument("--channel", type=int, metavar="K",
+                   help="a single-channel 2-D model given images of several channels segments channel K (from 1)")
     _add_postprocess_args(p)
     p.set_defaults(func=_cmd_predict)
 
@@ -446,9 +451,13 @@ def _cmd_predict(args, ctx: Context) -> int:
     predictor = (ctx.predictors.get(args.model, which=args.weights) if ctx.predictors is not None
                  else load_predictor(args.model, which=args.weights))
     _checked_tile(predictor, args.tile)
+    for flag in ("plane", "channel"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag} must be 1 or more (numbered from 1, as in ImageJ), got {getattr(args, flag)}")
     options = _postprocess_options(args, predictor.postprocessing)
     rows, failures = predict_files(predictor, files, args.out, output=args.output, options=options, tile=args.tile,
-                                   progress=not args.quiet and len(files) > 1)
+                                   progress=not args.quiet and len(files) > 1, plane=args.plane,
+                                   channel=args.channel)
     if len(files) == 1 and failures:
         raise DataError(failures[0][1])
     n_obj = sum(int(r["Count"]) for r in rows)
@@ -466,11 +475,14 @@ def _add_measure(sub) -> None:
         "measure",
         help="measure the objects of a label image (Analyze Particles columns)",
         description=("Measure every object of an instance label image as ImageJ's Analyze Particles does (area, "
-                     "mean, centroid, perimeter, Feret, shape...), in the label image's calibration. The IJSeg "
-                     "Measure command of a stand-alone ImageJ calls this."),
+                     "mean, centroid, perimeter, Feret, shape...), or of a label stack as 3D Objects Counter does "
+                     "(volume, surface, centroid...), in the label image's calibration. The IJSeg Measure command "
+                     "of a stand-alone ImageJ calls this."),
     )
-    p.add_argument("--labels", required=True, type=Path, help="label image (TIFF/PNG; 0 is background)")
-    p.add_argument("--intensity", type=Path, help="image to measure intensities in (same size)")
+    p.add_argument("--labels", required=True, type=Path,
+                   help="label image (TIFF/PNG; 0 is background), or a label stack (ZYX TIFF: 3D Objects Counter's "
+                        "columns, in its voxel size)")
+    p.add_argument("--intensity", type=Path, help="image (stack) to measure intensities in (same axes and size)")
     p.add_argument("--out", required=True, type=Path, help="CSV file to write")
     p.set_defaults(func=_cmd_measure)
 
@@ -478,20 +490,24 @@ def _add_measure(sub) -> None:
 def _cmd_measure(args, ctx: Context) -> int:
     from .data.io import read_image, read_mask
     from .measure import measure, table_to_csv
+    from .measure3d import measure_3d
 
     check_output_file(args.out, "the measurement table")
-    labels = read_mask(args.labels)
     cal = read_image(args.labels)
+    dims = 3 if cal.axes == "ZYX" else 2  # a stack of planes: 3D Objects Counter's columns
+    labels = read_mask(args.labels, dims=dims)
     intensity = None
     if args.intensity is not None:
         img = read_image(args.intensity)
-        if img.data.ndim != 2:
-            raise DataError(f"{args.intensity}: the intensity image must be a single 2-D plane, got axes {img.axes}")
-        if img.data.shape != labels.shape:
-            raise DataError(f"{args.intensity}: size {img.data.shape} differs from the labels' {labels.shape} "
-                            f"({args.labels})")
+        if img.data.shape != labels.shape or img.axes != cal.axes:
+            raise DataError(f"{args.intensity}: the intensity image ({img.axes} {'x'.join(map(str, img.data.shape))}) "
+                            f"must have the label image's axes and size ({cal.axes} "
+                            f"{'x'.join(map(str, labels.shape))}, {args.labels})")
         intensity = img.data
-    table = measure(labels, intensity, pixel_size=cal.pixel_size)
+    if dims == 3:
+        table = measure_3d(labels, intensity, voxel_size=cal.voxel_size, unit=cal.unit)
+    else:
+        table = measure(labels, intensity, pixel_size=cal.pixel_size)
     table_to_csv(table, args.out)
     n = len(table)
     print(f"{n} object(s) measured; table in {args.out}")

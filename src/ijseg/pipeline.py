@@ -189,6 +189,17 @@ def _volume_summary_row(name: str, seg, table, image: Image) -> dict[str, float 
     return row
 
 
+def _plane_of(image: Image, predictor: Predictor, plane: int | None, channel: int | None) -> Image:
+    """What a 2-D model segments of a stack (see :func:`predict_files`)."""
+    if predictor.dims != 2:
+        return image
+    if plane is not None and "Z" in image.axes:
+        image = image.take("Z", plane - 1)
+    if channel is not None and "C" in image.axes and predictor.config.data_n_channels == 1:
+        image = image.take("C", channel - 1)
+    return image
+
+
 def predict_files(
     predictor: Predictor,
     inputs: list[Path],
@@ -198,8 +209,14 @@ def predict_files(
     options=None,
     tile: int | None = None,
     progress: bool = True,
+    plane: int | None = None,
+    channel: int | None = None,
 ) -> tuple[list[dict], list[tuple[Path, str]]]:
     """Segment many files with one loaded model; a bad file is reported and skipped.
+
+    A 2-D model given a Z stack segments its ``plane`` (from 1) where one is given, and of
+    several channels, ``channel`` (from 1) where the model takes one: as ImageJ's commands take
+    the current plane. A 3-D model takes the whole stack.
 
     Returns
     -------
@@ -225,6 +242,7 @@ def predict_files(
         for path in tqdm(inputs, desc="predict", unit="img", disable=not progress):
             try:
                 image = read_image(path)
+                image = _plane_of(image, predictor, plane, channel)
                 prob, seg, table = segment(predictor, image, options, tile=tile)
                 row = summary_row(path.name, seg, table, image)
                 # the row is listed right after the outputs' last rename: an interrupt in between

@@ -149,7 +149,6 @@ def test_standalone_imagej_runs_the_command_line(tiny_model, images, tmp_path, s
     """ImageJ on its own (java -jar ij.jar) with the plugin: IJSeg Predict calls the ijseg command
     line, in one `ijseg serve` process for the session or (-Dijseg.noserver=true, or an ijseg
     without serve) in a process per call; both give the labels of Python."""
-    state = start_jvm(display=True)
     out = [tmp_path / f"labels{i}.tif" for i in range(2)]
     macro = tmp_path / "standalone.ijm"
     code = ""
@@ -158,6 +157,20 @@ def test_standalone_imagej_runs_the_command_line(tiny_model, images, tmp_path, s
     macro.write_text(code + f'print("engine: " + call("ijseg.Bridge.engine"));\n'
                      f'run("IJSeg Measure", "labels=[labels1.tif] intensity=[{images[1].name}]");\n'
                      'print("objects: " + nResults);\n')
+    proc = _standalone(macro, server)
+    engine = next(line for line in proc.stdout.splitlines() if line.startswith("engine: "))
+    assert engine.startswith("engine: ijseg command line (") and ("server pid" in engine) == server, engine
+    predictor = load_predictor(tiny_model)
+    for i in range(2):
+        _, seg, _ = segment(predictor, read_image(images[i]))
+        np.testing.assert_array_equal(tifffile.imread(out[i]), seg.labels)
+    assert f"objects: {seg.n_objects}" in proc.stdout
+
+
+def _standalone(macro: Path, server: bool = True) -> subprocess.CompletedProcess:
+    """``macro`` in ImageJ on its own (java -jar ij.jar -batch) with the plugin and the ijseg
+    command line as its engine."""
+    state = start_jvm(display=True)
     xvfb = Xvfb.start()
     try:
         env = dict(os.environ, DISPLAY=xvfb.display, IJSEG_EXECUTABLE=IJSEG)
@@ -167,13 +180,41 @@ def test_standalone_imagej_runs_the_command_line(tiny_model, images, tmp_path, s
     finally:
         xvfb.stop()
     assert proc.returncode == 0, proc.stderr
-    engine = next(line for line in proc.stdout.splitlines() if line.startswith("engine: "))
-    assert engine.startswith("engine: ijseg command line (") and ("server pid" in engine) == server, engine
+    return proc
+
+
+def test_standalone_imagej_segments_volumes_and_planes_of_stacks(tiny_model3d, tiny_model, sim3d_dataset, tmp_path):
+    """In a stand-alone ImageJ, a 3-D model gets the whole stack and IJSeg Measure the label
+    stack (3D Objects Counter's table, as in Python); a 2-D model gets the current plane, of a
+    stack and of a hyperstack of 2 channels x 6 planes, as in the in-process engine."""
+    import pandas as pd
+
+    vol = sorted((sim3d_dataset / "test" / "images").glob("*.tif"))[0]
+    data = read_image(vol).data
+    table = tmp_path / "table.csv"
+    hyper = ('run("Stack to Hyperstack...", "order=xyczt(default) channels=2 slices=6 frames=1 display=Grayscale");\n'
+             'Stack.setPosition(2, 4, 1);\n')
+    code = (f'open("{vol}");\n' + _predict_macro(tiny_model3d) + f'saveAs("Tiff", "{tmp_path / "l3d.tif"}");\n'
+            f'run("IJSeg Measure", "labels=[l3d.tif] intensity=[{vol.name}]");\nsaveAs("Results", "{table}");\n'
+            'close("*");\n')
+    for name, position in (("plane", "setSlice(5);\n"), ("hyper", hyper)):
+        code += (f'open("{vol}");\n' + position + _predict_macro(tiny_model) + f'saveAs("Tiff", "{tmp_path / name}.tif");\n'
+                 'close("*");\n')
+    macro = tmp_path / "stacks.ijm"
+    macro.write_text(code)
+    _standalone(macro)
+    _, seg, expected = segment(load_predictor(tiny_model3d), read_image(vol))
+    labels = read_image(tmp_path / "l3d.tif")
+    np.testing.assert_array_equal(labels.data, seg.labels)
+    assert labels.voxel_size == pytest.approx((1.25, 0.5, 0.5)) and seg.n_objects > 0
+    got = pd.read_csv(table)
+    assert len(got) == len(expected)
+    for col in expected.columns:  # saveAs("Results") writes 3 decimals
+        np.testing.assert_allclose(got[col].to_numpy(), expected[col], rtol=1e-5, atol=5e-4, err_msg=col)
     predictor = load_predictor(tiny_model)
-    for i in range(2):
-        _, seg, _ = segment(predictor, read_image(images[i]))
-        np.testing.assert_array_equal(tifffile.imread(out[i]), seg.labels)
-    assert f"objects: {seg.n_objects}" in proc.stdout
+    for name, plane in (("plane", 4), ("hyper", 7)):
+        _, seg, _ = segment(predictor, Image(data[plane], "YX"))
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / f"{name}.tif"), seg.labels, err_msg=name)
 
 
 def test_batch_segment_script_without_display(tiny_model, sim_dataset, tmp_path):

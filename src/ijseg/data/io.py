@@ -124,6 +124,22 @@ class Image:
         """``(z_spacing, pixel height, pixel width)`` in ``unit``."""
         return (self.z_spacing, *self.pixel_size)
 
+    def take(self, axis: str, k: int) -> Image:
+        """Plane ``k`` (from 0) along ``axis`` (``"Z"``, ``"C"``), with the calibration.
+
+        >>> Image(np.arange(24).reshape(2, 3, 4), "ZYX").take("Z", 1).data[0]
+        array([12, 13, 14, 15])
+        """
+        i = self.axes.index(axis)
+        n = self.data.shape[i]
+        if not 0 <= k < n:
+            where = f"{self.path}: " if self.path else ""
+            name = {"Z": "plane", "C": "channel"}.get(axis, f"{axis} index")
+            raise DataError(f"{where}{name} {k + 1} asked for, but the image has {n} ({self.axes}, shape "
+                            f"{self.data.shape})")
+        return Image(np.take(self.data, k, axis=i), self.axes.replace(axis, ""), pixel_size=self.pixel_size,
+                     unit=self.unit, path=self.path, z_spacing=self.z_spacing)
+
 
 # ---------------------------------------------------------------------------------------------
 # reading

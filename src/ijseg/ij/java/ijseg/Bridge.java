@@ -2,6 +2,7 @@ package ijseg;
 
 import ij.IJ;
 import ij.ImagePlus;
+import ij.ImageStack;
 import ij.WindowManager;
 import ij.macro.Interpreter;
 import ij.measure.Calibration;
@@ -271,26 +272,30 @@ public final class Bridge {
 	}
 
 	/**
-	 * What {@code engine} is given: the in-process (Python) engine takes the whole image and picks
-	 * the current plane for a 2-D model or the volume for a 3-D one itself; the command line
-	 * engine gets {@link #input(ImagePlus)}.
+	 * What the command line engine writes for {@code ijseg}: a plane, or a stack of channels only,
+	 * as it is; an image with planes along z as the current frame's volume (every channel, or with
+	 * {@code oneChannel} the current one's), of which a 2-D model takes the current plane
+	 * ({@code ijseg predict --plane}); else (a time series) the current plane. The calibration is
+	 * kept. (The in-process engine reads what it needs from the image itself.)
 	 */
-	static ImagePlus input(ImagePlus imp, Engine engine) {
-		return engine instanceof CommandLineEngine ? input(imp) : imp;
-	}
-
-	/**
-	 * What the engine segments: the whole image when it is a stack of channels only, otherwise
-	 * the current plane, with the image's calibration.
-	 */
-	static ImagePlus input(ImagePlus imp) {
-		int n = imp.getStackSize();
-		if (n == 1 || (imp.getNChannels() == n))
+	static ImagePlus input(ImagePlus imp, boolean oneChannel) {
+		int n = imp.getStackSize(), c = imp.getNChannels(), z = imp.getNSlices();
+		if (n == 1 || (c == n && !oneChannel))
 			return imp;
-		ImageProcessor ip = imp.getProcessor().duplicate();
-		ImagePlus plane = new ImagePlus(imp.getTitle(), ip);
-		plane.setCalibration(imp.getCalibration());
-		return plane;
+		ImagePlus out;
+		if (z > 1) {
+			int first = oneChannel ? imp.getC() : 1, last = oneChannel ? imp.getC() : c;
+			ImageStack from = imp.getStack();
+			ImageStack volume = new ImageStack(imp.getWidth(), imp.getHeight());
+			for (int k = 1; k <= z; k++)
+				for (int ch = first; ch <= last; ch++)
+					volume.addSlice(from.getProcessor(imp.getStackIndex(ch, k, imp.getT())));
+			out = new ImagePlus(imp.getTitle(), volume);
+			out.setDimensions(last - first + 1, z, 1);
+		} else
+			out = new ImagePlus(imp.getTitle(), imp.getProcessor().duplicate());
+		out.setCalibration(imp.getCalibration());
+		return out;
 	}
 
 	/** Copies the spatial calibration (pixel width, height, depth, unit) of {@code from} onto {@code to}

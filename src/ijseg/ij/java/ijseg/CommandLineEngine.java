@@ -51,7 +51,7 @@ public class CommandLineEngine implements Engine {
 		try {
 			dir = Files.createTempDirectory("ijseg-").toFile();
 			File input = new File(dir, "input.tif");
-			if (!save(imp, input))
+			if (!save(Bridge.input(imp, false), input))
 				return "cannot write a temporary TIFF in " + dir;
 			String output = options.get("output");
 			List<String> cmd = new ArrayList<>();
@@ -62,6 +62,10 @@ public class CommandLineEngine implements Engine {
 			add(cmd, "--input", input.getPath());
 			add(cmd, "--out", new File(dir, "out").getPath());
 			add(cmd, "--output", output);
+			if (imp.getNSlices() > 1)  // a 2-D model segments the current plane, a 3-D one the volume
+				add(cmd, "--plane", String.valueOf(imp.getZ()));
+			if (imp.getNChannels() > 1 && imp.getNChannels() < imp.getStackSize())  // of a hyperstack
+				add(cmd, "--channel", String.valueOf(imp.getC()));
 			add(cmd, "--threshold", options.get("threshold"));
 			add(cmd, "--seed-threshold", options.get("seed"));
 			add(cmd, "--min-size", options.get("min"));
@@ -102,7 +106,7 @@ public class CommandLineEngine implements Engine {
 			dir = Files.createTempDirectory("ijseg-").toFile();
 			File labelFile = new File(dir, "labels.tif");
 			File csv = new File(dir, "table.csv");
-			if (!save(labels, labelFile))
+			if (!save(Bridge.input(labels, true), labelFile))
 				return "cannot write a temporary TIFF in " + dir;
 			List<String> cmd = new ArrayList<>();
 			cmd.add(exe);
@@ -111,7 +115,7 @@ public class CommandLineEngine implements Engine {
 			add(cmd, "--labels", labelFile.getPath());
 			if (intensity != null) {
 				File intensityFile = new File(dir, "intensity.tif");
-				if (!save(intensity, intensityFile))
+				if (!save(Bridge.input(intensity, true), intensityFile))
 					return "cannot write a temporary TIFF in " + dir;
 				add(cmd, "--intensity", intensityFile.getPath());
 			}

@@ -71,8 +71,7 @@ public class MeasureCommand implements PlugIn {
 		String error;
 		try {
 			Engine engine = Bridge.getEngine();
-			error = engine.measure(Bridge.input(labels, engine),
-					intensity == null ? null : Bridge.input(intensity, engine), table);
+			error = engine.measure(labels, intensity, table);
 		} catch (RuntimeException e) {
 			error = e.getMessage() != null ? e.getMessage() : e.toString();
 		}

@@ -119,7 +119,7 @@ public class PredictCommand implements PlugIn {
 		IJ.showStatus(COMMAND + ": " + imp.getTitle());
 		String error;
 		try {
-			error = engine.predict(Bridge.input(imp, engine), options, results);
+			error = engine.predict(imp, options, results);
 		} catch (RuntimeException e) {
 			error = e.getMessage() != null ? e.getMessage() : e.toString();
 		}
