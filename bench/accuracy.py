@@ -287,6 +287,9 @@ def _time_limit(tf, limit: float, val_batches: int):
         def on_test_begin(self, logs=None):
             self.clock.validation_begin()
 
+        def on_test_batch_end(self, batch, logs=None):
+            self.clock.validation_batch_end()
+
         def on_test_end(self, logs=None):
             self.clock.validation_end()
 

@@ -103,11 +103,15 @@ def test_training_and_qc_draw_a_volumes_rim_alike(tmp_path, calibrated):
     lab = np.zeros((9, 21, 21), np.uint16)
     lab[1:8, 2:19, 2:19] = 1
     img = (lab * 100 + 10).astype(np.uint16)
-    kw = dict(pixel_size=(0.5, 0.5), unit="micron", z_spacing=1.25) if calibrated else {}
+    kw = dict(pixel_size=(0.5, 0.5), unit="micron", z_spacing=0.5) if calibrated else {}  # cubic voxels
     sample = Sample("a", write_tiff(tmp_path / "a.tif", img, "ZYX", **kw), write_tiff(tmp_path / "a_mask.tif", lab, "ZYX", **kw))
     cfg = Config(unet_dims=3, unet_anisotropy=2.5, data_boundary_width=2)
     (pair,) = load_pairs([sample], target="3class", n_classes=3, n_channels=1, normalizer=cfg.data_normalizer,
                          boundary_width=2, progress=False, dims=3, sampling=cfg.sampling(3))
-    truth, _ = truth_maps(lab, cfg, sample.mask, read_image(sample.image).voxel_size)
+    img = read_image(sample.image)
+    truth, _ = truth_maps(lab, cfg, sample.mask, img.voxel_size if img.calibrated else None)  # as QC calls it
     np.testing.assert_array_equal(truth, pair.target)
-    np.testing.assert_array_equal(truth, labels_to_3class(lab, 2, sampling=(1.25, 0.5, 0.5)))  # z step 2.5x xy
+    # the file's cubic voxels (a rim of 2 planes), or the network's z step of 2.5x xy (1 plane)
+    expected = labels_to_3class(lab, 2, sampling=(0.5, 0.5, 0.5) if calibrated else (2.5, 1, 1))
+    np.testing.assert_array_equal(truth, expected)
+    assert not np.array_equal(labels_to_3class(lab, 2, sampling=(0.5, 0.5, 0.5)), labels_to_3class(lab, 2, sampling=(2.5, 1, 1)))

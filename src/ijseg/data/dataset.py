@@ -126,7 +126,7 @@ def load_pairs(
             check_class_mask(mask, n_classes, source=s.mask)
         voxel = img.voxel_size if dims == 3 else None
         y = make_target(mask, target, n_classes=n_classes, boundary_width=boundary_width, source=s.mask,
-                        sampling=rim_sampling(voxel, sampling))
+                        sampling=rim_sampling(voxel if img.calibrated else None, sampling))
         pairs.append(Pair(s.name, norm(x), y, voxel_size=voxel))
     return pairs
 

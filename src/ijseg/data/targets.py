@@ -118,14 +118,14 @@ def _rim_widths(width: int, ndim: int, sampling: Sequence[float] | None) -> tupl
 
 
 def rim_sampling(voxel_size: Sequence[float] | None, network: Sequence[float] | None) -> tuple[float, ...] | None:
-    """The voxel size a volume's 3-class rim is drawn with: the file's, or where the file has none
-    (every step 1), the one the network is built for (``Config.sampling``), so that training, QC
-    and uncalibrated stacks given ``--anisotropy`` agree.
+    """The voxel size a volume's 3-class rim is drawn with: its file's (``voxel_size``, None for
+    a file without calibration), or else the one the network is built for (``Config.sampling``),
+    so that training and QC agree, and uncalibrated stacks follow ``--anisotropy``.
 
-    >>> rim_sampling((2.0, 0.5, 0.5), (3.0, 1.0, 1.0)), rim_sampling((1.0, 1.0, 1.0), (3.0, 1.0, 1.0))
+    >>> rim_sampling((2.0, 0.5, 0.5), (3.0, 1.0, 1.0)), rim_sampling(None, (3.0, 1.0, 1.0))
     ((2.0, 0.5, 0.5), (3.0, 1.0, 1.0))
     """
-    if voxel_size is None or all(float(v) == 1.0 for v in voxel_size):
+    if voxel_size is None:
         return None if network is None else tuple(float(v) for v in network)
     return tuple(float(v) for v in voxel_size)
 

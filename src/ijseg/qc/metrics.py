@@ -30,7 +30,7 @@ def class_names(cfg) -> list[str]:
 def truth_maps(mask: np.ndarray, cfg, source: Path,
                voxel_size: tuple[float, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(class map, instance labels) of the ground truth; a volume's rim is drawn as in training,
-    with its file's ``voxel_size`` or else the network's anisotropy."""
+    with its file's ``voxel_size`` (None: uncalibrated) or else the network's anisotropy."""
     if cfg.data_mask_type == "class":
         classes = make_target(mask, "classes", n_classes=max(cfg.data_n_classes, 2), source=source)
         instances, _ = ndi.label(classes > 0, structure=np.ones((3,) * classes.ndim, bool))

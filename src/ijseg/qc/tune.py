@@ -80,7 +80,7 @@ def tune_postprocess(predictor, samples: Sequence[Sample], base: PostprocessOpti
 
     default = getattr(PostprocessOptions(), name)
     scores, best = search(grid, BEYOND.get(cfg.data_target, ()), score, default)
-    log.info("post-processing: %s %.2f (mean AP at IoU %s on %d validation image(s): %.3f; %.3f at %.2f)",
+    log.info("post-processing: %s %g (mean AP at IoU %s on %d validation image(s): %.3f; %.3f at %g)",
              name, best, "/".join(map(str, IOUS)), len(samples), scores[best], scores.get(default, np.nan), default)
     report = {"option": name, "value": best, "objective": f"mean AP at IoU {', '.join(map(str, IOUS))}",
               "n_images": len(samples), "scores": {f"{v:g}": round(s, 4) for v, s in scores.items()}}

@@ -293,7 +293,16 @@ public final class Bridge {
 			out = new ImagePlus(imp.getTitle(), volume);
 			out.setDimensions(last - first + 1, z, 1);
 		} else
-			out = new ImagePlus(imp.getTitle(), imp.getProcessor().duplicate());
+			return plane(imp);
+		out.setCalibration(imp.getCalibration());
+		return out;
+	}
+
+	/** The current plane of {@code imp} (the current channel's), with its calibration. */
+	static ImagePlus plane(ImagePlus imp) {
+		if (imp.getStackSize() == 1)
+			return imp;
+		ImagePlus out = new ImagePlus(imp.getTitle(), imp.getProcessor().duplicate());
 		out.setCalibration(imp.getCalibration());
 		return out;
 	}

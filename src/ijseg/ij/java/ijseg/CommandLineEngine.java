@@ -115,7 +115,9 @@ public class CommandLineEngine implements Engine {
 			add(cmd, "--labels", labelFile.getPath());
 			if (intensity != null) {
 				File intensityFile = new File(dir, "intensity.tif");
-				if (!save(Bridge.input(intensity, true), intensityFile))
+				// a label stack: the intensity's volume; a label image: the intensity's current plane
+				ImagePlus values = labels.getNSlices() > 1 ? Bridge.input(intensity, true) : Bridge.plane(intensity);
+				if (!save(values, intensityFile))
 					return "cannot write a temporary TIFF in " + dir;
 				add(cmd, "--intensity", intensityFile.getPath());
 			}
