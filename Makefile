@@ -10,7 +10,7 @@ DEMO3D ?= demo3d
 DEMO3D_MINUTES ?= 10
 PYTEST := $(PY) -m pytest
 
-.PHONY: setup demo demo3d test test-slow compat lock clean
+.PHONY: setup demo demo3d notebooks test test-slow compat lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -48,6 +48,11 @@ demo3d: setup
 	@echo
 	@echo "3-D demo outputs in $(DEMO3D): data, model, qc/report.html, predictions (label stacks, 3-D tables,"
 	@echo "  summary.csv), bundle.zip (deepImageJ 3.1 / bioimageio.core), imagej (batch macro with the bundle)"
+
+## The notebooks (notebooks/): data -> augmentation -> network -> training -> QC -> assessment -> bundle,
+## and a bundle in bioimageio.core and ImageJ from Python; opens Jupyter in the browser.
+notebooks: setup
+	cd notebooks && ../$(VENV)/bin/jupyter notebook
 
 ## Default test run: everything but tests marked slow. Tests that need a JVM with ImageJ run in a
 ## second pytest process (the JVM starts once per process; -p no:faulthandler because the JVM

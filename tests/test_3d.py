@@ -103,6 +103,12 @@ def test_a_volume_given_to_a_2d_model_and_back(tiny_model3d, tiny_model, sim3d_d
                  "--plane", "99"]) == 1
     err = capsys.readouterr().err
     assert f"{stack.name}: plane 99 asked for, but the image has 12" in err and "Traceback" not in err
+    # an uncalibrated stack: labels without a voxel size, a table in voxels
+    bare = tmp_path / "bare.tif"
+    tifffile.imwrite(bare, read_image(stack).data)
+    assert main(["-q", "predict", "--model", str(tiny_model3d), "--input", str(bare), "--out", str(tmp_path / "f")]) == 0
+    written = read_image(tmp_path / "f" / "bare_labels.tif")
+    assert written.axes == "ZYX" and not written.calibrated
     # `ijseg measure` on a label stack: 3D Objects Counter's table of `ijseg predict`
     labels = tmp_path / "d" / f"{stack.stem}_labels.tif"
     assert main(["-q", "measure", "--labels", str(labels), "--intensity", str(stack), "--out", str(tmp_path / "t.csv")]) == 0

@@ -98,9 +98,9 @@ def test_no_import_cycles():
 #: layers, lowest first: a module imports only modules of its own layer or below
 LAYERS = [
     ["ijseg.errors", "ijseg._fileio", "ijseg._stderr", "ijseg._gc", "ijseg._tiling", "ijseg._kernels", "ijseg._tf",
-     "ijseg._resources", "ijseg.config", "ijseg.preprocess", "ijseg.data"],
+     "ijseg._resources", "ijseg._version", "ijseg.provenance", "ijseg.config", "ijseg.preprocess", "ijseg.data"],
     ["ijseg.models", "ijseg.predict", "ijseg.postprocess", "ijseg.measure", "ijseg.measure3d"],
-    ["ijseg.pipeline", "ijseg.qc", "ijseg.train", "ijseg.bundles"],
+    ["ijseg.pipeline", "ijseg.qc", "ijseg.train", "ijseg.bundles", "ijseg.cluster"],
     ["ijseg.ij"],
     # commands' own tools: doctor, and the bundle check, which drives the old runtimes and ImageJ
     ["ijseg.cli", "ijseg.serve", "ijseg.doctor", "ijseg.bundles.check", "ijseg.__main__", "ijseg"],

@@ -35,9 +35,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from ._version import __version__
 from .errors import ConfigError, DataError, IjsegError, ModelError
-
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",

@@ -410,6 +410,10 @@ def _add_predict(sub) -> None:
                         "current plane; a 3-D model takes the whole stack")
     p.add_argument("--channel", type=int, metavar="K",
                    help="a single-channel 2-D model given images of several channels segments channel K (from 1)")
+    p.add_argument("--cluster", metavar="SPEC",
+                   help="share the images out over a Dask cluster: local (a worker per core), local:N, or a "
+                        "scheduler's address (tcp://host:8786; the model, images and --out on a shared file system); "
+                        "the model loads once per worker, the outputs are those of a serial run")
     _add_postprocess_args(p)
     p.set_defaults(func=_cmd_predict)
 
@@ -448,16 +452,28 @@ def _cmd_predict(args, ctx: Context) -> int:
     files = _input_files(args.input)
     check_output_dir(args.out)
     _check_model_path(args.model)
-    predictor = (ctx.predictors.get(args.model, which=args.weights) if ctx.predictors is not None
-                 else load_predictor(args.model, which=args.weights))
-    _checked_tile(predictor, args.tile)
     for flag in ("plane", "channel"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ConfigError(f"--{flag} must be 1 or more (numbered from 1, as in ImageJ), got {getattr(args, flag)}")
+    if args.cluster is not None:
+        try:
+            from .cluster import parse_cluster
+        except ImportError as err:
+            raise ConfigError(f"--cluster needs Dask's distributed package ({err}); run 'make setup'") from err
+        parse_cluster(args.cluster)  # a bad spec is an error before the model loads
+    predictor = (ctx.predictors.get(args.model, which=args.weights) if ctx.predictors is not None
+                 else load_predictor(args.model, which=args.weights))
+    _checked_tile(predictor, args.tile)
     options = _postprocess_options(args, predictor.postprocessing)
-    rows, failures = predict_files(predictor, files, args.out, output=args.output, options=options, tile=args.tile,
-                                   progress=not args.quiet and len(files) > 1, plane=args.plane,
-                                   channel=args.channel)
+    kw = dict(output=args.output, options=options, tile=args.tile, progress=not args.quiet and len(files) > 1,
+              plane=args.plane, channel=args.channel)
+    if args.cluster is not None:
+        from .cluster import predict_files_on_cluster
+
+        rows, failures = predict_files_on_cluster(predictor, files, args.out, cluster=args.cluster,
+                                                  which=args.weights, **kw)
+    else:
+        rows, failures = predict_files(predictor, files, args.out, **kw)
     if len(files) == 1 and failures:
         raise DataError(failures[0][1])
     n_obj = sum(int(r["Count"]) for r in rows)
@@ -984,6 +1000,7 @@ def run(argv: list[str], *, predictors=None) -> int:
     """
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(argv)
     except SystemExit as err:  # argparse printed its message (or --help / --version)
         return int(err.code or 0)
     return _dispatch(args, predictors)
@@ -992,6 +1009,14 @@ def run(argv: list[str], *, predictors=None) -> int:
 def _dispatch(args: argparse.Namespace, predictors) -> int:
     """Run parsed arguments' command with logging set up; errors become messages and exit codes."""
     _setup_logging(args.verbose, args.quiet)
+    _provenance_context(args)
+    try:
+        return _run_command(args, predictors)
+    finally:  # a later call in this process (the Python API) is not this command
+        _provenance_context(None)
+
+
+def _run_command(args: argparse.Namespace, predictors) -> int:
     try:
         return int(args.func(args, Context(predictors=predictors)) or 0)
     except IjsegError as err:
@@ -1019,6 +1044,27 @@ def _dispatch(args: argparse.Namespace, predictors) -> int:
         return 1
 
 
+def _provenance_context(args: argparse.Namespace | None) -> None:
+    """What the command line adds to provenance records: its arguments, and the Java and ImageJ
+    it would run (read only when a record is written; a command that starts ImageJ records the
+    versions that ran)."""
+    from . import provenance
+
+    def java() -> str | None:
+        from .ij._jars import java_version
+
+        return java_version()
+
+    def imagej() -> str | None:
+        from .ij._jars import find_ij_jar, ij_jar_version
+
+        jar = find_ij_jar()
+        return ij_jar_version(jar) if jar else None
+
+    provenance.set_context(command_line=None if args is None else ["ijseg", *args.argv])
+    provenance.set_context(java=java, imagej=imagej, keep=True)
+
+
 def _own_process_environment() -> None:
     """The process settings the ``ijseg`` executable owns (the library sets none): TensorFlow
     logs errors only (its import notices are hidden too, see :mod:`ijseg._tf`; set
@@ -1037,6 +1083,7 @@ def main(argv: list[str] | None = None) -> int:
     :func:`_own_process_environment`, with SIGTERM handled like Ctrl-C; usage errors exit through
     argparse (code 2)."""
     args = build_parser().parse_args(argv)  # usage errors, --help and --version exit here, as argparse does
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     _own_process_environment()
     _signals.clear()
     with _interruptible():

@@ -6,6 +6,7 @@ long-lived processes (:class:`PredictorCache`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections import OrderedDict
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .provenance import record as record_run
 from .data.io import Image, to_model_input
 from .errors import IjsegError
 from .predict import Predictor
@@ -146,7 +148,9 @@ def write_outputs(out: Path, stem: str, image: Image, prob: np.ndarray, seg, tab
 
     dims = seg.labels.ndim
     names = output_names(stem, output, dims=dims)
-    cal = dict(pixel_size=image.pixel_size, unit=image.unit, z_spacing=image.z_spacing if dims == 3 else None)
+    # an uncalibrated stack's planes have no spacing that ImageJ could store without a unit
+    z_spacing = image.z_spacing if dims == 3 and image.calibrated else None
+    cal = dict(pixel_size=image.pixel_size, unit=image.unit, z_spacing=z_spacing)
     paths = {k: out / v for k, v in names.items()}
     with contextlib.ExitStack() as files:
         tmp = {k: files.enter_context(atomic_path(p)) for k, p in paths.items()}
@@ -200,6 +204,24 @@ def _plane_of(image: Image, predictor: Predictor, plane: int | None, channel: in
     return image
 
 
+def predict_file(predictor: Predictor, path: Path, out: Path, *, output: str = "labels", options=None,
+                 tile: int | None = None, plane: int | None = None, channel: int | None = None) -> dict:
+    """Segment one file and write its outputs into ``out``; returns its summary row (see
+    :func:`predict_files`). Raises :class:`~ijseg.errors.IjsegError` for a bad file."""
+    from .data.io import read_image
+
+    image = _plane_of(read_image(path), predictor, plane, channel)
+    prob, seg, table = segment(predictor, image, options, tile=tile)
+    row = summary_row(Path(path).name, seg, table, image)
+    write_outputs(out, Path(path).stem, image, prob, seg, table, output)
+    return row
+
+
+def failure_message(path: Path, err: Exception) -> str:
+    """An error of one file as one line that names the file."""
+    return str(err) if str(path) in str(err) else f"{path}: {err}"
+
+
 def predict_files(
     predictor: Predictor,
     inputs: list[Path],
@@ -227,40 +249,41 @@ def predict_files(
     from tqdm.auto import tqdm
 
     from ._fileio import atomic_write_csv, remove_own_temporaries, remove_stale_temporaries
-    from .data.io import read_image
     from .errors import Interrupted
 
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     out = Path(out)
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    for p in remove_stale_temporaries(out):
-        log.info("removed %s (left by a run that was killed)", p.name)
     rows, failures = [], []
-    try:
-        for path in tqdm(inputs, desc="predict", unit="img", disable=not progress):
-            try:
-                image = read_image(path)
-                image = _plane_of(image, predictor, plane, channel)
-                prob, seg, table = segment(predictor, image, options, tile=tile)
-                row = summary_row(path.name, seg, table, image)
-                # the row is listed right after the outputs' last rename: an interrupt in between
-                # would leave outputs that summary.csv and the message do not count
-                write_outputs(out, path.stem, image, prob, seg, table, output)
-                rows.append(row)
-            except IjsegError as err:
-                msg = str(err) if str(path) in str(err) else f"{path}: {err}"
-                if len(inputs) > 1:
-                    log.error("skipped: %s", msg)
-                failures.append((path, msg))
-    except KeyboardInterrupt as err:
-        remove_own_temporaries(out)
-        kept = f"{out / 'summary.csv'} lists them" if rows else "nothing was written"
-        raise Interrupted(f"interrupted after {len(rows)} of {len(inputs)} image(s); {kept}") from err
-    finally:
-        if rows:
-            atomic_write_csv(out / "summary.csv", rows)
-        elif created and not any(out.iterdir()):
-            out.rmdir()  # a run that wrote nothing leaves no empty folder behind
+    pp = options or predictor.postprocessing
+    settings = dict(output=output, tile=tile, plane=plane, channel=channel, postprocessing=dataclasses.asdict(pp))
+    with record_run("predict", out, options=settings, config=predictor.config.to_dict(), model=predictor.path,
+                           inputs=inputs) as rec:
+        out.mkdir(parents=True, exist_ok=True)
+        for p in remove_stale_temporaries(out):
+            log.info("removed %s (left by a run that was killed)", p.name)
+        try:
+            for path in tqdm(inputs, desc="predict", unit="img", disable=not progress):
+                try:
+                    # the row is listed right after the outputs' last rename: an interrupt in
+                    # between would leave outputs that summary.csv and the message do not count
+                    rows.append(predict_file(predictor, path, out, output=output, options=pp, tile=tile, plane=plane,
+                                             channel=channel))
+                except IjsegError as err:
+                    msg = failure_message(path, err)
+                    if len(inputs) > 1:
+                        log.error("skipped: %s", msg)
+                    failures.append((path, msg))
+        except KeyboardInterrupt as err:
+            remove_own_temporaries(out)
+            kept = f"{out / 'summary.csv'} lists them" if rows else "nothing was written"
+            raise Interrupted(f"interrupted after {len(rows)} of {len(inputs)} image(s); {kept}") from err
+        finally:
+            if rows:
+                atomic_write_csv(out / "summary.csv", rows)
+            elif created and not any(out.iterdir()):
+                out.rmdir()  # a run that wrote nothing leaves no empty folder behind
+            rec.update(segmented=[r["Slice"] for r in rows], failed=[{"path": str(p), "error": m} for p, m in failures],
+                       discard=not rows)
     return rows, failures

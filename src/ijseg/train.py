@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._fileio import atomic_path, atomic_write_csv, atomic_write_text, remove_stale_temporaries
+from .provenance import model_hash, read as read_provenance, record as record_run
 from .config import Config
 from .data.augment import Augmenter
 from .data.dataset import PatchSampler, anisotropy_of, describe_samples, grid_patches, load_pairs, split_samples
@@ -184,8 +185,9 @@ class StepClock:
     validation would end beyond ``limit_s`` seconds, so that an epoch of slow steps (3-D on a CPU)
     is cut rather than run past the budget. A step's time leaves out each epoch's first step (graph
     tracing, the input pipeline filling); until a second step has been timed, the run stops only
-    once the budget is spent. Validation takes the last pass's time, or before the first pass, a
-    forward pass per validation batch at a third of a training step."""
+    once the budget is spent. Validation takes the last pass's time (its first batch counted at
+    the others' mean), or before the first pass, a forward pass per validation batch at a third
+    of a training step."""
 
     def __init__(self, limit_s: float, val_batches: int = 0):
         self.limit_s, self.val_batches = limit_s, val_batches
@@ -193,7 +195,8 @@ class StepClock:
         self.step_s: float | None = None
         self.val_s: float | None = None
         self.steps = 0  # in the epoch in progress
-        self._first_end = self._v0 = 0.0
+        self._first_end = self._v0 = self._v1 = 0.0
+        self._val_batches = 0
 
     def epoch_begin(self) -> None:
         self.steps = 0
@@ -213,9 +216,18 @@ class StepClock:
 
     def validation_begin(self) -> None:
         self._v0 = time.perf_counter()
+        self._val_batches = 0
+
+    def validation_batch_end(self) -> None:
+        self._val_batches += 1
+        if self._val_batches == 1:
+            self._v1 = time.perf_counter()
 
     def validation_end(self) -> None:
-        self.val_s = time.perf_counter() - self._v0
+        """The pass's time, its first batch (graph tracing in the first pass) counted at the
+        others' mean."""
+        now, n = time.perf_counter(), self._val_batches
+        self.val_s = (now - self._v1) * n / (n - 1) if n > 1 else now - self._v0
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -290,6 +302,8 @@ class _EpochEnd:
             self.clock.validation_end()
 
     def on_test_batch_end(self, batch, logs=None):
+        if self.clock is not None:
+            self.clock.validation_batch_end()
         self._stop_requested()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -443,7 +457,25 @@ def train(
     """
     folder, cfg = _open_folder(model_dir, config, resume=resume, overwrite=overwrite, epochs=epochs)
     train_pairs, val_pairs, val_s, split = _load_data(data, cfg, folder, resume=resume, progress=progress)
-    cfg = _with_anisotropy(cfg, train_pairs)
+    earlier = read_provenance(folder.path) if resume else None  # the runs this one continues
+    earlier = (earlier.get("earlier_runs", []) + [{k: v for k, v in earlier.items() if k != "earlier_runs"}]
+               if earlier else [])
+    files = [Path(split["data"]) / s[k] for part in ("train", "validation") for s in split[part] for k in ("image", "mask")]
+    options = dict(data=split["data"], resume=resume, epochs=epochs, qc=qc, tune=tune, time_limit=time_limit)
+    with record_run("train", folder.path, options=options, inputs=files, root=split["data"],
+                           finish=lambda r: r.update(model=model_hash(folder.path))) as rec:
+        result = _train(folder, _with_anisotropy(cfg, train_pairs), train_pairs, val_pairs, val_s, split, resume=resume,
+                        qc=qc, tune=tune, progress=progress, callback=callback, time_limit=time_limit, stop=stop)
+        rec.update(config=folder.config().to_dict(), interrupted=result.interrupted, earlier_runs=earlier,
+                   result={"epochs_done": result.epochs_done, "best_epoch": result.best_epoch,
+                           "best_val_loss": result.best_val_loss, "time_limit_reached": result.time_limit_reached,
+                           "stopped_early": result.stopped_early, "tuned": result.tuned})
+    return result
+
+
+def _train(folder: ModelFolder, cfg: Config, train_pairs, val_pairs, val_s, split, *, resume: bool, qc: bool,
+           tune: bool, progress: bool, callback, time_limit: float | None, stop) -> TrainResult:
+    """:func:`train` once the data are loaded."""
     from ._tf import device_summary, import_tf
 
     tf, keras = import_tf()

@@ -128,9 +128,23 @@ def test_batch_resumes_and_stops_at_the_first_error(sim_dataset, tmp_path):
     assert list(summary["Results rows"]) == [1, 1, 1]  # the Results table is cleared for each image
     inverted = tifffile.imread(tmp_path / files[0].name)
     assert inverted.shape == tifffile.imread(files[0]).shape
+    # provenance.json: the macro's text, the inputs' hashes, the Java and ImageJ that ran
+    import hashlib
+
+    from ijseg import provenance
+    from ijseg.ij import jclass
+
+    rec = provenance.read(tmp_path)
+    assert rec["run"] == "macro batch" and rec["status"] == "completed" and rec["macro"]["text"] == code
+    assert rec["processed"] == [files[1].name] and rec["skipped"] == [files[0].name, files[2].name]
+    assert [f["sha256"] for f in rec["inputs"]] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    assert rec["versions"]["java"] == str(jclass("java.lang.System").getProperty("java.version"))
+    assert rec["versions"]["imagej"] == str(jclass("ij.IJ").getVersion())
 
     with pytest.raises(MacroError, match=rf"{files[0]}: bad.ijm: .*line 2: Undefined variable"):
         run_batch('run("Invert");\nx = y + 1;\n', files, tmp_path / "bad", macro_name="bad.ijm", progress=False)
-    # nothing half-written; the summary lists what was done (nothing)
-    assert [p.name for p in (tmp_path / "bad").iterdir()] == ["summary.csv"]
+    # nothing half-written; the summary lists what was done (nothing), the record says why
+    assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == ["provenance.json", "summary.csv"]
+    rec = provenance.read(tmp_path / "bad")
+    assert rec["status"] == "failed" and "Undefined variable" in rec["error"] and rec["processed"] == []
     assert pd.read_csv(tmp_path / "bad" / "summary.csv").empty

@@ -40,7 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from .._fileio import atomic_path
+from ..provenance import FILE as PROVENANCE_FILE
+from ..provenance import completed, file_hash, record as record_run
+from ..provenance import read as read_provenance
+from .._fileio import atomic_path, atomic_write_text
 from .._tiling import smallest_window
 from ..errors import ConfigError, DataError, ModelError
 from ..models.folder import ModelFolder
@@ -348,9 +351,17 @@ def export_bundle(
     description = description or _default_description(cfg)
     ijseg_config = _ijseg_block(cfg, qc=qc, sample=sample_path, halo=(halo_z, halo), postprocessing=pp)
 
-    with tempfile.TemporaryDirectory(prefix="ijseg-export-") as tmpdir:
+    settings = dict(format_version=format_version, weights=list(weights), name=name, description=description,
+                    authors=authors, license=license, postprocessing=pp)
+    with record_run("export", out.with_name(f"{out.stem}.provenance.json"), options=settings,
+                           config=cfg.to_dict(), model=folder.path, inputs=[sample_path], partial=False,
+                           finish=lambda r: r.update(bundle={"path": str(out.resolve()),
+                                                             "sha256": file_hash(out)})) as rec, \
+            tempfile.TemporaryDirectory(prefix="ijseg-export-") as tmpdir:
         tmp = Path(tmpdir)
+        rec["training"] = read_provenance(folder.path)  # the training run, carried into the bundle
         _write_files(tmp, test_raw, prob, _readme(cfg, norm, name, description, qc, folder.history(), halo, halo_z))
+        atomic_write_text(tmp / PROVENANCE_FILE, json.dumps(completed(rec), indent=1, default=str) + "\n")
         entries = _write_weights(tmp, predictor.model.keras, cfg, weights, format_version, tf, keras)
         if format_version == "0.4":
             descr = _descr_v04(tmp, cfg, name=name, description=description, authors=authors, license=license,
@@ -482,10 +493,11 @@ def _write_weights(tmp: Path, model, cfg, weights: tuple[str, ...], format_versi
 
 
 def _attachments(tmp: Path, folder: ModelFolder) -> list:
-    """The cover, the learning curves and the QC report of the model folder."""
+    """The cover, the provenance (of the export, with the training's), the learning curves and the
+    QC report of the model folder."""
     from bioimageio.spec.model import v0_5 as m
 
-    attachments = [m.FileDescr(source=tmp / "cover.png")]
+    attachments = [m.FileDescr(source=tmp / "cover.png"), m.FileDescr(source=tmp / PROVENANCE_FILE)]
     for extra in (folder / ModelFolder.CURVES, folder / ModelFolder.QC / "report.html"):
         if extra.is_file():
             dst = tmp / (extra.name if extra.parent == folder.path else f"qc_{extra.name}")
@@ -678,7 +690,7 @@ def _descr_v04(tmp: Path, cfg, *, name, description, authors, license, weights, 
         license=m4.LicenseId(license),
         documentation=tmp / "README.md",
         covers=[tmp / "cover.png"],
-        attachments=m4.AttachmentsDescr(files=macros + [tmp / "cover.png"]),
+        attachments=m4.AttachmentsDescr(files=macros + [tmp / "cover.png", tmp / PROVENANCE_FILE]),
         tags=["unet", "segmentation", "2d", "fluorescence-light-microscopy", "ijseg", "deepimagej", cfg.data_target],
         test_inputs=[tmp / "test_input.npy"],
         test_outputs=[tmp / "test_output.npy"],

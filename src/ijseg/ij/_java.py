@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from ._jars import find_ij_jar, find_java_tool, system_java_home
+from ..provenance import set_context
 from .._gc import loading
 from .._stderr import quiet_fd2
 from ..errors import IjsegError
@@ -112,7 +113,13 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
     with quiet_fd2():  # Java 17-23 warn that a security manager is deprecated, on file descriptor 2
         jclass("ijseg.Bridge").guardExit()
     log.info("ImageJ %s started (%s)", ij_version(), "display " + str(_state["display"]) if display else "headless")
+    _record_versions()
     return _state
+
+
+def _record_versions() -> None:
+    """Provenance records name the Java and ImageJ that run."""
+    set_context(java=str(jclass("java.lang.System").getProperty("java.version")), imagej=ij_version())
 
 
 def adopt_running_jvm() -> dict:
@@ -137,6 +144,7 @@ def adopt_running_jvm() -> dict:
     _state.update(jar=None, display=os.environ.get("DISPLAY"), headless=bool(jpype.java.awt.GraphicsEnvironment
                                                                                  .isHeadless()), xvfb=None, plugins=None)
     _install_exit_hook()
+    _record_versions()
     return _state
 
 

@@ -21,11 +21,13 @@ case, also after Ctrl-C, for the images done.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..provenance import record as record_run
 from ..errors import DataError, IjsegError, Interrupted
 from .macro import MacroError, MacroTimeout, run
 
@@ -96,27 +98,33 @@ def run_batch(code: str, inputs: list[Path], out: str | os.PathLike, *, macro_na
     out.mkdir(parents=True, exist_ok=True)
     for p in remove_stale_temporaries(out):
         log.info("removed %s (left by a run that was killed)", p.name)
-    processed, skipped, failed = [], [], []
-    try:
-        for path in tqdm(inputs, desc="macro batch", unit="img", disable=not progress):
-            if (out / f"{path.stem}.tif").exists() and not overwrite:
-                skipped.append(path)
-                continue
-            try:
-                _run_one(code, path, out, macro_name, timeout)
-            except (DataError, MacroTimeout) as err:
-                if getattr(err, "stuck", False):
-                    raise
-                log.error("skipped: %s", err)
-                failed.append((path, str(err)))
-                continue
-            processed.append(path)
-    except KeyboardInterrupt as err:
-        remove_own_temporaries(out)
-        raise Interrupted(f"interrupted after {len(processed)} of {len(inputs)} image(s); "
-                          f"{out / 'summary.csv'} lists the images done") from err
-    finally:
-        atomic_write_csv(out / "summary.csv", _summary_rows(inputs, out), columns=_SUMMARY_COLUMNS)
+    macro = {"name": macro_name, "sha256": hashlib.sha256(code.encode()).hexdigest(), "text": code}
+    with record_run("macro batch", out, options=dict(overwrite=overwrite, timeout=timeout), inputs=inputs
+                           ) as rec:
+        rec["macro"] = macro
+        processed, skipped, failed = [], [], []
+        try:
+            for path in tqdm(inputs, desc="macro batch", unit="img", disable=not progress):
+                if (out / f"{path.stem}.tif").exists() and not overwrite:
+                    skipped.append(path)
+                    continue
+                try:
+                    _run_one(code, path, out, macro_name, timeout)
+                except (DataError, MacroTimeout) as err:
+                    if getattr(err, "stuck", False):
+                        raise
+                    log.error("skipped: %s", err)
+                    failed.append((path, str(err)))
+                    continue
+                processed.append(path)
+        except KeyboardInterrupt as err:
+            remove_own_temporaries(out)
+            raise Interrupted(f"interrupted after {len(processed)} of {len(inputs)} image(s); "
+                              f"{out / 'summary.csv'} lists the images done") from err
+        finally:
+            atomic_write_csv(out / "summary.csv", _summary_rows(inputs, out), columns=_SUMMARY_COLUMNS)
+            rec.update(processed=[p.name for p in processed], skipped=[p.name for p in skipped],
+                       failed=[{"path": str(p), "error": m} for p, m in failed])
     return BatchReport(processed, skipped, out / "summary.csv", failed)
 
 

@@ -39,7 +39,8 @@ class ModelFolder:
     #: the post-processing options chosen on the validation images (:mod:`ijseg.qc.tune`)
     POSTPROCESSING = "postprocessing.json"
     #: files that training writes (and ``--overwrite`` removes)
-    OUTPUTS = (CONFIG, WEIGHTS_BEST, WEIGHTS_LAST, CHECKPOINT, HISTORY, CURVES, SPLIT, POSTPROCESSING)
+    PROVENANCE = "provenance.json"
+    OUTPUTS = (CONFIG, WEIGHTS_BEST, WEIGHTS_LAST, CHECKPOINT, HISTORY, CURVES, SPLIT, POSTPROCESSING, PROVENANCE)
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)

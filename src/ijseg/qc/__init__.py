@@ -29,6 +29,7 @@ from typing import Any
 import imageio.v3 as iio
 import numpy as np
 
+from ..provenance import record as record_run
 from .._fileio import atomic_path, atomic_write_csv, atomic_write_text
 from ..data.io import read_image, read_mask, to_model_input
 from ..data.layouts import Sample, find_samples
@@ -89,37 +90,42 @@ def evaluate(
     samples = _checked_samples(data)
     where = data if isinstance(data, (str, os.PathLike)) else "the test set"
     out = Path(out)
-    (out / "overlays").mkdir(parents=True, exist_ok=True)
-    pixels = PixelCounts(class_names(cfg))
-    rows: list[dict[str, Any]] = []
-    truths, preds = [], []
-    for k, s in enumerate(tqdm(samples, desc="quality control", unit="img", disable=not progress), start=1):
-        row, t_inst, labels = _evaluate_image(predictor, s, options, tile, pixels, out / "overlays")
-        rows.append(row)
-        truths.append(t_inst)
-        preds.append(labels)
-        if callback is not None:
-            callback(k, len(samples))
-    objects = object_metrics(truths, preds)
-    summary: dict[str, Any] = {
-        "model": str(predictor.path),
-        "data": str(where),
-        "n_images": len(samples),
-        "target": cfg.data_target,
-        "postprocessing": dataclasses.asdict(options),
-        "pixels": {"iou": pixels.iou(), "dice": pixels.dice()},
-        "objects": objects,
-        "ap@0.5": objects["0.5"]["ap"],
-        "f1@0.5": objects["0.5"]["f1"],
-        "iou_foreground": float(np.mean([r["iou_foreground_all"] for r in rows])),
-    }
-    summary["verdict"], summary["verdict_text"] = verdict(summary)
-    atomic_write_csv(out / "metrics.csv", rows, float_format=".4f")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    write_report(summary, rows, out, history=history, title=title or f"ijseg quality control: {predictor.path.name}",
-                 n_overlays=n_overlays)
-    log.info("QC: AP@0.5 = %.3f, F1@0.5 = %.3f on %d images; report in %s", summary["ap@0.5"], summary["f1@0.5"],
-             len(samples), out / "report.html")
+    files = [f for s in samples for f in (s.image, s.mask)]
+    settings = dict(data=str(where), tile=tile, postprocessing=dataclasses.asdict(options))
+    with record_run("qc", out, options=settings, config=cfg.to_dict(), model=predictor.path, inputs=files,
+                           root=where if isinstance(data, (str, os.PathLike)) else None) as rec:
+        (out / "overlays").mkdir(parents=True, exist_ok=True)
+        pixels = PixelCounts(class_names(cfg))
+        rows: list[dict[str, Any]] = []
+        truths, preds = [], []
+        for k, s in enumerate(tqdm(samples, desc="quality control", unit="img", disable=not progress), start=1):
+            row, t_inst, labels = _evaluate_image(predictor, s, options, tile, pixels, out / "overlays")
+            rows.append(row)
+            truths.append(t_inst)
+            preds.append(labels)
+            if callback is not None:
+                callback(k, len(samples))
+        objects = object_metrics(truths, preds)
+        summary: dict[str, Any] = {
+            "model": str(predictor.path),
+            "data": str(where),
+            "n_images": len(samples),
+            "target": cfg.data_target,
+            "postprocessing": dataclasses.asdict(options),
+            "pixels": {"iou": pixels.iou(), "dice": pixels.dice()},
+            "objects": objects,
+            "ap@0.5": objects["0.5"]["ap"],
+            "f1@0.5": objects["0.5"]["f1"],
+            "iou_foreground": float(np.mean([r["iou_foreground_all"] for r in rows])),
+        }
+        summary["verdict"], summary["verdict_text"] = verdict(summary)
+        atomic_write_csv(out / "metrics.csv", rows, float_format=".4f")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_report(summary, rows, out, history=history, title=title or f"ijseg quality control: {predictor.path.name}",
+                     n_overlays=n_overlays)
+        log.info("QC: AP@0.5 = %.3f, F1@0.5 = %.3f on %d images; report in %s", summary["ap@0.5"], summary["f1@0.5"],
+                 len(samples), out / "report.html")
+        rec["summary"] = {k: summary[k] for k in ("ap@0.5", "f1@0.5", "iou_foreground", "verdict")}
     return summary
 
 
@@ -133,7 +139,7 @@ def _evaluate_image(predictor, s: Sample, options, tile, pixels: PixelCounts, ov
     if mask.shape != x.shape[:-1]:
         raise DataError(f"{s.mask}: mask shape {mask.shape} does not match its image {s.image.name} {x.shape[:-1]}")
     seg = postprocess(predictor.predict(img, tile=tile), cfg, options)
-    t_cls, t_inst = truth_maps(mask, cfg, s.mask, img.voxel_size if mask.ndim == 3 else None)
+    t_cls, t_inst = truth_maps(mask, cfg, s.mask, img.voxel_size if mask.ndim == 3 and img.calibrated else None)
     p_cls = np.minimum(seg.mask, len(pixels.names) - 1)
     row = {"image": s.name, **image_row(t_cls, t_inst, p_cls, seg.labels, pixels)}
     row["n_pred"] = seg.n_objects
