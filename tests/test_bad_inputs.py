@@ -185,7 +185,7 @@ def _cases(e: dict[str, Path]) -> dict[str, Case]:
         "measure-float-labels": Case(["measure", "--labels", str(f / "float_labels.tif"), "--out", str(r / "t.csv")],
                                      1, ["float_labels.tif", "non-integer"], [r / "t.csv"]),
         "measure-size-mismatch": Case(["measure", "--labels", str(f / "labels.tif"), "--intensity",
-                                       str(f / "small.tif"), "--out", str(r / "t.csv")], 1, ["small.tif", "differs"],
+                                       str(f / "small.tif"), "--out", str(r / "t.csv")], 1, ["small.tif", "axes and size"],
                                       [r / "t.csv"]),
         "measure-out-in-proc": Case(["measure", "--labels", str(f / "labels.tif"), "--out", proc + ".csv"], 1,
                                     [proc, "not writable"]),

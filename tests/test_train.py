@@ -337,3 +337,36 @@ def test_cosine_learning_rate_over_the_epochs_and_over_the_time_budget(sim_datas
     cfg = tiny_config.replace(train_epochs=2, train_lr_schedule="plateau")
     train(sim_dataset / "train", tmp_path / "c", cfg, progress=False, qc=False, time_limit=60)
     assert all(float(r["lr"]) == pytest.approx(top) for r in _history(tmp_path / "c"))
+
+
+def test_training_is_mirrored_over_several_devices(sim_dataset, tmp_path):
+    """Where TensorFlow sees several devices (two logical CPUs here, as on a machine with two
+    GPUs), training runs under tf.distribute.MirroredStrategy, each batch split between them;
+    its checkpoint resumes there, and the model folder predicts in an ordinary process."""
+    model = tmp_path / "m"
+    script = f"""
+import logging, math, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+from ijseg import Config, train
+cfg = Config(unet_depth=2, unet_base_filters=4, train_patch_size=32, train_batch_size=4, train_epochs=2,
+             train_steps_per_epoch=3)
+res = train({str(sim_dataset / "train")!r}, {str(model)!r}, cfg, progress=False, qc=False, tune=False)
+assert res.epochs_done == 2 and math.isfinite(res.best_val_loss), res
+res = train({str(sim_dataset / "train")!r}, {str(model)!r}, resume=True, epochs=3, progress=False, qc=False, tune=False)
+assert res.epochs_done == 3, res
+try:
+    train({str(sim_dataset / "train")!r}, {str(tmp_path / "odd")!r}, cfg.replace(train_batch_size=3), progress=False)
+except Exception as err:
+    print("refused:", err)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("training on 2 devices (tf.distribute.MirroredStrategy") == 2, proc.stdout
+    assert "refused: batch size 3 does not split among 2 devices" in proc.stdout
+    assert [r["epoch"] for r in _history(model)] == ["1", "2", "3"]
+    image = tifffile.imread(sorted((sim_dataset / "test" / "images").glob("*.tif"))[0])
+    prob = Predictor(model).predict(image)
+    assert prob.shape == image.shape + (3,) and np.isfinite(prob).all()

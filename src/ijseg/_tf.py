@@ -97,6 +97,20 @@ def device_summary() -> str:
     return f"TensorFlow {tf_.__version__}, Keras {keras_.__version__}, computing on {where}"
 
 
+def distribution_strategy():
+    """``tf.distribute.MirroredStrategy`` over the GPUs where TensorFlow sees more than one
+    (each step's batch split among them, the gradients summed), or over the logical CPU devices
+    where a program has made several; None for a single device."""
+    tf_, _ = import_tf()
+    for kind in ("GPU", "CPU"):
+        devices = [d.name for d in tf_.config.list_logical_devices(kind)]
+        if len(devices) > 1:
+            return tf_.distribute.MirroredStrategy(devices)
+        if devices and kind == "GPU":
+            return None
+    return None
+
+
 def cpu_has_bf16() -> bool:
     """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX), where oneDNN makes
     bfloat16 convolutions faster than float32 ones."""

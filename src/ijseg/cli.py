@@ -418,6 +418,15 @@ def _add_predict(sub) -> None:
     p.set_defaults(func=_cmd_predict)
 
 
+def _cluster_spec(spec: str) -> None:
+    """Refuse a ``--cluster`` that cannot be used, before any work."""
+    try:
+        from .cluster import parse_cluster
+    except ImportError as err:
+        raise ConfigError(f"--cluster needs Dask's distributed package ({err}); run 'make setup'") from err
+    parse_cluster(spec)
+
+
 def _input_files(path: Path) -> list[Path]:
     from .data.layouts import find_samples, list_images
     from .errors import DataError
@@ -456,11 +465,7 @@ def _cmd_predict(args, ctx: Context) -> int:
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ConfigError(f"--{flag} must be 1 or more (numbered from 1, as in ImageJ), got {getattr(args, flag)}")
     if args.cluster is not None:
-        try:
-            from .cluster import parse_cluster
-        except ImportError as err:
-            raise ConfigError(f"--cluster needs Dask's distributed package ({err}); run 'make setup'") from err
-        parse_cluster(args.cluster)  # a bad spec is an error before the model loads
+        _cluster_spec(args.cluster)  # a bad spec is an error before the model loads
     predictor = (ctx.predictors.get(args.model, which=args.weights) if ctx.predictors is not None
                  else load_predictor(args.model, which=args.weights))
     _checked_tile(predictor, args.tile)
@@ -707,6 +712,9 @@ def _add_macro(sub) -> None:
     b.add_argument("--overwrite", action="store_true", help="process images whose output exists too")
     b.add_argument("--timeout", type=float, default=DEFAULT_IMAGE_TIMEOUT, metavar="SECONDS",
                    help=f"give up on an image after this long (default {DEFAULT_IMAGE_TIMEOUT:g} s)")
+    b.add_argument("--cluster", metavar="SPEC",
+                   help="share the images out over a Dask cluster (local, local:N or tcp://host:8786), each worker "
+                        "with its own ImageJ and IJSeg engine; the outputs are those of a serial run")
     b.set_defaults(func=_cmd_macro_batch)
 
 
@@ -731,8 +739,14 @@ def _cmd_macro_batch(args, ctx: Context) -> int:
     files = _input_files(args.input)
     check_output_dir(args.out)
     _check_timeout(args.timeout)
-    report = run_batch(code, files, args.out, macro_name=args.file.name, overwrite=args.overwrite,
-                       progress=not args.quiet, timeout=args.timeout)
+    kw = dict(macro_name=args.file.name, overwrite=args.overwrite, progress=not args.quiet, timeout=args.timeout)
+    if args.cluster is not None:
+        from .ij.batch import run_batch_on_cluster
+
+        _cluster_spec(args.cluster)
+        report = run_batch_on_cluster(code, files, args.out, cluster=args.cluster, **kw)
+    else:
+        report = run_batch(code, files, args.out, **kw)
     done = f", {len(report.skipped)} already done (skipped)" if report.skipped else ""
     print(f"ran {args.file.name} on {len(report.processed)} image(s){done}; summary in {report.summary}")
     if report.failed:

@@ -11,6 +11,7 @@ optimiser state, learning-rate and early-stopping counters), ``history.csv`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -476,14 +477,23 @@ def train(
 def _train(folder: ModelFolder, cfg: Config, train_pairs, val_pairs, val_s, split, *, resume: bool, qc: bool,
            tune: bool, progress: bool, callback, time_limit: float | None, stop) -> TrainResult:
     """:func:`train` once the data are loaded."""
-    from ._tf import device_summary, import_tf
+    from ._tf import device_summary, distribution_strategy, import_tf
 
     tf, keras = import_tf()
     log.info(device_summary())
-    model = _compiled_model(cfg, keras)
-    cfg = cfg.replace(n_params=int(model.count_params()))
-    folder.path.mkdir(parents=True, exist_ok=True)
-    state, history = _restored(model, folder, resume)
+    strategy = distribution_strategy()
+    if strategy is not None:  # several GPUs: the model's variables mirrored on each, every batch split among them
+        n = strategy.num_replicas_in_sync
+        if cfg.train_batch_size % n:
+            raise ConfigError(f"batch size {cfg.train_batch_size} does not split among {n} devices; choose a "
+                              f"multiple of {n}", options=("batch_size",))
+        log.info("training on %d devices (tf.distribute.MirroredStrategy: %s), %d patches each per step", n,
+                 ", ".join(strategy.extended.worker_devices), cfg.train_batch_size // n)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = _compiled_model(cfg, keras)
+        cfg = cfg.replace(n_params=int(model.count_params()))
+        folder.path.mkdir(parents=True, exist_ok=True)
+        state, history = _restored(model, folder, resume)
     cfg.save(folder / ModelFolder.CONFIG)
     atomic_write_text(folder / ModelFolder.SPLIT, json.dumps(split, indent=2) + "\n")
     train_ds, val_ds = _datasets(tf, cfg, train_pairs, val_pairs, seed=cfg.train_seed + state["epoch"])

@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from ..provenance import record as record_run
 from ..errors import DataError, IjsegError, Interrupted
 from .macro import MacroError, MacroTimeout, run
 
-__all__ = ["BatchReport", "run_batch", "DEFAULT_IMAGE_TIMEOUT"]
+__all__ = ["BatchReport", "run_batch", "run_batch_on_cluster", "DEFAULT_IMAGE_TIMEOUT"]
 
 #: seconds after which the macro run of one image is given up
 DEFAULT_IMAGE_TIMEOUT = 600.0
@@ -87,18 +89,10 @@ def run_batch(code: str, inputs: list[Path], out: str | os.PathLike, *, macro_na
     """
     from tqdm.auto import tqdm
 
-    from .._fileio import atomic_write_csv, remove_own_temporaries, remove_stale_temporaries
+    from .._fileio import atomic_write_csv, remove_own_temporaries
 
-    out = Path(out)
-    stems: dict[str, Path] = {}
-    for path in inputs:
-        if path.stem in stems:
-            raise DataError(f"{path}: same name as {stems[path.stem]}; both would be saved as {out / path.stem}.tif")
-        stems[path.stem] = path
-    out.mkdir(parents=True, exist_ok=True)
-    for p in remove_stale_temporaries(out):
-        log.info("removed %s (left by a run that was killed)", p.name)
-    macro = {"name": macro_name, "sha256": hashlib.sha256(code.encode()).hexdigest(), "text": code}
+    out = _prepared(inputs, Path(out))
+    macro = _macro_record(code, macro_name)
     with record_run("macro batch", out, options=dict(overwrite=overwrite, timeout=timeout), inputs=inputs
                            ) as rec:
         rec["macro"] = macro
@@ -126,6 +120,110 @@ def run_batch(code: str, inputs: list[Path], out: str | os.PathLike, *, macro_na
             rec.update(processed=[p.name for p in processed], skipped=[p.name for p in skipped],
                        failed=[{"path": str(p), "error": m} for p, m in failed])
     return BatchReport(processed, skipped, out / "summary.csv", failed)
+
+
+def _prepared(inputs: list[Path], out: Path) -> Path:
+    """``out``, created and rid of a killed run's temporaries, once no two inputs share a name."""
+    from .._fileio import remove_stale_temporaries
+
+    stems: dict[str, Path] = {}
+    for path in inputs:
+        if path.stem in stems:
+            raise DataError(f"{path}: same name as {stems[path.stem]}; both would be saved as {out / path.stem}.tif")
+        stems[path.stem] = path
+    out.mkdir(parents=True, exist_ok=True)
+    for p in remove_stale_temporaries(out):
+        log.info("removed %s (left by a run that was killed)", p.name)
+    return out
+
+
+def _macro_record(code: str, macro_name: str) -> dict:
+    return {"name": macro_name, "sha256": hashlib.sha256(code.encode()).hexdigest(), "text": code}
+
+
+def run_batch_on_cluster(code: str, inputs: list[Path], out: str | os.PathLike, *, cluster: str,
+                         macro_name: str = "macro", overwrite: bool = False, progress: bool = True,
+                         timeout: float | None = DEFAULT_IMAGE_TIMEOUT) -> BatchReport:
+    """:func:`run_batch` with the images shared out over a Dask cluster (see
+    :mod:`ijseg.cluster`): each worker process hosts its own ImageJ and IJSeg engine and runs
+    one macro at a time. The outputs and ``summary.csv`` are those of the serial run. The first
+    macro error stops the workers before their next image (the images in progress are finished)
+    and is raised; Ctrl-C does the same."""
+    from distributed import Event, as_completed, wait
+    from tqdm.auto import tqdm
+
+    from .._fileio import atomic_write_csv
+    from ..cluster import connect
+
+    out = _prepared(inputs, Path(out).resolve())
+    todo = [p for p in inputs if overwrite or not (out / f"{p.stem}.tif").exists()]
+    skipped = [p for p in inputs if p not in todo]
+    processed, failed, error = [], [], None
+    settings = dict(overwrite=overwrite, timeout=timeout, cluster=cluster)
+    with record_run("macro batch", out, options=settings, inputs=inputs) as rec, connect(cluster) as client:
+        rec["macro"] = _macro_record(code, macro_name)
+        stop = Event(f"ijseg-stop-{uuid.uuid4().hex}", client=client)
+        futures = {client.submit(_macro_task, stop.name, code, str(p.resolve()), str(out), macro_name, timeout,
+                                 pure=False): p for p in todo}
+        bar = tqdm(total=len(todo), desc="macro batch", unit="img", disable=not progress)
+
+        def collect(future) -> None:
+            nonlocal error
+            path = futures[future]
+            status, message = future.result()
+            if status == "done":
+                processed.append(path)
+            elif status == "failed":
+                log.error("skipped: %s", message)
+                failed.append((path, message))
+            elif status == "error" and error is None:  # the first macro error stops the job
+                error = message
+                stop.set()
+            bar.update(1)
+
+        try:
+            for future in as_completed(futures):
+                collect(future)
+        except KeyboardInterrupt as err:
+            stop.set()  # no new image; those in progress are finished and listed
+            wait(list(futures), timeout=timeout or 600)
+            raise Interrupted(f"interrupted after {len(processed)} of {len(inputs)} image(s); "
+                              f"{out / 'summary.csv'} lists the images done") from err
+        finally:
+            bar.close()
+            atomic_write_csv(out / "summary.csv", _summary_rows(inputs, out), columns=_SUMMARY_COLUMNS)
+            order = {p: k for k, p in enumerate(inputs)}
+            processed.sort(key=order.get)
+            failed.sort(key=lambda f: order[f[0]])
+            rec.update(processed=[p.name for p in processed], skipped=[p.name for p in skipped],
+                       failed=[{"path": str(p), "error": m} for p, m in failed],
+                       workers=len(client.scheduler_info()["workers"]))
+        if error is not None:
+            raise MacroError(error)
+    return BatchReport(processed, skipped, out / "summary.csv", failed)
+
+
+#: one ImageJ per process: a worker runs one macro at a time
+_IMAGEJ = threading.Lock()
+
+
+def _macro_task(stop: str, code: str, path: str, out: str, macro_name: str,
+                timeout: float | None) -> tuple[str, str | None]:
+    """On a Dask worker: the macro on one image in the worker's own ImageJ; ("done", None),
+    ("failed", why) for an image that cannot be opened or timed out, ("error", the macro error),
+    or ("stopped", None) when the job stopped before this image."""
+    from distributed import Event
+
+    if Event(stop).is_set():
+        return "stopped", None
+    with _IMAGEJ:
+        try:
+            _run_one(code, Path(path), Path(out), macro_name, timeout)
+        except (DataError, MacroTimeout) as err:
+            return "failed", str(err)
+        except MacroError as err:
+            return "error", str(err)
+    return "done", None
 
 
 def _run_one(code: str, path: Path, out: Path, macro_name: str, timeout: float | None) -> None:
