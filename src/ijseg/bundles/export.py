@@ -335,14 +335,10 @@ def export_bundle(
     from ..predict import Predictor
 
     out = _checked_out(out, format_version, weights)
-    folder, cfg = _exportable(model_dir)
-    if format_version == "0.4" and cfg.unet_dims == 3:
-        raise ConfigError(f"{folder.path}: a 3-D model is exported in format 0.5 only (deepImageJ 3.1 and later); "
-                          f"ijseg's format 0.4 macros for deepImageJ 3.0.3 work on 2-D images", options=("format",))
+    folder, cfg = _exportable(model_dir, format_version)
     name = _checked_name(name, cfg, folder, format_version)
     norm = normalizer_from_dict(cfg.data_normalizer)
     predictor = Predictor(folder)
-    tf, keras = import_tf()
     halo, halo_z = predictor.halo, getattr(predictor.model, "halo_z", 0)
     raw, sample_path = _sample_image(folder, sample)
     test_raw = _crop_for_test(raw, _test_rules(predictor))
@@ -353,16 +349,12 @@ def export_bundle(
 
     settings = dict(format_version=format_version, weights=list(weights), name=name, description=description,
                     authors=authors, license=license, postprocessing=pp)
-    with record_run("export", out.with_name(f"{out.stem}.provenance.json"), options=settings,
-                           config=cfg.to_dict(), model=folder.path, inputs=[sample_path], partial=False,
-                           finish=lambda r: r.update(bundle={"path": str(out.resolve()),
-                                                             "sha256": file_hash(out)})) as rec, \
+    with _record(out, settings, cfg, folder, sample_path) as rec, \
             tempfile.TemporaryDirectory(prefix="ijseg-export-") as tmpdir:
         tmp = Path(tmpdir)
-        rec["training"] = read_provenance(folder.path)  # the training run, carried into the bundle
         _write_files(tmp, test_raw, prob, _readme(cfg, norm, name, description, qc, folder.history(), halo, halo_z))
-        atomic_write_text(tmp / PROVENANCE_FILE, json.dumps(completed(rec), indent=1, default=str) + "\n")
-        entries = _write_weights(tmp, predictor.model.keras, cfg, weights, format_version, tf, keras)
+        _write_provenance(tmp, rec, folder)
+        entries = _write_weights(tmp, predictor.model.keras, cfg, weights, format_version, *import_tf())
         if format_version == "0.4":
             descr = _descr_v04(tmp, cfg, name=name, description=description, authors=authors, license=license,
                                weights=tuple(entries), halo=halo, test_shape=test_raw.shape, qc=qc,
@@ -379,6 +371,20 @@ def export_bundle(
     return out
 
 
+def _record(out: Path, settings: dict, cfg, folder: ModelFolder, sample: Path):
+    """The export's provenance record: ``NAME.provenance.json`` beside the bundle, with the
+    bundle's hash, written only once the bundle is."""
+    return record_run("export", out.with_name(f"{out.stem}.provenance.json"), options=settings, config=cfg.to_dict(),
+                      model=folder.path, inputs=[sample], partial=False,
+                      finish=lambda r: r.update(bundle={"path": str(out.resolve()), "sha256": file_hash(out)}))
+
+
+def _write_provenance(tmp: Path, rec: dict, folder: ModelFolder) -> None:
+    """The bundle's copy of the export record, with the training run's record in it."""
+    rec["training"] = read_provenance(folder.path)
+    atomic_write_text(tmp / PROVENANCE_FILE, json.dumps(completed(rec), indent=1, default=str) + "\n")
+
+
 def _ijseg_block(cfg, *, qc: dict | None, sample: Path, halo: tuple[int, int], postprocessing: dict) -> dict:
     """``config.ijseg``: the configuration, QC, sample, halo and receptive field (along z too for
     a 3-D model) and the post-processing."""
@@ -391,10 +397,14 @@ def _ijseg_block(cfg, *, qc: dict | None, sample: Path, halo: tuple[int, int], p
     return block
 
 
-def _exportable(model_dir) -> tuple[ModelFolder, Any]:
-    """The model folder and its configuration, if bioimage.io can describe its pre-processing."""
+def _exportable(model_dir, format_version: str) -> tuple[ModelFolder, Any]:
+    """The model folder and its configuration, if bioimage.io can describe its pre-processing
+    (and, for format 0.4, it is a 2-D model)."""
     folder = ModelFolder(model_dir)
     cfg = folder.config()
+    if format_version == "0.4" and cfg.unet_dims == 3:
+        raise ConfigError(f"{folder.path}: a 3-D model is exported in format 0.5 only (deepImageJ 3.1 and later); "
+                          f"ijseg's format 0.4 macros for deepImageJ 3.0.3 work on 2-D images", options=("format",))
     if cfg.data_normalizer.get("name") != "percentile":
         raise ConfigError(
             f"{folder.path}: only models trained with percentile normalisation can be exported (bioimage.io "

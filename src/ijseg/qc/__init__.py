@@ -93,7 +93,7 @@ def evaluate(
     files = [f for s in samples for f in (s.image, s.mask)]
     settings = dict(data=str(where), tile=tile, postprocessing=dataclasses.asdict(options))
     with record_run("qc", out, options=settings, config=cfg.to_dict(), model=predictor.path, inputs=files,
-                           root=where if isinstance(data, (str, os.PathLike)) else None) as rec:
+                    root=where if isinstance(data, (str, os.PathLike)) else None) as rec:
         (out / "overlays").mkdir(parents=True, exist_ok=True)
         pixels = PixelCounts(class_names(cfg))
         rows: list[dict[str, Any]] = []
@@ -105,20 +105,7 @@ def evaluate(
             preds.append(labels)
             if callback is not None:
                 callback(k, len(samples))
-        objects = object_metrics(truths, preds)
-        summary: dict[str, Any] = {
-            "model": str(predictor.path),
-            "data": str(where),
-            "n_images": len(samples),
-            "target": cfg.data_target,
-            "postprocessing": dataclasses.asdict(options),
-            "pixels": {"iou": pixels.iou(), "dice": pixels.dice()},
-            "objects": objects,
-            "ap@0.5": objects["0.5"]["ap"],
-            "f1@0.5": objects["0.5"]["f1"],
-            "iou_foreground": float(np.mean([r["iou_foreground_all"] for r in rows])),
-        }
-        summary["verdict"], summary["verdict_text"] = verdict(summary)
+        summary = _summary(predictor, where, options, pixels, rows, object_metrics(truths, preds))
         atomic_write_csv(out / "metrics.csv", rows, float_format=".4f")
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         write_report(summary, rows, out, history=history, title=title or f"ijseg quality control: {predictor.path.name}",
@@ -126,6 +113,25 @@ def evaluate(
         log.info("QC: AP@0.5 = %.3f, F1@0.5 = %.3f on %d images; report in %s", summary["ap@0.5"], summary["f1@0.5"],
                  len(samples), out / "report.html")
         rec["summary"] = {k: summary[k] for k in ("ap@0.5", "f1@0.5", "iou_foreground", "verdict")}
+    return summary
+
+
+def _summary(predictor, where, options, pixels: PixelCounts, rows: list[dict[str, Any]],
+             objects: dict[str, Any]) -> dict[str, Any]:
+    """The content of ``summary.json``."""
+    summary: dict[str, Any] = {
+        "model": str(predictor.path),
+        "data": str(where),
+        "n_images": len(rows),
+        "target": predictor.config.data_target,
+        "postprocessing": dataclasses.asdict(options),
+        "pixels": {"iou": pixels.iou(), "dice": pixels.dice()},
+        "objects": objects,
+        "ap@0.5": objects["0.5"]["ap"],
+        "f1@0.5": objects["0.5"]["f1"],
+        "iou_foreground": float(np.mean([r["iou_foreground_all"] for r in rows])),
+    }
+    summary["verdict"], summary["verdict_text"] = verdict(summary)
     return summary
 
 
