@@ -485,13 +485,9 @@ def main(argv=None) -> int:
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from ijseg.provenance import cpu_name
+
+    return cpu_name() or "unknown"
 
 
 def _version(pkg: str) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 from ._fileio import atomic_write_text
 from .errors import Interrupted
 
-__all__ = ["FILE", "SCHEMA", "record", "completed", "file_hash", "files_hashes", "model_hash", "versions",
+__all__ = ["FILE", "SCHEMA", "record", "completed", "file_hash", "files_hashes", "model_hash", "versions", "cpu_name",
            "set_context", "read"]
 
 #: the file name
@@ -85,11 +85,12 @@ def versions() -> dict[str, Any]:
                 pass
     return {"ijseg": __version__, "python": platform.python_version(), **libs,
             "java": _resolved("java"), "imagej": _resolved("imagej"),
-            "platform": platform.platform(), "machine": platform.machine(), "cpu": _cpu_name(),
+            "platform": platform.platform(), "machine": platform.machine(), "cpu": cpu_name(),
             "cpu_count": os.cpu_count()}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what the platform says."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
