@@ -370,3 +370,44 @@ except Exception as err:
     image = tifffile.imread(sorted((sim_dataset / "test" / "images").glob("*.tif"))[0])
     prob = Predictor(model).predict(image)
     assert prob.shape == image.shape + (3,) and np.isfinite(prob).all()
+
+
+
+def test_mirrored_training_steps_and_logs_as_on_one_device():
+    """With a batch split between two devices, the logged loss, the validation loss and the
+    step are those of one device (Keras sums the replicas' gradients, so each replica's loss must
+    count for half). Without batch normalisation and Dice (both computed per replica) and in
+    float32, the two agree; the same batch goes to both (``train``'s patch stream is random)."""
+    script = """
+import json
+import numpy as np, tensorflow as tf
+tf.config.set_visible_devices([], "GPU")
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from ijseg import Config
+from ijseg.train import _compiled_model
+cfg = Config(data_target="3class", data_n_classes=3, unet_depth=2, unet_base_filters=4, unet_batch_norm=False,
+             train_mixed_precision=False, train_loss="crossentropy", train_optimizer="sgd", train_momentum=0.0,
+             train_learning_rate=0.5)
+rng = np.random.default_rng(0)
+x = rng.random((4, 32, 32, 1), dtype=np.float32)
+y = rng.integers(0, 3, (4, 32, 32, 1)).astype(np.uint8)
+out = {}
+for n in (1, 2):
+    with tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(n)]).scope():
+        model = _compiled_model(cfg, keras)
+    start = model.get_weights()
+    fit = model.fit(x, y, batch_size=4, epochs=1, validation_data=(x, y), shuffle=False, verbose=0).history
+    step = np.concatenate([(a - b).ravel() for a, b in zip(model.get_weights(), start)])
+    out[n] = {"loss": fit["loss"][0], "val_loss": fit["val_loss"][0], "step": step.tolist()}
+print(json.dumps(out))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = json.loads(proc.stdout.strip().splitlines()[-1]).values()
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-4)  # the first step's loss: twice as large before
+    assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)  # after the step
+    step1, step2 = np.array(one["step"]), np.array(two["step"])
+    assert np.linalg.norm(step1) > 0
+    np.testing.assert_allclose(step2, step1, atol=1e-3 * np.abs(step1).max())

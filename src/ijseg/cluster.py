@@ -30,7 +30,8 @@ from distributed import WorkerPlugin
 
 from .errors import ConfigError, IjsegError, Interrupted
 
-__all__ = ["parse_cluster", "connect", "PredictorPlugin", "predict_files_on_cluster"]
+__all__ = ["parse_cluster", "connect", "PredictorPlugin", "register_model", "predict_files_on_cluster",
+           "task_failure", "finished_after_stop"]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,30 @@ class PredictorPlugin(WorkerPlugin):
         self.predictor = load_predictor(self.model, which=self.which)
 
 
+def task_failure(path: str | os.PathLike, err: BaseException) -> str:
+    """One line that names the file whose task raised ``err`` instead of returning (a worker that
+    died: ``KilledWorker``; an unforeseen error).
+
+    >>> task_failure("a/x.tif", RuntimeError("worker lost\\nmore"))
+    'a/x.tif: RuntimeError: worker lost'
+    """
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{path}: {type(err).__name__}: {first}" if first else f"{path}: {type(err).__name__}"
+
+
+def finished_after_stop(futures: list, timeout: float) -> list:
+    """Of ``futures``, those done within ``timeout`` seconds: after Ctrl-C, the images in progress
+    that finished. Running out of time, or a second Ctrl-C, ends the wait without an error, so that
+    the caller's :class:`~ijseg.errors.Interrupted` is what is raised."""
+    from distributed import wait
+
+    try:
+        wait(futures, timeout=timeout)
+    except (TimeoutError, KeyboardInterrupt):
+        log.warning("not waiting for the %d image(s) still in progress", sum(not f.done() for f in futures))
+    return [f for f in futures if f.done()]
+
+
 def _segment(plugin: str, stop: str, path: str, out: str, kwargs: dict[str, Any]) -> tuple[dict | None, str | None]:
     """On a worker: segment one file with the worker's model; (summary row, None), (None, error),
     or (None, None) when the run was stopped before this file."""
@@ -147,7 +172,7 @@ def predict_files_on_cluster(predictor, inputs: list[Path], out: str | os.PathLi
     lists every image whose outputs are written."""
     import dataclasses
 
-    from distributed import Event, as_completed, wait
+    from distributed import Event, as_completed
     from tqdm.auto import tqdm
 
     from .provenance import record as record_run
@@ -168,13 +193,10 @@ def predict_files_on_cluster(predictor, inputs: list[Path], out: str | os.PathLi
         out.mkdir(parents=True, exist_ok=True)
         for p in remove_stale_temporaries(out):
             log.info("removed %s (left by a run that was killed)", p.name)
-        kind, _ = parse_cluster(cluster)
+        plugin = register_model(client, predictor, cluster, which)
         workers = len(client.scheduler_info()["workers"]) or 1
-        threads = max(1, (os.cpu_count() or 1) // workers) if kind == "local" else None
-        plugin = PredictorPlugin(str(Path(predictor.path).resolve()), which, threads)
-        client.register_plugin(plugin, name=plugin.name)
         stop = Event(f"ijseg-stop-{uuid.uuid4().hex}", client=client)
-        futures = [client.submit(_segment, plugin.name, stop.name, str(Path(p).resolve()), str(out), kwargs,
+        futures = [client.submit(_segment, plugin, stop.name, str(Path(p).resolve()), str(out), kwargs,
                                  pure=False) for p in inputs]
         index = {f.key: k for k, f in enumerate(futures)}
 
@@ -183,7 +205,7 @@ def predict_files_on_cluster(predictor, inputs: list[Path], out: str | os.PathLi
             try:
                 results[k] = future.result()
             except Exception as err:  # a worker's crash or an unforeseen error: that image fails
-                results[k] = (None, f"{inputs[k]}: {type(err).__name__}: {err}")
+                results[k] = (None, task_failure(inputs[k], err))
             if results[k][1] is not None and len(inputs) > 1:
                 log.error("skipped: %s", results[k][1])
 
@@ -194,10 +216,8 @@ def predict_files_on_cluster(predictor, inputs: list[Path], out: str | os.PathLi
                 bar.update(1)
         except KeyboardInterrupt as err:
             stop.set()  # the workers take no new image; those in progress are finished and listed
-            wait([f for k, f in enumerate(futures) if k not in results], timeout=600)
-            for k, future in enumerate(futures):
-                if k not in results and future.done():
-                    collect(future)
+            for future in finished_after_stop([f for k, f in enumerate(futures) if k not in results], 600):
+                collect(future)
             done = sum(1 for r in results.values() if r[0] is not None)
             raise Interrupted(f"interrupted after {done} of {len(inputs)} image(s); "
                               f"{out / 'summary.csv'} lists them") from err
@@ -212,3 +232,14 @@ def predict_files_on_cluster(predictor, inputs: list[Path], out: str | os.PathLi
             rec.update(workers=workers, segmented=[r["Slice"] for r in rows],
                        failed=[{"path": str(p), "error": m} for p, m in failures], discard=not rows)
     return rows, failures
+
+
+def register_model(client, predictor, cluster: str, which: str = "best") -> str:
+    """Have every worker of ``client`` load ``predictor``'s model (``which`` weights) once, with
+    TensorFlow's threads shared out among a local cluster's workers; returns the plugin's name."""
+    kind, _ = parse_cluster(cluster)
+    workers = len(client.scheduler_info()["workers"]) or 1
+    threads = max(1, (os.cpu_count() or 1) // workers) if kind == "local" else None
+    plugin = PredictorPlugin(str(Path(predictor.path).resolve()), which, threads)
+    client.register_plugin(plugin, name=plugin.name)
+    return plugin.name

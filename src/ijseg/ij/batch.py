@@ -146,19 +146,33 @@ def run_batch_on_cluster(code: str, inputs: list[Path], out: str | os.PathLike, 
                          timeout: float | None = DEFAULT_IMAGE_TIMEOUT) -> BatchReport:
     """:func:`run_batch` with the images shared out over a Dask cluster (see
     :mod:`ijseg.cluster`): each worker process hosts its own ImageJ and IJSeg engine and runs
-    one macro at a time. The outputs and ``summary.csv`` are those of the serial run. The first
-    macro error stops the workers before their next image (the images in progress are finished)
-    and is raised; Ctrl-C does the same."""
-    from distributed import Event, as_completed, wait
+    one macro at a time. The outputs and ``summary.csv`` are those of the serial run.
+
+    The first macro error, or an ImageJ that could not be stopped after a timeout, stops the
+    workers before their next image (the images in progress are finished) and is raised, as in
+    :func:`run_batch`; a worker whose ImageJ is stuck takes no image any more. An image whose
+    worker died (``KilledWorker``) fails with its name, and the others go on. Ctrl-C stops the
+    workers likewise and lists the images in progress that finish within ``timeout``.
+
+    Raises
+    ------
+    MacroError
+        On the first image where the macro fails: names the image, the macro and the line.
+    MacroTimeout
+        With ``stuck`` set, when ImageJ on a worker could not be stopped after a timeout (that
+        worker's process must end; a local cluster ends with the job).
+    Interrupted
+        After Ctrl-C, once the summary of the images done is written.
+    """
+    from distributed import Event, as_completed
     from tqdm.auto import tqdm
 
     from .._fileio import atomic_write_csv
-    from ..cluster import connect
+    from ..cluster import connect, finished_after_stop
 
     out = _prepared(inputs, Path(out).resolve())
     todo = [p for p in inputs if overwrite or not (out / f"{p.stem}.tif").exists()]
     skipped = [p for p in inputs if p not in todo]
-    processed, failed, error = [], [], None
     settings = dict(overwrite=overwrite, timeout=timeout, cluster=cluster)
     with record_run("macro batch", out, options=settings, inputs=inputs) as rec, connect(cluster) as client:
         rec["macro"] = _macro_record(code, macro_name)
@@ -166,60 +180,98 @@ def run_batch_on_cluster(code: str, inputs: list[Path], out: str | os.PathLike, 
         futures = {client.submit(_macro_task, stop.name, code, str(p.resolve()), str(out), macro_name, timeout,
                                  pure=False): p for p in todo}
         bar = tqdm(total=len(todo), desc="macro batch", unit="img", disable=not progress)
-
-        def collect(future) -> None:
-            nonlocal error
-            path = futures[future]
-            status, message = future.result()
-            if status == "done":
-                processed.append(path)
-            elif status == "failed":
-                log.error("skipped: %s", message)
-                failed.append((path, message))
-            elif status == "error" and error is None:  # the first macro error stops the job
-                error = message
-                stop.set()
-            bar.update(1)
-
+        job = _Collected(stop, bar)
         try:
             for future in as_completed(futures):
-                collect(future)
+                job.add(future, futures[future])
         except KeyboardInterrupt as err:
             stop.set()  # no new image; those in progress are finished and listed
-            wait(list(futures), timeout=timeout or 600)
-            raise Interrupted(f"interrupted after {len(processed)} of {len(inputs)} image(s); "
+            for future in finished_after_stop([f for f in futures if f.key not in job.seen], timeout or 600):
+                job.add(future, futures[future])
+            raise Interrupted(f"interrupted after {len(job.processed)} of {len(inputs)} image(s); "
                               f"{out / 'summary.csv'} lists the images done") from err
         finally:
             bar.close()
             atomic_write_csv(out / "summary.csv", _summary_rows(inputs, out), columns=_SUMMARY_COLUMNS)
-            order = {p: k for k, p in enumerate(inputs)}
-            processed.sort(key=order.get)
-            failed.sort(key=lambda f: order[f[0]])
-            rec.update(processed=[p.name for p in processed], skipped=[p.name for p in skipped],
-                       failed=[{"path": str(p), "error": m} for p, m in failed],
+            job.sort(inputs)
+            rec.update(processed=[p.name for p in job.processed], skipped=[p.name for p in skipped],
+                       failed=[{"path": str(p), "error": m} for p, m in job.failed],
                        workers=len(client.scheduler_info()["workers"]))
-        if error is not None:
-            raise MacroError(error)
-    return BatchReport(processed, skipped, out / "summary.csv", failed)
+        if job.error is not None:
+            raise job.error
+    return BatchReport(job.processed, skipped, out / "summary.csv", job.failed)
+
+
+class _Collected:
+    """What the workers of :func:`run_batch_on_cluster` returned: the images done and failed, and
+    the error that stops the job (the first macro error, or an ImageJ that is stuck)."""
+
+    def __init__(self, stop, bar):
+        self.stop, self.bar = stop, bar
+        self.processed: list[Path] = []
+        self.failed: list[tuple[Path, str]] = []
+        self.error: MacroError | None = None
+        self.seen: set = set()  # keys of the futures collected
+
+    def add(self, future, path: Path) -> None:
+        """Take in one finished task of ``path``."""
+        from ..cluster import task_failure
+
+        if future.key in self.seen:
+            return
+        self.seen.add(future.key)
+        try:
+            status, message = future.result()
+        except Exception as err:  # a worker that died (KilledWorker) or an unforeseen error: that image fails
+            status, message = "failed", task_failure(path, err)
+        if status == "done":
+            self.processed.append(path)
+        elif status == "failed":
+            log.error("skipped: %s", message)
+            self.failed.append((path, message))
+        elif status in ("error", "stuck") and self.error is None:  # stops the job
+            self.error = MacroTimeout(message, stuck=True) if status == "stuck" else MacroError(message)
+            self.stop.set()
+        self.bar.update(1)
+
+    def sort(self, inputs: list[Path]) -> None:
+        """The images in the order of ``inputs``, whatever order the workers finished in."""
+        order = {p: k for k, p in enumerate(inputs)}
+        self.processed.sort(key=order.get)
+        self.failed.sort(key=lambda f: order[f[0]])
 
 
 #: one ImageJ per process: a worker runs one macro at a time
 _IMAGEJ = threading.Lock()
+#: set in a worker whose ImageJ could not be stopped after a timeout: it runs no macro any more
+_STUCK = threading.Event()
 
 
 def _macro_task(stop: str, code: str, path: str, out: str, macro_name: str,
                 timeout: float | None) -> tuple[str, str | None]:
     """On a Dask worker: the macro on one image in the worker's own ImageJ; ("done", None),
     ("failed", why) for an image that cannot be opened or timed out, ("error", the macro error),
-    or ("stopped", None) when the job stopped before this image."""
-    from distributed import Event
+    ("stuck", why) when this worker's ImageJ could not be stopped after a timeout (now or on an
+    earlier image: it runs nothing any more, and the job stops), or ("stopped", None) when the
+    job stopped before this image."""
+    from distributed import Event, get_worker
 
     if Event(stop).is_set():
         return "stopped", None
     with _IMAGEJ:
+        if _STUCK.is_set():
+            return "stuck", (f"{path}: not run: ImageJ on worker {get_worker().address} was left stuck by an "
+                             "earlier timeout; restart that worker")
         try:
             _run_one(code, Path(path), Path(out), macro_name, timeout)
-        except (DataError, MacroTimeout) as err:
+        except MacroTimeout as err:
+            if not err.stuck:
+                return "failed", str(err)
+            _STUCK.set()
+            Event(stop).set()  # the other workers take no new image either
+            return "stuck", (f"{err}\nImageJ on worker {get_worker().address} could not be stopped, so that "
+                             "worker takes no more images and the job stops")
+        except DataError as err:
             return "failed", str(err)
         except MacroError as err:
             return "error", str(err)

@@ -10,6 +10,12 @@ training data never has to be stored one-hot.
 * ``crossentropy_dice``: the sum of both;
 * ``focal``: focal loss (Lin et al. 2017), gamma 2;
 * ``mse``, ``mae``: on probabilities (classification, one-hot targets) or on values (distance).
+
+Each loss reduces its batch to a scalar itself. Under ``tf.distribute.MirroredStrategy`` (several
+GPUs) Keras sums the replicas' gradients and multiplies the logged loss by the number of replicas,
+dividing by it only where it reduces a per-sample loss itself; so these losses divide by it (a
+replica's share of the batch counts for ``1/n`` of the step), and with n devices the step and the
+logged loss are those of one device. The Dice term is then computed over each replica's share.
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ def _as_probability_target(y_true, n_outputs: int):
 
 
 def make_loss(name: str, n_outputs: int, *, regression: bool = False):
-    """A Keras-compatible loss function ``loss(y_true, y_pred) -> scalar``.
+    """A Keras-compatible loss function ``loss(y_true, y_pred) -> scalar`` (divided by the number of
+    replicas under a distribution strategy, see the module's description).
 
     Parameters
     ----------
@@ -99,9 +106,23 @@ def make_loss(name: str, n_outputs: int, *, regression: bool = False):
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(losses)}")
     if regression and name not in ("mse", "mae"):
         raise ValueError(f"loss {name!r} needs class targets; use mse or mae for distance maps")
-    fn = losses[name]
+    fn = _per_replica(losses[name])
     fn.__name__ = name
     return fn
+
+
+def _per_replica(fn):
+    """``fn`` divided by the number of replicas of the distribution strategy in force (1 outside
+    one), as Keras divides the losses it reduces itself, so that summing the replicas' gradients
+    gives the mean over the batch."""
+    tf, _ = import_tf()
+
+    def loss(y_true, y_pred):
+        value = fn(y_true, y_pred)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return value / replicas if replicas > 1 else value
+
+    return loss
 
 
 def make_metrics(n_outputs: int, *, regression: bool = False, threshold: float = 0.5) -> list:
