@@ -100,7 +100,7 @@ LAYERS = [
     ["ijseg.errors", "ijseg._fileio", "ijseg._stderr", "ijseg._gc", "ijseg._tiling", "ijseg._kernels", "ijseg._tf",
      "ijseg._resources", "ijseg._version", "ijseg.provenance", "ijseg.config", "ijseg.preprocess", "ijseg.data"],
     ["ijseg.models", "ijseg.predict", "ijseg.postprocess", "ijseg.measure", "ijseg.measure3d"],
-    ["ijseg.pipeline", "ijseg.qc", "ijseg.train", "ijseg.bundles", "ijseg.cluster"],
+    ["ijseg.pipeline", "ijseg.qc", "ijseg.train", "ijseg.bundles", "ijseg.cluster", "ijseg.blockwise"],
     ["ijseg.ij"],
     # commands' own tools: doctor, and the bundle check, which drives the old runtimes and ImageJ
     ["ijseg.cli", "ijseg.serve", "ijseg.doctor", "ijseg.bundles.check", "ijseg.__main__", "ijseg"],

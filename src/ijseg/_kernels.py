@@ -371,7 +371,8 @@ FLOOD_LEVELS = 65536
 
 
 def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *,
-                 highest_first: bool = False, in_place: bool = False) -> np.ndarray:
+                 highest_first: bool = False, in_place: bool = False,
+                 levels: tuple[float, float] | None = None) -> np.ndarray:
     """Grow the labels of ``seeds`` (2-D int >= 0, 0 = none) over ``fg`` (2-D bool), 4-connected,
     lowest ``elevation`` first (``highest_first``: as on ``-elevation``, without the copy; the
     elevation may be a strided view such as one channel of a prediction): a marker-controlled
@@ -390,6 +391,10 @@ def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *,
 
     ``in_place``: grow the labels in ``seeds`` itself when it is a C-contiguous int32 array (a
     large image's memory: no second label image), and return it.
+
+    ``levels``: the elevation range ``(lo, hi)`` that the levels cut (default: the range over
+    the foreground and the seeds); elevations outside it take the first or last level. A part of
+    a larger image floods as the whole image does when it is given the whole image's range.
     """
     owned = in_place and seeds.dtype == np.int32 and seeds.flags.c_contiguous and seeds.flags.writeable
     seeds = seeds if owned else np.array(seeds, dtype=np.int32, order="C")
@@ -403,6 +408,8 @@ def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *,
         raise ValueError("seeds must be labels >= 0 (0 = no seed)")
     if lo > hi:  # no foreground, no seeds
         return seeds
+    if levels is not None:
+        lo, hi = (float(v) for v in levels)
     scale = (FLOOD_LEVELS - 1) / (hi - lo) if hi > lo else 0.0
     if highest_first:
         return _flood(seeds, fg, elevation, hi, -scale, FLOOD_LEVELS)

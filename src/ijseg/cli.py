@@ -399,8 +399,17 @@ def _add_predict(sub) -> None:
     )
     p.add_argument("--model", required=True, type=Path,
                    help="model folder written by 'ijseg train', or a bioimage.io bundle (.zip or rdf.yaml)")
-    p.add_argument("--input", required=True, type=Path, help="an image file, or a folder of images")
+    p.add_argument("--input", required=True, type=Path,
+                   help="an image file, or a folder of images; an OME-Zarr image or 2-D Zarr array (.zarr) is "
+                        "segmented block by block (see --blockwise)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--blockwise", action="store_true",
+                   help="segment one image larger than memory block by block (a TIFF read tile by tile; always "
+                        "for .zarr input): NAME_labels.ome.zarr (OME-Zarr 0.4) and NAME_measurements.csv, equal to "
+                        "the whole image's; with --cluster the blocks go to the workers; an interrupted run goes "
+                        "on where it stopped")
+    p.add_argument("--block", type=int, metavar="PX", default=None,
+                   help="blockwise: side of the blocks (default 2048; rounded up to the network's step)")
     p.add_argument("--output", choices=("labels", "mask", "probabilities"), default="labels",
                    help="labels: uint16 instance labels (default); mask: uint8 (0/255 binary, else class numbers); "
                         "probabilities: float32 with a channel axis")
@@ -458,6 +467,10 @@ def _cmd_predict(args, ctx: Context) -> int:
     from .pipeline import load_predictor, predict_files
 
     _postprocess_options(args)
+    if args.blockwise or _is_large_input(args.input):
+        return _predict_blockwise(args, ctx)
+    if args.block is not None:
+        raise ConfigError("--block is an option of --blockwise prediction")
     files = _input_files(args.input)
     check_output_dir(args.out)
     _check_model_path(args.model)
@@ -488,6 +501,36 @@ def _cmd_predict(args, ctx: Context) -> int:
         for _, msg in failures:
             print(f"  {msg}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _is_large_input(path: Path) -> bool:
+    from .blockwise import is_large_input
+
+    return is_large_input(path)
+
+
+def _predict_blockwise(args, ctx: Context) -> int:
+    from .blockwise import DEFAULT_BLOCK, predict_large
+    from .pipeline import load_predictor
+
+    if not (args.input.is_file() or _is_large_input(args.input)):
+        raise DataError(f"{args.input}: --blockwise takes one image (a TIFF file or a .zarr store)"
+                        if args.input.exists() else f"{args.input}: input not found")
+    for flag in ("plane", "channel", "tile"):
+        if getattr(args, flag, None) is not None:
+            raise ConfigError(f"--{flag} is not an option of blockwise prediction")
+    check_output_dir(args.out)
+    _check_model_path(args.model)
+    if args.cluster is not None:
+        _cluster_spec(args.cluster)
+    predictor = (ctx.predictors.get(args.model, which=args.weights) if ctx.predictors is not None
+                 else load_predictor(args.model, which=args.weights))
+    options = _postprocess_options(args, predictor.postprocessing)
+    row = predict_large(predictor, args.input, args.out, output=args.output, options=options,
+                        block=args.block or DEFAULT_BLOCK, cluster=args.cluster, which=args.weights,
+                        progress=not args.quiet)
+    print(f"segmented {args.input} block by block, {int(row['Count'])} object(s); results in {args.out}")
     return 0
 
 

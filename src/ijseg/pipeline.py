@@ -21,7 +21,7 @@ from .errors import IjsegError
 from .predict import Predictor
 
 __all__ = ["OUTPUTS", "segment", "write_outputs", "predict_files", "output_names", "load_predictor", "result_image",
-           "PredictorCache", "summary_row"]
+           "PredictorCache", "summary_row", "area_summary_row"]
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +167,14 @@ def summary_row(name: str, seg, table, image: Image) -> dict[str, float | str | 
     volume: the count, total and average volume, and the %volume and mean of the objects)."""
     if seg.labels.ndim == 3:
         return _volume_summary_row(name, seg, table, image)
+    return area_summary_row(name, seg.labels.size, table, image.pixel_size)
+
+
+def area_summary_row(name: str, n_pixels: int, table, pixel_size: tuple[float, float]) -> dict[str, float | str | int]:
+    """:func:`summary_row` of an image of ``n_pixels`` pixels of ``pixel_size``."""
     area = table["Area"]
-    ph, pw = image.pixel_size
-    total_px = seg.labels.size * ph * pw
+    ph, pw = pixel_size
+    total_px = n_pixels * ph * pw
     row: dict[str, float | str | int] = {
         "Slice": name, "Count": int(area.size), "Total Area": float(area.sum()),
         "Average Size": float(area.mean()) if area.size else 0.0,

@@ -32,7 +32,9 @@ from scipy import ndimage as ndi
 
 from .config import DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD, Config
 
-__all__ = ["Segmentation", "PostprocessOptions", "MACRO_KEYS", "postprocess", "relabel_sequential", "filter_sizes"]
+__all__ = ["Segmentation", "PostprocessOptions", "MACRO_KEYS", "postprocess", "flood_range", "growth_levels",
+           "relabel_sequential",
+           "filter_sizes"]
 
 _EIGHT = np.ones((3, 3), bool)
 
@@ -219,18 +221,29 @@ def _fill_holes_per_object(labels: np.ndarray) -> np.ndarray:
 def _watershed_split(fg: np.ndarray, sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """Split touching round objects: seeds at distance-transform maxima (h = 0.5 px). In a volume
     whose z step is coarser, distances are measured with ``sampling`` (z step over xy step, 1, 1):
-    in voxels, two nuclei touching along z have one maximum between them."""
+    in voxels, two nuclei touching along z have one maximum between them.
+
+    Each connected piece of foreground is flooded on its own: scikit-image's watershed takes
+    seeds of equal height in an order that depends on the whole image's other seeds, so a piece
+    flooded alone splits the same in any image that holds it (a block of a larger one too)."""
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
     dist = ndi.distance_transform_edt(fg, sampling=sampling)
-    peaks = h_maxima(dist, 0.5)
-    markers, _ = ndi.label(peaks, structure=_full(fg.ndim))
-    return watershed(-dist, markers, mask=fg, connectivity=fg.ndim)
+    markers, _ = ndi.label(h_maxima(dist, 0.5), structure=_full(fg.ndim))
+    pieces, _ = ndi.label(fg, structure=_full(fg.ndim))
+    labels = np.zeros(fg.shape, np.int32)
+    for i, box in enumerate(ndi.find_objects(pieces), start=1):
+        if box is None:
+            continue
+        piece = pieces[box] == i
+        grown = watershed(-dist[box], np.where(piece, markers[box], 0), mask=piece, connectivity=fg.ndim)
+        labels[box][piece] = grown[piece]
+    return labels
 
 
-def _seeded_growth(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *, highest_first: bool = False
-                   ) -> np.ndarray:
+def _seeded_growth(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *, highest_first: bool = False,
+                   levels: tuple[float, float] | None = None) -> np.ndarray:
     """Grow seed labels over ``fg`` (a 4-connected watershed on ``elevation``, as scikit-image's
     ``watershed`` with ``connectivity=1``); foreground pieces without a seed become new objects.
     An int32 ``seeds`` array is grown in place and returned (a large image's memory). In 3-D,
@@ -245,12 +258,47 @@ def _seeded_growth(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *, 
         labels[orphans > 0] = orphans[orphans > 0] + labels.max(initial=0)
         return labels
 
-    labels = seeded_flood(seeds, fg, elevation, highest_first=highest_first, in_place=True)
+    labels = seeded_flood(seeds, fg, elevation, highest_first=highest_first, in_place=True, levels=levels)
     label_orphans(labels, np.ascontiguousarray(fg, dtype=np.bool_))
     return labels
 
 
-def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | None = None) -> Segmentation:
+def flood_range(elevation: np.ndarray, fg: np.ndarray, seeds: np.ndarray | None = None) -> tuple[float, float] | None:
+    """The lowest and highest ``elevation`` over ``fg`` and ``seeds`` (bool, before holes are
+    filled), or None where both are empty: the range that the seeded growth's levels cut. Each
+    piece of an image that :mod:`ijseg.blockwise` segments block by block is grown with the
+    whole image's range, the extremes of the pieces' ranges.
+
+    >>> e = np.array([[0.2, 0.9], [0.5, 0.1]], np.float32)
+    >>> lo, hi = flood_range(e, np.array([[True, False], [True, False]]), np.array([[False, True], [False, False]]))
+    >>> round(lo, 4), round(hi, 4)
+    (0.2, 0.9)
+    """
+    from ._kernels import _range_where
+
+    marks = np.zeros(fg.shape, np.uint8) if seeds is None else np.ascontiguousarray(seeds).view(np.uint8)
+    lo, hi, _ = _range_where(elevation, np.ascontiguousarray(fg, dtype=np.bool_), marks)
+    return None if lo > hi else (float(lo), float(hi))
+
+
+def growth_levels(prob: np.ndarray, config: Config, options: PostprocessOptions | None = None
+                  ) -> tuple[float, float] | None:
+    """:func:`flood_range` of a 2-D 3-class or distance prediction, as :func:`postprocess` takes
+    it; None for the other models (and where there is no foreground)."""
+    opt = options or PostprocessOptions()
+    if config.data_target == "3class":
+        from ._kernels import argmax_and_seeds
+
+        planes = np.ascontiguousarray(prob, dtype=np.float32).reshape(-1, *prob.shape[-2:])
+        cls, seed_mask = (a.reshape(prob.shape[:-1]) for a in argmax_and_seeds(planes, 1, opt.seed_threshold))
+        return flood_range(prob[..., 1], cls > 0, seed_mask)
+    if config.data_target == "distance":
+        return flood_range(prob[..., 0], prob[..., 0] > opt.distance_threshold)
+    return None
+
+
+def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | None = None, *,
+                levels: tuple[float, float] | None = None) -> Segmentation:
     """Mask and instance labels from a ``(Y, X, n_outputs)`` prediction, or a ``(Z, Y, X,
     n_outputs)`` one of a 3-D model.
 
@@ -262,6 +310,10 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
         The model's configuration (decides binary / 3-class / distance / multi-class).
     options
         Thresholds and filters.
+    levels
+        3-class and distance models of 2-D images: the elevation range of the seeded growth
+        (default: :func:`flood_range` of this prediction; a block of a larger image takes the
+        whole image's).
 
     Returns
     -------
@@ -279,23 +331,27 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
         planes = np.ascontiguousarray(prob, dtype=np.float32).reshape(-1, *prob.shape[-2:])  # planes stacked
         cls, seed_mask = (a.reshape(prob.shape[:-1]) for a in argmax_and_seeds(planes, 1, opt.seed_threshold))
         fg = cls > 0
+        if levels is None and fg.ndim == 2:
+            levels = flood_range(prob[..., 1], fg, seed_mask)
         if opt.fill_holes:
             fg = ndi.binary_fill_holes(fg)
         # 4-connected confident interiors: thin diagonal bridges do not merge nuclei
         seeds, _ = ndi.label(seed_mask)
         del seed_mask  # a large image's memory
-        labels = _seeded_growth(seeds, fg, prob[..., 1], highest_first=True)
+        labels = _seeded_growth(seeds, fg, prob[..., 1], highest_first=True, levels=levels)
         mask = cls
     elif target == "distance":
         d = prob[..., 0]
         fg = d > opt.distance_threshold
+        if levels is None and fg.ndim == 2:
+            levels = flood_range(d, fg)
         if opt.fill_holes:
             fg = ndi.binary_fill_holes(fg)
         from skimage.morphology import h_maxima
 
         peaks = h_maxima(np.where(fg, d, 0).astype(np.float32), 0.1) > 0
         seeds, _ = ndi.label(peaks & fg, structure=full)
-        labels = _seeded_growth(seeds, fg, d, highest_first=True)
+        labels = _seeded_growth(seeds, fg, d, highest_first=True, levels=levels)
         mask = fg.astype(np.uint8)
     elif config.n_outputs == 1:  # binary, or a 2-class class-mask model
         fg = prob[..., 0] > opt.threshold

@@ -167,7 +167,12 @@ class Predictor:
         numpy.ndarray
             ``(Y, X, n_outputs)`` float32 (``(Z, Y, X, n_outputs)`` for a volume).
         """
-        x = self.prepare(image)
+        return self.predict_prepared(self.prepare(image), tile=tile, progress=progress)
+
+    def predict_prepared(self, x: np.ndarray, *, tile: int | None = None,
+                         progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """:meth:`predict` of network input: what :meth:`prepare` returns, or a block of a large
+        image normalised with the whole image's statistics (:mod:`ijseg.blockwise`)."""
         y = predict_tiled(x, self.model.run, **self._layout(x.shape[:-1], tile), batch_size=self.batch_size,
                           progress=progress)
         return np.ascontiguousarray(self.model.finish(y), dtype=np.float32)

@@ -54,6 +54,17 @@ class Normalizer:
         return self._apply(x)
 
     def _apply(self, x: np.ndarray) -> np.ndarray:  # x is YXC float32
+        return self.apply(x, *self.statistics(x))
+
+    def statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The two per-channel statistics of a ``YXC`` float32 image that :meth:`apply` takes
+        (percentiles, mean and standard deviation, or extremes: :attr:`kind`), each ``(1, 1, C)``."""
+        raise NotImplementedError
+
+    def apply(self, x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Normalise a ``YXC`` float32 image (or a part of one) with the statistics ``a, b`` of
+        the whole image, as :meth:`statistics` gives them: a block of a large image normalised
+        with the whole image's statistics equals that part of the whole image normalised."""
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,8 +140,13 @@ class PercentileNormalizer(Normalizer):
         if not 0 <= self.pmin < self.pmax <= 100:
             raise ConfigError(f"percentile normaliser needs 0 <= pmin < pmax <= 100, got {self.pmin}, {self.pmax}")
 
-    def _apply(self, x: np.ndarray) -> np.ndarray:
+    kind = "percentiles"
+
+    def statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = percentiles(x, (self.pmin, self.pmax))
+        return lo, hi
+
+    def apply(self, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         y = (x - lo.astype(np.float32)) / (hi - lo + self.eps).astype(np.float32)
         return np.clip(y, 0, 1) if self.clip else y
 
@@ -149,9 +165,12 @@ class ZScoreNormalizer(Normalizer):
     eps: float = EPS
     name = "zscore"
 
-    def _apply(self, x: np.ndarray) -> np.ndarray:
-        mean = x.mean(axis=(0, 1), keepdims=True)
-        std = x.std(axis=(0, 1), keepdims=True)
+    kind = "moments"
+
+    def statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return x.mean(axis=(0, 1), keepdims=True), x.std(axis=(0, 1), keepdims=True)
+
+    def apply(self, x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         return (x - mean) / (std + self.eps)
 
 
@@ -177,13 +196,18 @@ class MinMaxNormalizer(Normalizer):
                 raise ConfigError(f"minmax normaliser: fixed_range must have max > min, got {self.fixed_range}")
             object.__setattr__(self, "fixed_range", (float(lo), float(hi)))
 
-    def _apply(self, x: np.ndarray) -> np.ndarray:
+    kind = "extremes"
+
+    def statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.fixed_range is not None:  # none needed
+            return tuple(np.full((1, 1, x.shape[-1]), v, np.float32) for v in self.fixed_range)
+        return x.min(axis=(0, 1), keepdims=True), x.max(axis=(0, 1), keepdims=True)
+
+    def apply(self, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         if self.fixed_range is not None:
             lo, hi = (np.float32(v) for v in self.fixed_range)
             y = (x - lo) / (hi - lo)
         else:
-            lo = x.min(axis=(0, 1), keepdims=True)
-            hi = x.max(axis=(0, 1), keepdims=True)
             y = (x - lo) / (hi - lo + self.eps)
         return np.clip(y, 0, 1) if self.clip else y
 

@@ -29,7 +29,7 @@ from typing import Any
 from ._fileio import atomic_write_text
 from .errors import Interrupted
 
-__all__ = ["FILE", "SCHEMA", "record", "completed", "file_hash", "files_hashes", "model_hash", "versions", "cpu_name",
+__all__ = ["FILE", "SCHEMA", "record", "completed", "file_hash", "files_hashes", "store_hash", "model_hash", "versions", "cpu_name",
            "set_context", "read"]
 
 #: the file name
@@ -128,6 +128,25 @@ def files_hashes(paths: Iterable[str | os.PathLike], root: str | os.PathLike | N
         except OSError as err:  # the run reports the file; the record says it could not be read
             out.append({"path": name, "error": err.strerror or str(err)})
     return out
+
+
+def store_hash(path: str | os.PathLike) -> dict[str, Any]:
+    """``{path, files, bytes, sha256}`` of a folder that is one input (a Zarr store): the SHA-256
+    of its files' relative paths and hashes, in sorted order.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / "a").write_bytes(b"abc")
+    >>> h = store_hash(d); h["files"], h["bytes"], len(h["sha256"])
+    (1, 3, 64)
+    """
+    root = Path(path)
+    if not root.is_dir():
+        return files_hashes([root])[0]
+    h = hashlib.sha256()
+    n = size = 0
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        h.update(f"{p.relative_to(root).as_posix()}\0{file_hash(p)}\n".encode())
+        n, size = n + 1, size + p.stat().st_size
+    return {"path": str(root), "files": n, "bytes": size, "sha256": h.hexdigest()}
 
 
 def model_hash(path: str | os.PathLike) -> dict[str, Any]:
