@@ -49,8 +49,9 @@ def _chunked(path: Path, size: int) -> Path:
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
     group.create_array("0", shape=img.shape, chunks=(1024, 1024), dtype=img.dtype,
                        chunk_key_encoding={"name": "v2", "separator": "/"})[:] = img
-    group.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
-                                   "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]}]}]
+    axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    level = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]}
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [level]}]
     return path
 
 

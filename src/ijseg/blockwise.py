@@ -1,41 +1,46 @@
 """One image larger than memory, segmented block by block, on this machine or a Dask cluster.
 
-``ijseg predict --input slide.ome.zarr`` (an OME-Zarr 0.4/0.5 image or a 2-D Zarr array), or
-``--input big.tif --blockwise`` (a TIFF read tile by tile or strip by strip), never holds the
-image, its probabilities or its labels in memory. The result equals :func:`ijseg.pipeline.segment`
-on the whole image, object for object:
+``ijseg predict --input slide.ome.zarr`` (an OME-Zarr 0.4/0.5 image, singleton T/Z axes allowed,
+or a 2-D Zarr array), or ``--input big.tif --blockwise`` (a TIFF, pyramidal or not, read tile by
+tile or strip by strip), never holds the image, its probabilities or its labels in memory. The
+result equals :func:`ijseg.pipeline.segment` on the whole image, object for object:
 
 1. **Normalisation** with the whole image's statistics: the percentiles from exact order
-   statistics (two histogram passes over the blocks), so every block is normalised as the
-   whole image would be.
+   statistics (two histogram passes over the blocks), so every block is normalised as the whole
+   image would be (z-score models: mean and deviation in float64, which may differ from
+   numpy's float32 ones in the last bits).
 2. **Probabilities** block by block with a halo wider than the network's receptive field (Dask's
-   overlap: each block is predicted with its neighbours' pixels around it, then trimmed), into
-   a Zarr array in a work folder.
+   overlap, the steps of :func:`dask.array.map_overlap` with the channel count changed: each
+   block is predicted with its neighbours' pixels around it, then trimmed), into a Zarr array in
+   a work folder. Blocks start on multiples of the network's pooling, where a U-Net gives the
+   same values as on the whole image.
 3. **Objects** block by block: each block is post-processed with a margin around it. A
-   connected piece of foreground (with the seeds in it) decides its objects alone, so a piece
-   that lies inside the block plus margin without touching the margin's outer edge is
-   segmented there exactly as in the whole image; the block whose core holds the piece's first
-   pixel (raster order) keeps it. A piece larger than the margin is segmented again in a
-   window grown around it until it fits. The seeded growth of 3-class and distance models cuts
-   its levels from the whole image's elevation range, as in memory.
+   connected piece of foreground decides its objects alone, so a piece that lies inside the
+   block plus margin without touching the margin's outer edge is segmented there exactly as in
+   the whole image; the block whose core holds the piece's first pixel (raster order) keeps it.
+   A piece larger than the margin is segmented again in a window grown around it until it
+   fits (a piece that spans most of the image, such as confluent tissue, takes a window that
+   large). What the whole image decides is computed over the whole image first: the seeded
+   growth's elevation range (3-class and distance models), and with fill holes, which
+   background pieces are holes (the background labelled block by block and joined across the
+   blocks' seams).
 4. **Numbering** 1..N in raster order of each object's first pixel, after the size filters
    and the border filter, as in memory; labels written chunk by chunk into an OME-Zarr 0.4
    image (``STEM_labels.ome.zarr``, with the pixel size), and Analyze Particles'
    measurements of each object (``STEM_measurements.csv``).
 
-With fill holes on, an object inside a hole of a foreground piece larger than the margin may
-stay apart where the whole image would merge it: the only case that differs.
-
-The work folder (``OUT/.STEM.blockwise``) keeps the probabilities and each block's objects, so
-an interrupted run started again goes on where it stopped (with the same model, input and
-options); it is removed when the outputs are written. With ``--cluster`` every step runs on the
-workers, which must see the input, the model and the output folder.
+The work folder (``OUT/.STEM.blockwise``) keeps the probabilities and each block's results, so
+an interrupted run started again with the same model, input and options goes on from the last
+finished block of step 3 (a run interrupted while predicting predicts again; one whose options
+changed keeps the probabilities). It is removed when the outputs are in place. With ``--cluster``
+every step runs on the workers, which must see the input, the model and the output folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
+import functools
 import json
 import logging
 import os
@@ -51,8 +56,8 @@ from scipy import ndimage as ndi
 
 from .errors import ConfigError, DataError, IjsegError, Interrupted
 
-__all__ = ["LargeImage", "open_large_image", "is_large_input", "global_statistics", "predict_large",
-           "DEFAULT_BLOCK", "DEFAULT_MARGIN"]
+__all__ = ["LargeImage", "open_large_image", "is_large_input", "blocks", "global_statistics", "predict_large",
+           "label_probabilities", "DEFAULT_BLOCK", "DEFAULT_MARGIN"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +84,7 @@ def is_large_input(path: str | os.PathLike) -> bool:
 
 @dataclass(frozen=True)
 class LargeImage:
-    """A 2-D image (``YX`` or ``YXC`` after :meth:`region`) read region by region from a file.
+    """A 2-D image (one plane, with channels) read region by region from a file.
 
     Attributes
     ----------
@@ -87,9 +92,10 @@ class LargeImage:
         The Zarr store or TIFF file.
     key
         The array inside a Zarr group (OME-Zarr: the first resolution), ``""`` for the store's
-        own array or a TIFF's first series.
+        own array or a TIFF's first series (its full resolution).
     axes
-        The stored array's axes (``YX``, ``CYX`` or ``YXC``).
+        The stored array's axes from ``TCZYX`` (``S``, a TIFF's samples, read as ``C``); axes other
+        than ``C``, ``Y`` and ``X`` have one element.
     shape
         The stored array's shape.
     """
@@ -115,42 +121,42 @@ class LargeImage:
         return self.shape[self.axes.index("C")] if "C" in self.axes else 1
 
     @property
+    def plane_axes(self) -> str:
+        """The axes of a :meth:`region` as stored: ``YX``, ``CYX`` or ``YXC``."""
+        return "".join(a for a in self.axes if a in "CYX")
+
+    @property
     def calibrated(self) -> bool:
         return self.unit not in ("pixel", "pixels", "")
 
     def region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """Pixels ``[y0:y1, x0:x1]`` as stored (``YX``), or ``YXC``."""
-        arr = _opened(self.path, self.key)
-        index = tuple(slice(y0, y1) if a == "Y" else slice(x0, x1) if a == "X" else slice(None) for a in self.axes)
+        """Pixels ``[y0:y1, x0:x1]`` as ``YX`` (one channel), or ``YXC``."""
+        arr = _opened(self.path, self.key, self.shape)
+        several = self.channels > 1
+        index = tuple(slice(y0, y1) if a == "Y" else slice(x0, x1) if a == "X" else
+                      slice(None) if a == "C" and several else 0 for a in self.axes)
         data = np.asarray(arr[index])
-        if self.axes == "CYX":
-            data = np.moveaxis(data, 0, -1)
-        return data
+        return np.moveaxis(data, 0, -1) if several and self.plane_axes == "CYX" else data
 
 
-_OPEN: dict[tuple[str, str], Any] = {}
-
-
-def _opened(path: Path, key: str):
-    """The array behind a :class:`LargeImage`, opened once per process (Dask workers too)."""
+@functools.lru_cache(maxsize=8)
+def _opened(path: Path, key: str, shape: tuple[int, ...]):
+    """The array behind a :class:`LargeImage`, opened once per process (Dask workers too); a
+    file whose shape changed is opened again."""
     import zarr
 
-    k = (str(path), key)
-    if k not in _OPEN:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
 
-            tif = tifffile.TiffFile(path)  # kept open: the store reads from it
-            _OPEN[k] = zarr.open(tif.series[0].aszarr(), mode="r")
-        else:
-            node = zarr.open(str(path), mode="r")
-            _OPEN[k] = node[key] if key else node
-    return _OPEN[k]
+        tif = tifffile.TiffFile(path)  # kept open: the store reads from it
+        return zarr.open(tif.series[0].aszarr(level=0), mode="r")
+    node = zarr.open(str(path), mode="r")
+    return node[key] if key else node
 
 
 def open_large_image(path: str | os.PathLike) -> LargeImage:
     """A :class:`LargeImage` over an OME-Zarr image (its first resolution and its scale), a 2-D
-    Zarr array, or a TIFF file's first series (its ImageJ calibration).
+    Zarr array, or a TIFF file's first series (its full resolution and ImageJ calibration).
 
     Raises
     ------
@@ -161,17 +167,18 @@ def open_large_image(path: str | os.PathLike) -> LargeImage:
     if not p.exists():
         raise DataError(f"{p}: input not found")
     try:
-        if p.suffix.lower() in (".tif", ".tiff"):
-            image = _tiff_image(p)
-        else:
-            image = _zarr_image(p)
+        image = _tiff_image(p) if p.suffix.lower() in (".tif", ".tiff") else _zarr_image(p)
     except (DataError, ConfigError):
         raise
     except Exception as err:  # zarr and tifffile raise many types for what they cannot read
         raise DataError(f"{p}: cannot read the image ({type(err).__name__}: {err})") from err
+    extra = [a for a, n in zip(image.axes, image.shape) if a not in "CYX" and n > 1]
+    if "Y" not in image.axes or "X" not in image.axes or extra or image.plane_axes not in ("YX", "CYX", "YXC"):
+        raise DataError(f"{p}: blockwise prediction takes one 2-D plane (YX, with channels), got axes "
+                        f"{image.axes} of shape {image.shape}")
     if image.height < 1 or image.width < 1:
         raise DataError(f"{p}: image has no pixels (shape {image.shape})")
-    if np.dtype(image.dtype).kind not in "uif" and np.dtype(image.dtype) != np.bool_:
+    if np.dtype(image.dtype).kind not in "uif":
         raise DataError(f"{p}: pixels of type {image.dtype} are not supported")
     return image
 
@@ -183,15 +190,9 @@ def _tiff_image(p: Path) -> LargeImage:
 
     with tifffile.TiffFile(p) as tif:
         series = tif.series[0]
-        axes, shape = series.axes.replace("S", "C"), tuple(series.shape)
-        keep = [i for i, a in enumerate(axes) if shape[i] > 1 or a in "YX"]
-        axes, shape = "".join(axes[i] for i in keep), tuple(shape[i] for i in keep)
         pixel_size, unit, _ = _tiff_calibration(tif)
-        dtype = series.dtype
-    if axes not in ("YX", "CYX", "YXC"):
-        raise DataError(f"{p}: blockwise prediction takes one 2-D plane (YX, with channels), got axes {axes} "
-                        f"of shape {shape}")
-    return LargeImage(p, "", axes, shape, np.dtype(dtype), pixel_size, unit)
+        return LargeImage(p, "", series.axes.replace("S", "C"), tuple(series.shape), np.dtype(series.dtype),
+                          pixel_size, unit)
 
 
 def _zarr_image(p: Path) -> LargeImage:
@@ -208,7 +209,7 @@ def _zarr_image(p: Path) -> LargeImage:
         raise DataError(f"{p}: a Zarr group without OME-Zarr 'multiscales' metadata; give an OME-Zarr image or a "
                         f"2-D Zarr array")
     ms = multiscales[0]
-    names = "".join(a["name"] if isinstance(a, str) else a["name"] for a in ms["axes"]).upper()
+    names = "".join(a if isinstance(a, str) else a["name"] for a in ms["axes"]).upper()  # 0.3: names only
     level = ms["datasets"][0]
     arr = node[level["path"]]
     if len(names) != arr.ndim:
@@ -217,25 +218,14 @@ def _zarr_image(p: Path) -> LargeImage:
     for t in level.get("coordinateTransformations", []) + ms.get("coordinateTransformations", []):
         if t.get("type") == "scale":
             scale = [a * b for a, b in zip(scale, t["scale"])]
-    keep = [i for i, a in enumerate(names) if arr.shape[i] > 1 or a in "YX"]
-    axes = "".join(names[i] for i in keep)
-    if axes not in ("YX", "CYX", "YXC") or len(keep) != arr.ndim:
-        # singleton T/Z axes are read through a view key below; anything else is not one plane
-        if axes not in ("YX", "CYX", "YXC"):
-            raise DataError(f"{p}: blockwise prediction takes one 2-D plane (YX, with channels), got axes {names} "
-                            f"of shape {arr.shape}")
-    if len(keep) != arr.ndim:
-        raise DataError(f"{p}: axes {names} of shape {arr.shape}: singleton axes other than C, Y, X are not "
-                        f"supported; store the plane as a CYX or YX OME-Zarr image")
     unit = next((a.get("unit") for a in ms["axes"] if isinstance(a, dict) and a.get("name", "").upper() == "X"), None)
-    y, x = names.index("Y"), names.index("X")
-    calibrated = unit is not None
-    return LargeImage(p, level["path"], axes, tuple(arr.shape), np.dtype(arr.dtype),
-                      (float(scale[y]), float(scale[x])) if calibrated else (1.0, 1.0),
-                      _imagej_unit(unit) if calibrated else "pixel")
+    calibrated = unit is not None and "Y" in names and "X" in names
+    size = (float(scale[names.index("Y")]), float(scale[names.index("X")])) if calibrated else (1.0, 1.0)
+    return LargeImage(p, level["path"], names, tuple(arr.shape), np.dtype(arr.dtype), size,
+                      _unit_from_ome(unit) if calibrated else "pixel")
 
 
-def _imagej_unit(unit: str) -> str:
+def _unit_from_ome(unit: str) -> str:
     """ImageJ's name of an OME-Zarr (UDUNITS) length unit."""
     return {"micrometer": "micron", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm",
             "meter": "m", "angstrom": "A"}.get(unit, unit)
@@ -268,22 +258,44 @@ class _Runner:
         self.client, self.progress = client, progress
 
     def map(self, fn: Callable, items: Sequence, desc: str) -> list:
+        """``[fn(item) for item in items]``."""
+        out: list = [None] * len(items)
+
+        def keep(k: int, value) -> None:
+            out[k] = value
+
+        self._run(fn, items, desc, keep)
+        return out
+
+    def reduce(self, fn: Callable, items: Sequence, desc: str, combine: Callable = np.add):
+        """``fn(item)`` of every item combined (default: added up) as the results come: the
+        driver holds one result at a time."""
+        acc: list = []
+
+        def fold(_: int, value) -> None:
+            acc[:] = [combine(acc[0], value) if acc else value]
+
+        self._run(fn, items, desc, fold)
+        return acc[0]
+
+    def _run(self, fn: Callable, items: Sequence, desc: str, take: Callable[[int, Any], None]) -> None:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(items), desc=desc, unit="block", disable=not self.progress or not items)
         try:
             if self.client is None:
-                out = []
-                for item in items:
-                    out.append(fn(item))
+                for k, item in enumerate(items):
+                    take(k, fn(item))
                     bar.update(1)
-                return out
+                return
             from distributed import as_completed
 
             futures = self.client.map(fn, list(items), pure=False)
-            for _ in as_completed(futures):
+            index = {f.key: k for k, f in enumerate(futures)}
+            for future, value in as_completed(futures, with_results=True):
+                take(index[future.key], value)
+                future.release()
                 bar.update(1)
-            return self.client.gather(futures)
         finally:
             bar.close()
 
@@ -296,25 +308,33 @@ def global_statistics(image: LargeImage, normalizer, runner: _Runner, side: int)
     """The statistics :meth:`ijseg.preprocess.Normalizer.statistics` would compute on the whole
     image (float32 ``YXC``), computed block by block: exact for percentiles (the order statistics
     of the pixels as float32, interpolated as numpy does) and extremes; mean and standard
-    deviation in float64."""
+    deviation in float64 (numpy's float32 mean of the whole image may differ in the last bits).
+
+    Raises
+    ------
+    DataError
+        For NaN or infinite pixels, or an image whose pixels are all one value (as
+        :meth:`ijseg.predict.Predictor.prepare`).
+    """
     cores = blocks(image.height, image.width, side)
     kind = getattr(normalizer, "kind", None)
     if kind == "percentiles":
         return _global_percentiles(image, (normalizer.pmin, normalizer.pmax), runner, cores)
+    if kind not in ("extremes", "moments"):
+        raise ConfigError(f"normaliser {getattr(normalizer, 'name', normalizer)!r} cannot be computed block by "
+                          f"block")
+    lo, hi = runner.reduce(partial(_extremes, image), cores, "statistics",
+                           lambda a, b: (np.minimum(a[0], b[0]), np.maximum(a[1], b[1])))
+    _check_not_empty(image, lo.min(), hi.max())
     if kind == "extremes":
         if normalizer.fixed_range is not None:
             return normalizer.statistics(np.zeros((1, 1, image.channels), np.float32))
-        parts = runner.map(partial(_extremes, image), cores, "statistics")
-        lo = np.min([p[0] for p in parts], axis=0)
-        hi = np.max([p[1] for p in parts], axis=0)
         return lo.reshape(1, 1, -1), hi.reshape(1, 1, -1)
     if kind == "moments":
-        parts = np.sum(runner.map(partial(_moments, image), cores, "statistics"), axis=0)  # (3, C)
-        n, s, s2 = parts
+        n, s, s2 = runner.reduce(partial(_moments, image), cores, "statistics")  # (3, C)
         mean = s / n
         std = np.sqrt(np.maximum(s2 / n - mean**2, 0))
         return mean.astype(np.float32).reshape(1, 1, -1), std.astype(np.float32).reshape(1, 1, -1)
-    raise ConfigError(f"normaliser {getattr(normalizer, 'name', normalizer)!r} cannot be computed block by block")
 
 
 def _pixels(image: LargeImage, core) -> np.ndarray:
@@ -348,11 +368,21 @@ def _unkey(k: int) -> np.float32:
     return np.array([bits], np.uint32).view(np.float32)[0]
 
 
-def _high_histogram(image: LargeImage, core) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _high_histogram(image: LargeImage, core) -> tuple[np.ndarray, float, float]:
     """Per channel, the histogram of the keys' high 16 bits; and the block's extremes."""
     x = _pixels(image, core)
     k = _keys(x)
-    return np.stack([np.bincount(k[:, c] >> 16, minlength=65536) for c in range(k.shape[1])]), x.min(0), x.max(0)
+    return np.stack([np.bincount(k[:, c] >> 16, minlength=65536) for c in range(k.shape[1])]), x.min(), x.max()
+
+
+def _histograms_and_extremes(a: tuple, b: tuple) -> tuple:
+    return a[0] + b[0], min(a[1], b[1]), max(a[2], b[2])
+
+
+def _check_not_empty(image: LargeImage, lowest: float, highest: float) -> None:
+    """As :meth:`ijseg.predict.Predictor.prepare`: an image whose pixels are all one value."""
+    if float(lowest) == float(highest):
+        raise DataError(f"{image.path}: image is empty (every pixel is {float(lowest):g})")
 
 
 def _low_histograms(image: LargeImage, bins: list[list[int]], core) -> np.ndarray:
@@ -367,21 +397,20 @@ def _low_histograms(image: LargeImage, bins: list[list[int]], core) -> np.ndarra
 
 
 def _global_percentiles(image: LargeImage, qs: tuple[float, float], runner: _Runner, cores) -> tuple[np.ndarray, ...]:
+    """:func:`ijseg.preprocess.percentiles` of the whole image from two histogram passes over its
+    blocks: the high 16 bits of the float32 keys find the bin of each rank, the low 16 bits of the
+    keys in those bins the value."""
+    from .preprocess import interpolate_percentiles, percentile_ranks
+
     n = image.height * image.width
-    virtual = (n - 1) * (np.asarray(qs, np.float64) / 100)  # numpy's "linear" method, as preprocess.percentiles
-    prev = np.floor(virtual).astype(np.int64)
-    nxt = np.minimum(prev + 1, n - 1)
-    prev[virtual >= n - 1] = n - 1
-    gamma = virtual - np.floor(virtual)
-    ranks = np.unique(np.concatenate([prev, nxt]))
-    parts = runner.map(partial(_high_histogram, image), cores, "statistics")
-    high = np.sum([p[0] for p in parts], axis=0)  # (C, 65536)
-    if float(np.min([p[1] for p in parts])) == float(np.max([p[2] for p in parts])):
-        raise DataError(f"{image.path}: image is empty (every pixel is {float(parts[0][1][0]):g})")
+    ranks = percentile_ranks(n, qs)
+    high, lowest, highest = runner.reduce(partial(_high_histogram, image), cores, "statistics",
+                                          _histograms_and_extremes)  # (C, 65536) counts
+    _check_not_empty(image, lowest, highest)
     cum = np.cumsum(high, axis=1)
     where = [[int(np.searchsorted(cum[c], r, side="right")) for r in ranks] for c in range(image.channels)]
     bins = [sorted(set(w)) for w in where]
-    low = np.sum(runner.map(partial(_low_histograms, image, bins), cores, "statistics"), axis=0)
+    low = runner.reduce(partial(_low_histograms, image, bins), cores, "statistics")
     out = np.empty((len(qs), 1, 1, image.channels), np.float64)
     for c in range(image.channels):
         values = {}
@@ -389,10 +418,7 @@ def _global_percentiles(image: LargeImage, qs: tuple[float, float], runner: _Run
             rest = r - (cum[c, b - 1] if b else 0)
             lo_bits = int(np.searchsorted(np.cumsum(low[c, bins[c].index(b)]), rest, side="right"))
             values[r] = _unkey((b << 16) | lo_bits)
-        for i in range(len(qs)):
-            a, b = np.float32(values[int(prev[i])]), np.float32(values[int(nxt[i])])
-            diff = b - a
-            out[i, 0, 0, c] = b - diff * (1 - gamma[i]) if gamma[i] >= 0.5 else a + diff * gamma[i]
+        out[:, 0, 0, c] = interpolate_percentiles(values, n, qs)
     return tuple(out)
 
 
@@ -460,9 +486,9 @@ def _predict_probabilities(image: LargeImage, predictor, source, stats, store: P
 
     halo = int(predictor.halo)
     k = predictor.n_outputs
-    x = da.from_array(_Reader(image), chunks=(_splits(image.height, side, halo), _splits(image.width, side, halo),
-                                              (image.channels,)), asarray=True, lock=False, fancy=False)
-    depth = {0: halo, 1: halo, 2: 0}
+    rows, columns = _splits(image.height, side, halo), _splits(image.width, side, halo)
+    x = da.from_array(_Reader(image), chunks=(rows, columns, (image.channels,)), asarray=True, lock=False, fancy=False)
+    depth = {0: halo if len(rows) > 1 else 0, 1: halo if len(columns) > 1 else 0, 2: 0}  # one block: no neighbours
     grown = da.overlap.overlap(x, depth=depth, boundary="none")  # dask's map_overlap, whose output keeps C channels
     y = grown.map_blocks(partial(_predict_block, source, predictor.model.normalizer, stats),
                          chunks=grown.chunks[:2] + ((k,),), dtype=np.float32)
@@ -471,8 +497,6 @@ def _predict_probabilities(image: LargeImage, predictor, source, stats, store: P
                           zarr_format=2)
     stored = da.store(prob, out, lock=False, compute=False)
     if runner.client is None:
-        import contextlib
-
         from dask.diagnostics import ProgressBar
 
         with ProgressBar() if runner.progress else contextlib.nullcontext():
@@ -502,6 +526,89 @@ class _Job:
     width: int
     margin: int
     work: str
+    side: int  # the blocks' side
+    holes: tuple[np.ndarray, ...] | None = None  # per block: which background labels are holes
+
+
+def _multiclass(config) -> bool:
+    return config.data_target not in ("3class", "distance") and config.n_outputs > 1
+
+
+# holes: the background is labelled block by block (4-connected, as hole filling sees it) and
+# the labels are joined across the blocks' seams; a background piece that never reaches the
+# image border is a hole, wherever the blocks cut it
+
+
+def _background(job: _Job, item: tuple[int, tuple[int, int, int, int]]) -> dict:
+    """Label one block's background (before holes are filled) into ``WORK/background-K.npz``;
+    its count, the labels on the image border, and the labels along the block's four edges."""
+    import zarr
+
+    from ._fileio import atomic_path
+    from .postprocess import foreground
+
+    k, (y0, y1, x0, x1) = item
+    file = Path(job.work) / f"background-{k}.npz"
+    if not file.exists():
+        fg = foreground(np.asarray(zarr.open_array(job.prob, mode="r")[y0:y1, x0:x1]), job.config, job.options)
+        labels, _ = ndi.label(~fg)
+        with atomic_path(file) as tmp, open(tmp, "wb") as f:
+            np.savez(f, labels=labels.astype(np.int32))
+    with np.load(file) as z:
+        labels = z["labels"]
+    edges = [(y0 == 0, labels[0]), (y1 == job.height, labels[-1]), (x0 == 0, labels[:, 0]),
+             (x1 == job.width, labels[:, -1])]
+    border = np.unique(np.concatenate([e for at, e in edges if at] + [np.zeros(0, np.int32)]))
+    return dict(n=int(labels.max(initial=0)), border=border, top=labels[0], bottom=labels[-1], left=labels[:, 0],
+                right=labels[:, -1])
+
+
+def _holes(job: _Job, cores, runner: _Runner) -> tuple[np.ndarray, ...]:
+    """Per block, a table from its background labels to True where the label is part of a hole."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    parts = runner.map(partial(_background, job), list(enumerate(cores)), "holes")
+    offset = np.concatenate([[0], np.cumsum([p["n"] + 1 for p in parts])])  # each block's 0 has a node too
+    columns = -(-job.width // job.side)
+    pairs = []
+    for k, p in enumerate(parts):
+        for j, (mine, theirs) in ((k + 1, ("right", "left")), (k + columns, ("bottom", "top"))):
+            if (mine == "right" and (k + 1) % columns == 0) or j >= len(parts):
+                continue
+            a, b = p[mine], parts[j][theirs]
+            both = (a > 0) & (b > 0)
+            pairs.append(np.stack([a[both] + offset[k], b[both] + offset[j]]))
+    edges = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), np.int64)
+    n = int(offset[-1])
+    graph = coo_matrix((np.ones(edges.shape[1], bool), (edges[0], edges[1])), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    open_components = np.zeros(component.max(initial=0) + 1, bool)
+    for k, p in enumerate(parts):
+        open_components[component[p["border"][p["border"] > 0] + offset[k]]] = True
+    tables = []
+    for k, p in enumerate(parts):
+        table = ~open_components[component[offset[k]:offset[k + 1]]]
+        table[0] = False  # the foreground
+        tables.append(table)
+    return tuple(tables)
+
+
+def _holes_in(job: _Job, window: tuple[int, int, int, int]) -> np.ndarray:
+    """The hole pixels of a window, from the blocks it overlaps."""
+    y0, y1, x0, x1 = window
+    out = np.zeros((y1 - y0, x1 - x0), bool)
+    columns = -(-job.width // job.side)
+    for by in range(y0 // job.side, (y1 - 1) // job.side + 1):
+        for bx in range(x0 // job.side, (x1 - 1) // job.side + 1):
+            k = by * columns + bx
+            cy0, cx0 = by * job.side, bx * job.side
+            with np.load(Path(job.work) / f"background-{k}.npz") as z:
+                labels = z["labels"]
+            sy0, sy1 = max(y0, cy0), min(y1, cy0 + labels.shape[0])
+            sx0, sx1 = max(x0, cx0), min(x1, cx0 + labels.shape[1])
+            out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = job.holes[k][labels[sy0 - cy0:sy1 - cy0, sx0 - cx0:sx1 - cx0]]
+    return out
 
 
 def _pieces(job: _Job, window: tuple[int, int, int, int]):
@@ -514,8 +621,11 @@ def _pieces(job: _Job, window: tuple[int, int, int, int]):
 
     y0, y1, x0, x1 = window
     prob = np.asarray(zarr.open_array(job.prob, mode="r")[y0:y1, x0:x1])
-    seg = postprocess(prob, job.config, job.options, levels=job.levels)
-    pieces, n = ndi.label((seg.mask > 0) | (seg.labels > 0), structure=_EIGHT)
+    holes = _holes_in(job, window) if job.holes is not None else None
+    seg = postprocess(prob, job.config, job.options, levels=job.levels, holes=holes)
+    # a multi-class model fills each object's holes: the pieces are those of the class mask
+    support = seg.mask > 0 if _multiclass(job.config) else (seg.mask > 0) | (seg.labels > 0)
+    pieces, n = ndi.label(support, structure=_EIGHT)
     ids, first = np.unique(pieces.ravel(), return_index=True)
     start = np.zeros(n + 1, np.int64)
     ly, lx = np.divmod(first, x1 - x0)
@@ -541,7 +651,7 @@ def _keep(job: _Job, name: str, window, labels: np.ndarray, pieces: np.ndarray, 
     bounding box."""
     from ._fileio import atomic_path
 
-    objects = np.where(chosen[pieces], labels, 0)
+    objects = np.where(np.isin(labels, np.unique(labels[chosen[pieces]])), labels, 0)
     ids, first = np.unique(objects.ravel(), return_index=True)
     ids, first = ids[1:], first[1:]
     y0, _, x0, _ = window
@@ -689,7 +799,7 @@ def _measure_source(image: LargeImage, n_channels: int, args: tuple[dict, np.nda
         return None
     oy, ox = (int(v) for v in source["origin"])
     values = image.region(oy, oy + labels.shape[0], ox, ox + labels.shape[1])
-    if not (image.axes == "YX" and n_channels == 1 and (values.dtype.kind in "ui" or values.dtype == np.float32)):
+    if not (image.channels == 1 and (values.dtype.kind in "ui" or values.dtype == np.float32)):
         values = values.reshape(*labels.shape, -1)[..., 0].astype(np.float32)  # as pipeline._first_channel
     table = measure(labels, values, pixel_size=image.pixel_size, label_ids=ids)
     ph, pw = image.pixel_size
@@ -765,27 +875,48 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+#: the work that depends only on the model, the input and the blocks (kept when only the
+#: post-processing changes)
+_PROBABILITY_WORK = ("run.json", "prob.zarr", "prob.done")
+
+
 def _work_folder(out: Path, stem: str, signature: dict) -> Path:
-    """``OUT/.STEM.blockwise``, kept from an interrupted run with the same ``signature``, else new."""
+    """``OUT/.STEM.blockwise``: an interrupted run's work where ``signature`` is the same; its
+    probabilities alone where only the post-processing differs; else a new folder."""
     work = out / f".{stem}.blockwise"
-    text = json.dumps(signature, sort_keys=True, default=str)
     mark = work / "run.json"
-    if work.exists() and not (mark.exists() and mark.read_text() == text):
-        shutil.rmtree(work)
-    if not work.exists():
-        work.mkdir(parents=True)
-        mark.write_text(text)
-    else:
+    before = json.loads(mark.read_text()) if mark.is_file() else None
+    now = json.loads(json.dumps(signature, default=str))
+    if before is not None and before == now:
         log.info("going on with the work of an interrupted run in %s", work)
+        return work
+    if before is not None and before["probabilities"] == now["probabilities"]:
+        log.info("using the probabilities of an interrupted run in %s", work)
+        for p in work.iterdir():
+            if p.name not in _PROBABILITY_WORK:
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+    elif work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    mark.write_text(json.dumps(now))
     return work
 
 
-def _signature(predictor, image: LargeImage, settings: dict) -> dict:
-    st = image.path.stat()
+def _signature(predictor, image: LargeImage, block: int, which: str, objects: dict) -> dict:
+    """What an interrupted run's work must have been done with to be used again: for the
+    probabilities, the input's and the model's files (their latest change), the weights and the
+    blocks; for the objects, ``objects`` (the post-processing settings) too."""
+    def latest(path: Path) -> int:
+        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+        return max((f.stat().st_mtime_ns for f in files), default=0)
+
     model = Path(predictor.path)
-    stamp = max((f.stat().st_mtime_ns for f in ([model] if model.is_file() else model.iterdir())), default=0)
-    return dict(settings, input=str(image.path.resolve()), input_mtime=st.st_mtime_ns, model=str(model.resolve()),
-                model_mtime=stamp)
+    return {"probabilities": dict(input=str(image.path.resolve()), input_mtime=latest(image.path), block=block,
+                                  model=str(model.resolve()), model_mtime=latest(model), weights=which),
+            "objects": objects}
 
 
 class _Session:
@@ -861,20 +992,26 @@ def predict_large(predictor, path: str | os.PathLike, out: str | os.PathLike, *,
     pp = options or predictor.postprocessing
     settings = dict(output=output, block=block, margin=margin, cluster=cluster, blockwise=True,
                     postprocessing=dataclasses.asdict(pp))
-    with record_run("predict", out, options=settings, config=predictor.config.to_dict(), model=predictor.path) as rec:
-        rec["inputs"] = [store_hash(image.path)]
-        out.mkdir(parents=True, exist_ok=True)
-        work = _work_folder(out, stem, _signature(predictor, image, settings))
-        try:
-            with _Session(predictor, cluster, which, progress) as (runner, source):
-                table = _run(predictor, image, source, runner, work, out, stem, output, pp, block, margin)
+    objects = dict(output=output, margin=margin, postprocessing=settings["postprocessing"])
+    with _Session(predictor, cluster, which, progress) as (runner, source):
+        try:  # a bad image is refused here, before any output is written
+            stats = global_statistics(image, predictor.model.normalizer, runner, block)
         except KeyboardInterrupt as err:
-            raise Interrupted(f"interrupted; the same command goes on from where it stopped ({work} keeps the "
-                              f"work done)") from err
-        row = area_summary_row(image.path.name, image.height * image.width, table, image.pixel_size)
-        _write_summary(out, row)
-        shutil.rmtree(work, ignore_errors=True)
-        rec.update(segmented=[row["Slice"]], failed=[], objects=int(row["Count"]))
+            raise Interrupted("interrupted before any output was written") from err
+        with record_run("predict", out, options=settings, config=predictor.config.to_dict(),
+                        model=predictor.path) as rec:
+            rec["inputs"] = [store_hash(image.path)]
+            out.mkdir(parents=True, exist_ok=True)
+            work = _work_folder(out, stem, _signature(predictor, image, block, which, objects))
+            try:
+                table = _run(predictor, image, source, runner, work, out, stem, output, pp, stats, block, margin)
+            except KeyboardInterrupt as err:
+                raise Interrupted(f"interrupted; the same command goes on from where it stopped ({work} keeps the "
+                                  f"work done)") from err
+            row = area_summary_row(image.path.name, image.height * image.width, table, image.pixel_size)
+            _write_summary(out, row)
+            shutil.rmtree(work, ignore_errors=True)
+            rec.update(segmented=[row["Slice"]], failed=[], objects=int(row["Count"]))
     return row
 
 
@@ -885,31 +1022,19 @@ def _write_summary(out: Path, row: dict) -> None:
 
 
 def _run(predictor, image: LargeImage, source, runner: _Runner, work: Path, out: Path, stem: str, output: str, pp,
-         block: int, margin: int):
+         stats: tuple[np.ndarray, np.ndarray], block: int, margin: int):
     """The four steps (module description); returns the measurement table."""
     import pandas as pd
 
     from ._fileio import atomic_path
     from .measure import table_to_csv
 
-    cores = blocks(image.height, image.width, block)
-    stats_file = work / "statistics.npz"
-    if stats_file.exists():
-        with np.load(stats_file) as z:
-            stats = (z["a"], z["b"])
-    else:
-        stats = global_statistics(image, predictor.model.normalizer, runner, block)
-        with atomic_path(stats_file) as tmp, open(tmp, "wb") as f:
-            np.savez(f, a=stats[0], b=stats[1])
     prob = work / "prob.zarr"
     if not (work / "prob.done").exists():
         _predict_probabilities(image, predictor, source, stats, prob, block, runner)
         (work / "prob.done").touch()
-    unfiltered = dataclasses.replace(pp, min_size=0, max_size=0, clear_border=False)
-    job = _Job(str(prob), predictor.config, unfiltered, None, image.height, image.width, margin, str(work))
-    job = dataclasses.replace(job, levels=_levels(job, cores, runner))
-    sources = _objects(job, cores, runner)
-    luts, n = _numbering(sources, pp, image.height, image.width)
+    sources, luts, n = _label_step(str(prob), predictor.config, pp, (image.height, image.width), block, margin, work,
+                                   runner)
     tables = [t for t in runner.map(partial(_measure_source, image, predictor.config.data_n_channels),
                                     list(zip(sources, luts)), "measurements") if t is not None]
     table = (pd.concat(tables, ignore_index=True).sort_values("Label", kind="stable").reset_index(drop=True)
@@ -919,9 +1044,8 @@ def _run(predictor, image: LargeImage, source, runner: _Runner, work: Path, out:
     if output == "labels":
         arr = _ome_zarr(partial_store, (image.height, image.width), luts[0].dtype if luts else np.uint16, image,
                         channels=False, name=f"{stem} labels", chunks=(LABEL_CHUNK, LABEL_CHUNK), label=True)
-        chunks = blocks(image.height, image.width, LABEL_CHUNK)
-        runner.map(partial(_paint, str(partial_store / "0"), sources, luts), chunks, "labels")
-        with atomic_path(out / f"{stem}_measurements.csv") as tmp:
+        _paint_all(str(partial_store / "0"), sources, luts, (image.height, image.width), runner)
+        with atomic_path(work / f"{stem}_measurements.csv") as tmp:
             table_to_csv(table, tmp)
     else:
         k = predictor.n_outputs
@@ -930,19 +1054,86 @@ def _run(predictor, image: LargeImage, source, runner: _Runner, work: Path, out:
         runner.map(partial(_copy_probabilities, str(prob), str(partial_store / "0")),
                    blocks(image.height, image.width, LABEL_CHUNK), "probabilities")
     del arr
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial_store, final)
-    log.info("%s: %d object(s)", image.path, n)
+    _replace_folder(partial_store, final)
+    if output == "labels":
+        os.replace(work / f"{stem}_measurements.csv", out / f"{stem}_measurements.csv")
+    log.debug("%s: %d object(s)", image.path, n)
     return table
 
 
-def _paint(store: str, sources: list[dict], luts: list[np.ndarray], core) -> None:
-    """One chunk of the labels from the sources whose objects reach into it."""
-    y0, y1, x0, x1 = core
-    parts = [(s, lut) for s, lut in zip(sources, luts)
-             if s["box"].size and s["box"][:, 0].min() < y1 and s["box"][:, 2].max() > y0
-             and s["box"][:, 1].min() < x1 and s["box"][:, 3].max() > x0]
+def _replace_folder(new: Path, final: Path) -> None:
+    """Put the folder ``new`` at ``final``; an earlier ``final`` is moved aside first and removed
+    once the new one is in place, so that ``final`` is always one whole result."""
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _label_step(prob: str, config, pp, shape: tuple[int, int], block: int, margin: int, work: Path,
+                runner: _Runner) -> tuple[list[dict], list[np.ndarray], int]:
+    """Steps 3 and 4 on the probabilities' Zarr array: the objects' sources, their tables to the
+    final labels, and the number of objects."""
+    cores = blocks(*shape, block)
+    unfiltered = dataclasses.replace(pp, min_size=0, max_size=0, clear_border=False)
+    job = _Job(prob, config, unfiltered, None, *shape, margin, str(work), block)
+    job = dataclasses.replace(job, levels=_levels(job, cores, runner))
+    if pp.fill_holes and not _multiclass(config):
+        job = dataclasses.replace(job, holes=_holes(job, cores, runner))
+    sources = _objects(job, cores, runner)
+    luts, n = _numbering(sources, pp, *shape)
+    return sources, luts, n
+
+
+def _paint_all(store: str, sources: list[dict], luts: list[np.ndarray], shape: tuple[int, int],
+               runner: _Runner) -> None:
+    """Write the labels chunk by chunk into the Zarr array ``store``; each chunk's task gets the
+    sources whose objects reach into it, and their tables."""
+    boxes = [(s["box"][:, 0].min(), s["box"][:, 2].max(), s["box"][:, 1].min(), s["box"][:, 3].max())
+             if s["box"].size else (0, 0, 0, 0) for s in sources]
+    items = []
+    for y0, y1, x0, x1 in blocks(*shape, LABEL_CHUNK):
+        parts = [(s, lut) for s, lut, (by0, by1, bx0, bx1) in zip(sources, luts, boxes)
+                 if by0 < y1 and by1 > y0 and bx0 < x1 and bx1 > x0]
+        items.append(((y0, y1, x0, x1), parts))
+    runner.map(partial(_paint, store), items, "labels")
+
+
+def label_probabilities(prob: str | os.PathLike, config, options=None, *, work: str | os.PathLike,
+                        block: int = DEFAULT_BLOCK, margin: int = DEFAULT_MARGIN) -> np.ndarray:
+    """The labels of a ``YXK`` probability Zarr array computed block by block, as
+    :func:`predict_large` does (steps 3 and 4), returned as one array: for checking it against
+    :func:`ijseg.postprocess.postprocess` on an image that fits in memory.
+
+    Parameters
+    ----------
+    prob
+        A Zarr array ``(Y, X, n_outputs)`` (float32) of a model with ``config``.
+    options
+        Post-processing options (default: the defaults).
+    work
+        An empty folder for the blocks' files.
+    """
+    import zarr
+
+    from .postprocess import PostprocessOptions
+
+    pp = options or PostprocessOptions()
+    shape = tuple(zarr.open_array(str(prob), mode="r").shape[:2])
+    runner = _Runner(None, progress=False)
+    sources, luts, _ = _label_step(str(prob), config, pp, shape, block, margin, Path(work), runner)
+    store = str(Path(work) / "labels.zarr")
+    zarr.open_array(store, mode="w", shape=shape, chunks=(LABEL_CHUNK, LABEL_CHUNK),
+                    dtype=luts[0].dtype if luts else np.uint16, fill_value=0, zarr_format=2)
+    _paint_all(store, sources, luts, shape, runner)
+    return np.asarray(zarr.open_array(store, mode="r")[:])
+
+
+def _paint(store: str, item: tuple[tuple[int, int, int, int], list]) -> None:
+    core, parts = item
     _write_chunk(store, parts, core)
 
 

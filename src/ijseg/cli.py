@@ -520,6 +520,8 @@ def _predict_blockwise(args, ctx: Context) -> int:
     for flag in ("plane", "channel", "tile"):
         if getattr(args, flag, None) is not None:
             raise ConfigError(f"--{flag} is not an option of blockwise prediction")
+    if args.block is not None and args.block < 1:
+        raise ConfigError(f"--block must be a number of pixels, 1 or more, got {args.block}")
     check_output_dir(args.out)
     _check_model_path(args.model)
     if args.cluster is not None:
@@ -527,9 +529,9 @@ def _predict_blockwise(args, ctx: Context) -> int:
     predictor = (ctx.predictors.get(args.model, which=args.weights) if ctx.predictors is not None
                  else load_predictor(args.model, which=args.weights))
     options = _postprocess_options(args, predictor.postprocessing)
-    row = predict_large(predictor, args.input, args.out, output=args.output, options=options,
-                        block=args.block or DEFAULT_BLOCK, cluster=args.cluster, which=args.weights,
-                        progress=not args.quiet)
+    block = DEFAULT_BLOCK if args.block is None else args.block
+    row = predict_large(predictor, args.input, args.out, output=args.output, options=options, block=block,
+                        cluster=args.cluster, which=args.weights, progress=not args.quiet)
     print(f"segmented {args.input} block by block, {int(row['Count'])} object(s); results in {args.out}")
     return 0
 

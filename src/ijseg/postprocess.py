@@ -32,8 +32,8 @@ from scipy import ndimage as ndi
 
 from .config import DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD, Config
 
-__all__ = ["Segmentation", "PostprocessOptions", "MACRO_KEYS", "postprocess", "flood_range", "growth_levels",
-           "relabel_sequential",
+__all__ = ["Segmentation", "PostprocessOptions", "MACRO_KEYS", "postprocess", "foreground", "flood_range",
+           "growth_levels", "relabel_sequential",
            "filter_sizes"]
 
 _EIGHT = np.ones((3, 3), bool)
@@ -297,8 +297,29 @@ def growth_levels(prob: np.ndarray, config: Config, options: PostprocessOptions 
     return None
 
 
+def foreground(prob: np.ndarray, config: Config, options: PostprocessOptions | None = None) -> np.ndarray | None:
+    """The foreground of a binary, 3-class or distance prediction before holes are filled, as
+    :func:`postprocess` thresholds it (None for multi-class models, whose holes are filled
+    object by object)."""
+    opt = options or PostprocessOptions()
+    if config.data_target == "3class":
+        from ._kernels import argmax_and_seeds
+
+        planes = np.ascontiguousarray(prob, dtype=np.float32).reshape(-1, *prob.shape[-2:])
+        return argmax_and_seeds(planes, 1, opt.seed_threshold)[0].reshape(prob.shape[:-1]) > 0
+    if config.data_target == "distance":
+        return prob[..., 0] > opt.distance_threshold
+    if config.n_outputs == 1:
+        return prob[..., 0] > opt.threshold
+    return None
+
+
+def _filled(fg: np.ndarray, holes: np.ndarray | None) -> np.ndarray:
+    return ndi.binary_fill_holes(fg) if holes is None else fg | holes
+
+
 def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | None = None, *,
-                levels: tuple[float, float] | None = None) -> Segmentation:
+                levels: tuple[float, float] | None = None, holes: np.ndarray | None = None) -> Segmentation:
     """Mask and instance labels from a ``(Y, X, n_outputs)`` prediction, or a ``(Z, Y, X,
     n_outputs)`` one of a 3-D model.
 
@@ -314,6 +335,10 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
         3-class and distance models of 2-D images: the elevation range of the seeded growth
         (default: :func:`flood_range` of this prediction; a block of a larger image takes the
         whole image's).
+    holes
+        With ``fill_holes``, the background pixels to fill (bool; default: those of this
+        prediction that the image border does not reach; a block of a larger image takes the
+        whole image's, see :mod:`ijseg.blockwise`). Multi-class models fill each object's holes.
 
     Returns
     -------
@@ -334,7 +359,7 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
         if levels is None and fg.ndim == 2:
             levels = flood_range(prob[..., 1], fg, seed_mask)
         if opt.fill_holes:
-            fg = ndi.binary_fill_holes(fg)
+            fg = _filled(fg, holes)
         # 4-connected confident interiors: thin diagonal bridges do not merge nuclei
         seeds, _ = ndi.label(seed_mask)
         del seed_mask  # a large image's memory
@@ -346,7 +371,7 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
         if levels is None and fg.ndim == 2:
             levels = flood_range(d, fg)
         if opt.fill_holes:
-            fg = ndi.binary_fill_holes(fg)
+            fg = _filled(fg, holes)
         from skimage.morphology import h_maxima
 
         peaks = h_maxima(np.where(fg, d, 0).astype(np.float32), 0.1) > 0
@@ -356,7 +381,7 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
     elif config.n_outputs == 1:  # binary, or a 2-class class-mask model
         fg = prob[..., 0] > opt.threshold
         if opt.fill_holes:
-            fg = ndi.binary_fill_holes(fg)
+            fg = _filled(fg, holes)
         if opt.watershed:
             labels = _watershed_split(fg, config.sampling(fg.ndim))
         else:

@@ -30,6 +30,8 @@ __all__ = [
     "MinMaxNormalizer",
     "normalizer_from_dict",
     "percentiles",
+    "percentile_ranks",
+    "interpolate_percentiles",
     "NORMALIZERS",
 ]
 
@@ -98,24 +100,46 @@ def percentiles(x: np.ndarray, qs: tuple[float, ...]) -> tuple[np.ndarray, ...]:
         return tuple(np.percentile(x, list(qs), axis=(0, 1), keepdims=True))  # numpy's errors too
     from ._kernels import order_statistics
 
-    virtual = (n - 1) * (np.asarray(qs, np.float64) / 100)  # numpy's "linear" method, in its dtypes
-    prev = np.floor(virtual).astype(np.int64)
-    nxt = np.minimum(prev + 1, n - 1)
-    prev[virtual >= n - 1] = n - 1
-    gamma = virtual - np.floor(virtual)
-    ranks = np.unique(np.concatenate([prev, nxt]))
+    ranks = percentile_ranks(n, qs)
     bits = np.ascontiguousarray(x).reshape(n, c).view(np.uint32)
     out = np.empty((len(qs), 1, 1, c), np.float64)
     for ch in range(c):
         found = order_statistics(bits[:, ch], ranks)
         if found.size == 0:  # NaN pixels: numpy's answer (NaN)
             return tuple(np.percentile(x, list(qs), axis=(0, 1), keepdims=True))
-        values = dict(zip(ranks.tolist(), found.view(np.float32)))
-        for i in range(len(qs)):
-            a, b = np.float32(values[int(prev[i])]), np.float32(values[int(nxt[i])])
-            diff = b - a
-            out[i, 0, 0, ch] = b - diff * (1 - gamma[i]) if gamma[i] >= 0.5 else a + diff * gamma[i]
+        out[:, 0, 0, ch] = interpolate_percentiles(dict(zip(ranks.tolist(), found.view(np.float32))), n, qs)
     return tuple(out)
+
+
+def percentile_ranks(n: int, qs: tuple[float, ...]) -> np.ndarray:
+    """The ranks (0-based, ascending) of the order statistics that numpy's "linear" percentiles
+    ``qs`` of ``n`` values interpolate between.
+
+    >>> percentile_ranks(1001, (1.0, 99.8)).tolist()
+    [10, 11, 998, 999]
+    """
+    prev, nxt, _ = _positions(n, qs)
+    return np.unique(np.concatenate([prev, nxt]))
+
+
+def _positions(n: int, qs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    virtual = (n - 1) * (np.asarray(qs, np.float64) / 100)  # numpy's "linear" method, in its dtypes
+    prev = np.floor(virtual).astype(np.int64)
+    nxt = np.minimum(prev + 1, n - 1)
+    prev[virtual >= n - 1] = n - 1
+    return prev, nxt, virtual - np.floor(virtual)
+
+
+def interpolate_percentiles(values: dict[int, np.float32], n: int, qs: tuple[float, ...]) -> np.ndarray:
+    """numpy's "linear" percentiles ``qs`` of ``n`` float32 values from their order statistics
+    ``values`` (rank -> value, the ranks of :func:`percentile_ranks`), to the last bit."""
+    prev, nxt, gamma = _positions(n, qs)
+    out = np.empty(len(qs), np.float64)
+    for i in range(len(qs)):
+        a, b = np.float32(values[int(prev[i])]), np.float32(values[int(nxt[i])])
+        diff = b - a
+        out[i] = b - diff * (1 - gamma[i]) if gamma[i] >= 0.5 else a + diff * gamma[i]
+    return out
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from typing import Any
 from ._fileio import atomic_write_text
 from .errors import Interrupted
 
-__all__ = ["FILE", "SCHEMA", "record", "completed", "file_hash", "files_hashes", "store_hash", "model_hash", "versions", "cpu_name",
-           "set_context", "read"]
+__all__ = ["FILE", "SCHEMA", "record", "completed", "file_hash", "files_hashes", "store_hash", "model_hash",
+           "versions", "cpu_name", "set_context", "read"]
 
 #: the file name
 FILE = "provenance.json"
