@@ -66,6 +66,22 @@ def test_patch_sampler_pads_small_images_and_covers_dtype(sim_dataset):
         PatchSampler([], 32)
 
 
+def test_each_iteration_over_a_sampler_is_the_same_stream(sim_dataset):
+    """Keras opens an iterator to look at one batch before training on several devices: it must
+    not move the stream that training then draws (one seed, one run)."""
+    from ijseg.data.augment import Augmenter
+
+    pairs = load_pairs(find_samples(sim_dataset / "train")[:3], **KW)
+    sampler = PatchSampler(pairs, 32, Augmenter(), seed=4)
+    peek = iter(sampler)
+    [next(peek) for _ in range(5)]
+    stream, again = iter(sampler), iter(PatchSampler(pairs, 32, Augmenter(), seed=4))
+    for _ in range(4):
+        (x, y), (x2, y2) = next(stream), next(again)
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y, y2)
+
+
 def test_grid_patches_cover_every_pixel(sim_dataset):
     pairs = load_pairs(find_samples(sim_dataset / "train")[:1], **KW)
     x, y = grid_patches(pairs, 64)

@@ -355,6 +355,12 @@ cfg = Config(unet_depth=2, unet_base_filters=4, train_patch_size=32, train_batch
              train_steps_per_epoch=3)
 res = train({str(sim_dataset / "train")!r}, {str(model)!r}, cfg, progress=False, qc=False, tune=False)
 assert res.epochs_done == 2 and math.isfinite(res.best_val_loss), res
+train({str(sim_dataset / "train")!r}, {str(tmp_path / "again")!r}, cfg.replace(train_epochs=1), progress=False,
+      qc=False, tune=False)
+# 3 validation images of 9 patches, batches of 2: the last batch would leave a device without a patch
+res = train({str(sim_dataset / "train")!r}, {str(tmp_path / "odd_validation")!r},
+            cfg.replace(train_epochs=1, train_batch_size=2, data_val_fraction=0.25), progress=False, qc=False, tune=False)
+assert math.isfinite(res.best_val_loss), res
 res = train({str(sim_dataset / "train")!r}, {str(model)!r}, resume=True, epochs=3, progress=False, qc=False, tune=False)
 assert res.epochs_done == 3, res
 try:
@@ -364,9 +370,13 @@ except Exception as err:
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("training on 2 devices (tf.distribute.MirroredStrategy") == 2, proc.stdout
+    assert proc.stdout.count("training on 2 devices (tf.distribute.MirroredStrategy") == 4, proc.stdout
+    assert "3 for validation" in proc.stdout and "26 validation patches" in proc.stdout
     assert "refused: batch size 3 does not split among 2 devices" in proc.stdout
     assert [r["epoch"] for r in _history(model)] == ["1", "2", "3"]
+    # one seed, one run: the batch Keras looks at before training does not move the patch stream
+    first, again = _history(model)[0], _history(tmp_path / "again")[0]
+    assert (first["loss"], first["val_loss"]) == (again["loss"], again["val_loss"])
     image = tifffile.imread(sorted((sim_dataset / "test" / "images").glob("*.tif"))[0])
     prob = Predictor(model).predict(image)
     assert prob.shape == image.shape + (3,) and np.isfinite(prob).all()

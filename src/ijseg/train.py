@@ -496,7 +496,8 @@ def _train(folder: ModelFolder, cfg: Config, train_pairs, val_pairs, val_s, spli
         state, history = _restored(model, folder, resume)
     cfg.save(folder / ModelFolder.CONFIG)
     atomic_write_text(folder / ModelFolder.SPLIT, json.dumps(split, indent=2) + "\n")
-    train_ds, val_ds = _datasets(tf, cfg, train_pairs, val_pairs, seed=cfg.train_seed + state["epoch"])
+    train_ds, val_ds = _datasets(tf, cfg, train_pairs, val_pairs, seed=cfg.train_seed + state["epoch"],
+                                 replicas=strategy.num_replicas_in_sync if strategy is not None else 1)
 
     _fit(model, train_ds, val_ds, cfg, state, stop, _epoch_callback(
         keras, folder=folder, cfg=cfg, state=state, history=history, progress=progress, callback=callback,
@@ -617,9 +618,11 @@ def _restored(model, folder: ModelFolder, resume: bool) -> tuple[dict[str, Any],
     return state, [h for h in folder.history() if h["epoch"] <= state["epoch"]]
 
 
-def _datasets(tf, cfg: Config, train_pairs, val_pairs, *, seed: int):
+def _datasets(tf, cfg: Config, train_pairs, val_pairs, *, seed: int, replicas: int = 1):
     """The endless augmented patch stream and the fixed validation patches (in 3-D fewer of them,
-    so that a validation pass covers about as many voxels as in 2-D)."""
+    so that a validation pass covers about as many voxels as in 2-D). On several devices a last
+    validation batch smaller than their number would leave a device without a patch, which
+    TensorFlow cannot evaluate: those few patches (fewer than the devices) are left out."""
     from ._tf import policy_name
 
     shape = _patch_shape(cfg)
@@ -636,6 +639,9 @@ def _datasets(tf, cfg: Config, train_pairs, val_pairs, *, seed: int):
     )
     max_patches = MAX_VAL_PATCHES if cfg.unet_dims == 2 else max(8, MAX_VAL_PATCHES // cfg.train_patch_depth)
     vx, vy = grid_patches(val_pairs, shape, max_patches=max_patches)
+    rest = len(vx) % cfg.train_batch_size
+    if replicas > 1 and 0 < rest < replicas:
+        vx, vy = vx[:-rest], vy[:-rest]
     log.info("training on %s patches, batch %d, %d steps x %d epochs, %s; %d validation patches",
              "x".join(map(str, shape)), cfg.train_batch_size, cfg.train_steps_per_epoch, cfg.train_epochs,
              policy_name(cfg.train_mixed_precision), len(vx))

@@ -179,7 +179,9 @@ class PatchSampler:
     augmenter
         Applied to each patch (``None``: no augmentation).
     seed
-        Seed of the sampler's own random generator.
+        Seed of the sampler's random generator. Each iteration over the sampler starts the same
+        stream again: an iterator that Keras opens to look at a batch (several devices) does not
+        move the training stream, so a seed gives one run however many devices there are.
     """
 
     def __init__(
@@ -194,20 +196,24 @@ class PatchSampler:
         self.augmenter = augmenter
         sizes = np.array([np.prod(p.target.shape, dtype=np.float64) for p in self.pairs])
         self.weights = sizes / sizes.sum()
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        p = self.pairs[int(self.rng.choice(len(self.pairs), p=self.weights))]
-        corner = [int(self.rng.integers(0, n - s + 1)) for n, s in zip(p.target.shape, self.patch_shape)]
+    def sample(self, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One augmented patch and its target, drawn with ``rng`` (default: the sampler's)."""
+        rng = self.rng if rng is None else rng
+        p = self.pairs[int(rng.choice(len(self.pairs), p=self.weights))]
+        corner = [int(rng.integers(0, n - s + 1)) for n, s in zip(p.target.shape, self.patch_shape)]
         window = _window(corner, self.patch_shape)
         img, tgt = p.image[window], p.target[window]
         if self.augmenter is not None:
-            img, tgt = self.augmenter(img, tgt, self.rng)
+            img, tgt = self.augmenter(img, tgt, rng)
         return np.ascontiguousarray(img, np.float32), np.ascontiguousarray(tgt)[..., None]
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng(self.seed)  # each iterator the same stream
         while True:
-            yield self.sample()
+            yield self.sample(rng)
 
 
 def grid_patches(
