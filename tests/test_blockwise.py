@@ -121,6 +121,26 @@ def test_blockwise_post_processing_equals_the_whole_images(tmp_path, target, opt
     np.testing.assert_array_equal(got, expected)
 
 
+def test_a_piece_as_large_as_the_image_is_segmented_whole_or_refused(tmp_path, monkeypatch):
+    """Confluent foreground: one piece across every block is segmented in a window of the whole
+    image; where that would not fit in memory, one line says so instead of running out."""
+    from ijseg.errors import DataError
+
+    yy, xx = np.mgrid[:200, :260]
+    prob = (0.6 + 0.3 * np.sin(xx / 9.0) * np.sin(yy / 7.0))[..., None].astype(np.float32)  # > 0.35 but in dots
+    store = zarr.open_array(str(tmp_path / "prob.zarr"), mode="w", shape=prob.shape, chunks=(64, 64, 1),
+                            dtype="float32", zarr_format=2)
+    store[:] = prob
+    config, options = Config(data_target="binary"), PostprocessOptions(threshold=0.35)
+    expected = postprocess(prob, config, options).labels
+    assert expected.max() == 1
+    got = label_probabilities(tmp_path / "prob.zarr", config, options, work=tmp_path / "w1", block=32, margin=4)
+    np.testing.assert_array_equal(got, expected)
+    monkeypatch.setenv("IJSEG_MAX_IMAGE_GB", "0.0001")  # 107 kB: a 48 x 48 window at most
+    with pytest.raises(DataError, match="the foreground piece at row 0, column 0 reaches over"):
+        label_probabilities(tmp_path / "prob.zarr", config, options, work=tmp_path / "w2", block=32, margin=4)
+
+
 @pytest.mark.parametrize("block, margin", [(64, 6), (128, 64)])
 def test_blockwise_labels_and_measurements_equal_the_whole_images(model3, large, tmp_path, block, margin):
     # a 6-pixel margin sends most nuclei (10-20 px) to windows of their own; 64 keeps them in their blocks

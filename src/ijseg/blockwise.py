@@ -68,6 +68,9 @@ DEFAULT_BLOCK = 2048
 DEFAULT_MARGIN = 128
 #: chunk side of the labels written
 LABEL_CHUNK = 1024
+#: about the bytes that post-processing a window takes per pixel (probabilities, class map,
+#: seeds, labels, pieces), an estimate: a larger piece than memory holds is refused, not tried
+_BYTES_PER_WINDOW_PIXEL = 48
 _EIGHT = np.ones((3, 3), bool)
 
 
@@ -528,6 +531,7 @@ class _Job:
     work: str
     side: int  # the blocks' side
     holes: tuple[np.ndarray, ...] | None = None  # per block: which background labels are holes
+    name: str = ""  # the input, for messages
 
 
 def _multiclass(config) -> bool:
@@ -705,10 +709,18 @@ def _segment_piece(job: _Job, request: np.ndarray) -> dict | None:
     """A foreground piece larger than the margin: segmented in a window around it, grown until
     the piece lies inside it. None where the request's pixel is no longer foreground (a hole
     that the block filled and this window does not)."""
+    from .data.io import image_memory_limit
+
     anchor, y0, x0, y1, x1 = (int(v) for v in request)
     grow = job.margin
     while True:
         window = (max(0, y0 - grow), min(job.height, y1 + grow), max(0, x0 - grow), min(job.width, x1 + grow))
+        h, w = window[1] - window[0], window[3] - window[2]
+        if h * w * _BYTES_PER_WINDOW_PIXEL > image_memory_limit():
+            ay, ax = divmod(anchor, job.width)
+            raise DataError(f"{job.name}: the foreground piece at row {ay}, column {ax} reaches over {h} x {w} "
+                            f"pixels, more than fits in memory to segment it whole (a stricter --threshold, or "
+                            f"the watershed, splits it)")
         labels, pieces, start, cut = _pieces(job, window)
         ay, ax = divmod(anchor, job.width)
         piece = pieces[ay - window[0], ax - window[2]]
@@ -1034,7 +1046,7 @@ def _run(predictor, image: LargeImage, source, runner: _Runner, work: Path, out:
         _predict_probabilities(image, predictor, source, stats, prob, block, runner)
         (work / "prob.done").touch()
     sources, luts, n = _label_step(str(prob), predictor.config, pp, (image.height, image.width), block, margin, work,
-                                   runner)
+                                   runner, name=str(image.path))
     tables = [t for t in runner.map(partial(_measure_source, image, predictor.config.data_n_channels),
                                     list(zip(sources, luts)), "measurements") if t is not None]
     table = (pd.concat(tables, ignore_index=True).sort_values("Label", kind="stable").reset_index(drop=True)
@@ -1074,12 +1086,12 @@ def _replace_folder(new: Path, final: Path) -> None:
 
 
 def _label_step(prob: str, config, pp, shape: tuple[int, int], block: int, margin: int, work: Path,
-                runner: _Runner) -> tuple[list[dict], list[np.ndarray], int]:
+                runner: _Runner, name: str = "") -> tuple[list[dict], list[np.ndarray], int]:
     """Steps 3 and 4 on the probabilities' Zarr array: the objects' sources, their tables to the
-    final labels, and the number of objects."""
+    final labels, and the number of objects (``name``: the input, for messages)."""
     cores = blocks(*shape, block)
     unfiltered = dataclasses.replace(pp, min_size=0, max_size=0, clear_border=False)
-    job = _Job(prob, config, unfiltered, None, *shape, margin, str(work), block)
+    job = _Job(prob, config, unfiltered, None, *shape, margin, str(work), block, name=name or prob)
     job = dataclasses.replace(job, levels=_levels(job, cores, runner))
     if pp.fill_holes and not _multiclass(config):
         job = dataclasses.replace(job, holes=_holes(job, cores, runner))
