@@ -403,13 +403,15 @@ def seeded_flood(seeds: np.ndarray, fg: np.ndarray, elevation: np.ndarray, *,
     if not seeds.shape == fg.shape == elevation.shape or seeds.ndim != 2:
         raise ValueError(f"seeds, fg and elevation must be 2-D of one shape, got {seeds.shape}, {fg.shape}, "
                          f"{elevation.shape}")
-    lo, hi, negative = _range_where(elevation, fg, seeds)
+    if levels is None:
+        lo, hi, negative = _range_where(elevation, fg, seeds)
+        if lo > hi:  # no foreground, no seeds
+            return seeds
+    else:  # the range is known: no pass over the pixels for it
+        lo, hi = float(levels[0]), float(levels[1])
+        negative = seeds.min(initial=0) < 0
     if negative:
         raise ValueError("seeds must be labels >= 0 (0 = no seed)")
-    if lo > hi:  # no foreground, no seeds
-        return seeds
-    if levels is not None:
-        lo, hi = (float(v) for v in levels)
     scale = (FLOOD_LEVELS - 1) / (hi - lo) if hi > lo else 0.0
     if highest_first:
         return _flood(seeds, fg, elevation, hi, -scale, FLOOD_LEVELS)

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import ConfigError, DataError, IjsegError, Interrupted
+from .errors import ConfigError, DataError, Interrupted
 
 __all__ = ["LargeImage", "open_large_image", "is_large_input", "blocks", "global_statistics", "predict_large",
            "label_probabilities", "DEFAULT_BLOCK", "DEFAULT_MARGIN"]
@@ -553,13 +553,14 @@ def _background(job: _Job, item: tuple[int, tuple[int, int, int, int]]) -> dict:
 
     k, (y0, y1, x0, x1) = item
     file = Path(job.work) / f"background-{k}.npz"
-    if not file.exists():
+    if file.exists():  # done before an interruption
+        with np.load(file) as z:
+            labels = z["labels"]
+    else:
         fg = foreground(np.asarray(zarr.open_array(job.prob, mode="r")[y0:y1, x0:x1]), job.config, job.options)
-        labels, _ = ndi.label(~fg)
+        labels = ndi.label(~fg)[0].astype(np.int32)
         with atomic_path(file) as tmp, open(tmp, "wb") as f:
-            np.savez(f, labels=labels.astype(np.int32))
-    with np.load(file) as z:
-        labels = z["labels"]
+            np.savez(f, labels=labels)
     edges = [(y0 == 0, labels[0]), (y1 == job.height, labels[-1]), (x0 == 0, labels[:, 0]),
              (x1 == job.width, labels[:, -1])]
     border = np.unique(np.concatenate([e for at, e in edges if at] + [np.zeros(0, np.int32)]))
@@ -707,22 +708,21 @@ def _segment_block(job: _Job, item: tuple[int, tuple[int, int, int, int]]) -> di
 
 def _segment_piece(job: _Job, request: np.ndarray) -> dict | None:
     """A foreground piece larger than the margin: segmented in a window around it, grown until
-    the piece lies inside it. None where the request's pixel is no longer foreground (a hole
-    that the block filled and this window does not)."""
+    the piece lies inside it. None where the request's pixel is not foreground in the window (a
+    guard: the foreground is the same in every window)."""
     from .data.io import image_memory_limit
 
     anchor, y0, x0, y1, x1 = (int(v) for v in request)
+    ay, ax = divmod(anchor, job.width)
     grow = job.margin
     while True:
         window = (max(0, y0 - grow), min(job.height, y1 + grow), max(0, x0 - grow), min(job.width, x1 + grow))
         h, w = window[1] - window[0], window[3] - window[2]
         if h * w * _BYTES_PER_WINDOW_PIXEL > image_memory_limit():
-            ay, ax = divmod(anchor, job.width)
             raise DataError(f"{job.name}: the foreground piece at row {ay}, column {ax} reaches over {h} x {w} "
                             f"pixels, more than fits in memory to segment it whole (a stricter --threshold, or "
                             f"the watershed, splits it)")
         labels, pieces, start, cut = _pieces(job, window)
-        ay, ax = divmod(anchor, job.width)
         piece = pieces[ay - window[0], ax - window[2]]
         if piece == 0:
             return None
@@ -741,9 +741,12 @@ def _segment_piece(job: _Job, request: np.ndarray) -> dict | None:
 # 4. numbering, labels and measurements
 
 
-def _numbering(sources: list[dict], options, height: int, width: int) -> tuple[list[np.ndarray], int]:
+def _numbering(sources: list[dict], options, height: int, width: int) -> tuple[list[np.ndarray], type]:
     """Per source, the table from its local ids to the final labels (0: filtered out): the
-    size and border filters, then 1..N in raster order of each object's first pixel."""
+    size and border filters, then 1..N in raster order of each object's first pixel; and the
+    labels' type."""
+    from .postprocess import label_dtype
+
     first = np.concatenate([s["first"] for s in sources]) if sources else np.zeros(0, np.int64)
     size = np.concatenate([s["size"] for s in sources]) if sources else np.zeros(0, np.int64)
     box = np.concatenate([s["box"] for s in sources]) if sources else np.zeros((0, 4), np.int64)
@@ -758,14 +761,14 @@ def _numbering(sources: list[dict], options, height: int, width: int) -> tuple[l
     n = int(keep.sum())
     new = np.zeros(first.size, np.int64)
     new[order[:n]] = np.arange(1, n + 1)
-    dtype = np.uint16 if n < 65535 else np.uint32
+    dtype = label_dtype(n)
     luts, at = [], 0
     for s in sources:
         lut = np.zeros(int(s["ids"].max(initial=0)) + 1, dtype)
         lut[s["ids"]] = new[at:at + s["ids"].size]
         luts.append(lut)
         at += s["ids"].size
-    return luts, n
+    return luts, dtype
 
 
 def _crop(source: dict, lut: np.ndarray) -> np.ndarray:
@@ -773,11 +776,11 @@ def _crop(source: dict, lut: np.ndarray) -> np.ndarray:
         return lut[z["crop"]]
 
 
-def _write_chunk(store: str, parts: list[tuple[dict, np.ndarray]], core: tuple[int, int, int, int]) -> None:
-    """Paint the objects of ``parts`` (source, lut) into one chunk of the labels."""
+def _write_chunk(store: str, item: tuple[tuple[int, int, int, int], list[tuple[dict, np.ndarray]]]) -> None:
+    """Paint one chunk of the labels from the sources (source, lut) whose objects reach into it."""
     import zarr
 
-    y0, y1, x0, x1 = core
+    (y0, y1, x0, x1), parts = item
     arr = zarr.open_array(store, mode="r+")
     out = np.zeros((y1 - y0, x1 - x0), arr.dtype)
     for source, lut in parts:
@@ -785,11 +788,8 @@ def _write_chunk(store: str, parts: list[tuple[dict, np.ndarray]], core: tuple[i
         oy, ox = (int(v) for v in source["origin"])
         sy0, sx0 = max(y0, oy), max(x0, ox)
         sy1, sx1 = min(y1, oy + crop.shape[0]), min(x1, ox + crop.shape[1])
-        if sy0 >= sy1 or sx0 >= sx1:
-            continue
         piece = crop[sy0 - oy:sy1 - oy, sx0 - ox:sx1 - ox]
-        target = out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0]
-        np.copyto(target, piece, where=piece > 0)
+        np.copyto(out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0], piece, where=piece > 0)
     arr[y0:y1, x0:x1] = out
 
 
@@ -931,27 +931,17 @@ def _signature(predictor, image: LargeImage, block: int, which: str, objects: di
             "objects": objects}
 
 
-class _Session:
-    """The runner of one blockwise run: here, or on a Dask cluster with the model loaded once per
-    worker."""
+@contextlib.contextmanager
+def _session(predictor, cluster: str | None, which: str, progress: bool):
+    """The runner of one blockwise run and the model its tasks use: here, or on a Dask cluster
+    with the model loaded once per worker (the tasks get the worker plugin's name)."""
+    if cluster is None:
+        yield _Runner(None, progress), predictor
+        return
+    from .cluster import connect, register_model
 
-    def __init__(self, predictor, cluster: str | None, which: str, progress: bool):
-        self.predictor, self.cluster, self.which, self.progress = predictor, cluster, which, progress
-        self._connection = None
-
-    def __enter__(self) -> tuple[_Runner, Any]:
-        if self.cluster is None:
-            return _Runner(None, self.progress), self.predictor
-        from .cluster import connect, register_model
-
-        self._connection = connect(self.cluster)
-        client = self._connection.__enter__()
-        name = register_model(client, self.predictor, self.cluster, self.which)
-        return _Runner(client, self.progress), name
-
-    def __exit__(self, *exc) -> None:
-        if self._connection is not None:
-            self._connection.__exit__(*exc)
+    with connect(cluster) as client:
+        yield _Runner(client, progress), register_model(client, predictor, cluster, which)
 
 
 def _check(predictor, image: LargeImage, output: str) -> None:
@@ -1005,7 +995,7 @@ def predict_large(predictor, path: str | os.PathLike, out: str | os.PathLike, *,
     settings = dict(output=output, block=block, margin=margin, cluster=cluster, blockwise=True,
                     postprocessing=dataclasses.asdict(pp))
     objects = dict(output=output, margin=margin, postprocessing=settings["postprocessing"])
-    with _Session(predictor, cluster, which, progress) as (runner, source):
+    with _session(predictor, cluster, which, progress) as (runner, source):
         try:  # a bad image is refused here, before any output is written
             stats = global_statistics(image, predictor.model.normalizer, runner, block)
         except KeyboardInterrupt as err:
@@ -1045,8 +1035,8 @@ def _run(predictor, image: LargeImage, source, runner: _Runner, work: Path, out:
     if not (work / "prob.done").exists():
         _predict_probabilities(image, predictor, source, stats, prob, block, runner)
         (work / "prob.done").touch()
-    sources, luts, n = _label_step(str(prob), predictor.config, pp, (image.height, image.width), block, margin, work,
-                                   runner, name=str(image.path))
+    sources, luts, dtype = _label_step(str(prob), predictor.config, pp, (image.height, image.width), block, margin,
+                                       work, runner, name=str(image.path))
     tables = [t for t in runner.map(partial(_measure_source, image, predictor.config.data_n_channels),
                                     list(zip(sources, luts)), "measurements") if t is not None]
     table = (pd.concat(tables, ignore_index=True).sort_values("Label", kind="stable").reset_index(drop=True)
@@ -1054,7 +1044,7 @@ def _run(predictor, image: LargeImage, source, runner: _Runner, work: Path, out:
     final = out / f"{stem}_{'labels' if output == 'labels' else 'prob'}.ome.zarr"
     partial_store = work / final.name
     if output == "labels":
-        arr = _ome_zarr(partial_store, (image.height, image.width), luts[0].dtype if luts else np.uint16, image,
+        arr = _ome_zarr(partial_store, (image.height, image.width), dtype, image,
                         channels=False, name=f"{stem} labels", chunks=(LABEL_CHUNK, LABEL_CHUNK), label=True)
         _paint_all(str(partial_store / "0"), sources, luts, (image.height, image.width), runner)
         with atomic_path(work / f"{stem}_measurements.csv") as tmp:
@@ -1069,7 +1059,6 @@ def _run(predictor, image: LargeImage, source, runner: _Runner, work: Path, out:
     _replace_folder(partial_store, final)
     if output == "labels":
         os.replace(work / f"{stem}_measurements.csv", out / f"{stem}_measurements.csv")
-    log.debug("%s: %d object(s)", image.path, n)
     return table
 
 
@@ -1086,9 +1075,9 @@ def _replace_folder(new: Path, final: Path) -> None:
 
 
 def _label_step(prob: str, config, pp, shape: tuple[int, int], block: int, margin: int, work: Path,
-                runner: _Runner, name: str = "") -> tuple[list[dict], list[np.ndarray], int]:
+                runner: _Runner, name: str = "") -> tuple[list[dict], list[np.ndarray], type]:
     """Steps 3 and 4 on the probabilities' Zarr array: the objects' sources, their tables to the
-    final labels, and the number of objects (``name``: the input, for messages)."""
+    final labels, and the labels' type (``name``: the input, for messages)."""
     cores = blocks(*shape, block)
     unfiltered = dataclasses.replace(pp, min_size=0, max_size=0, clear_border=False)
     job = _Job(prob, config, unfiltered, None, *shape, margin, str(work), block, name=name or prob)
@@ -1096,8 +1085,7 @@ def _label_step(prob: str, config, pp, shape: tuple[int, int], block: int, margi
     if pp.fill_holes and not _multiclass(config):
         job = dataclasses.replace(job, holes=_holes(job, cores, runner))
     sources = _objects(job, cores, runner)
-    luts, n = _numbering(sources, pp, *shape)
-    return sources, luts, n
+    return (sources, *_numbering(sources, pp, *shape))
 
 
 def _paint_all(store: str, sources: list[dict], luts: list[np.ndarray], shape: tuple[int, int],
@@ -1111,7 +1099,7 @@ def _paint_all(store: str, sources: list[dict], luts: list[np.ndarray], shape: t
         parts = [(s, lut) for s, lut, (by0, by1, bx0, bx1) in zip(sources, luts, boxes)
                  if by0 < y1 and by1 > y0 and bx0 < x1 and bx1 > x0]
         items.append(((y0, y1, x0, x1), parts))
-    runner.map(partial(_paint, store), items, "labels")
+    runner.map(partial(_write_chunk, store), items, "labels")
 
 
 def label_probabilities(prob: str | os.PathLike, config, options=None, *, work: str | os.PathLike,
@@ -1136,17 +1124,12 @@ def label_probabilities(prob: str | os.PathLike, config, options=None, *, work: 
     pp = options or PostprocessOptions()
     shape = tuple(zarr.open_array(str(prob), mode="r").shape[:2])
     runner = _Runner(None, progress=False)
-    sources, luts, _ = _label_step(str(prob), config, pp, shape, block, margin, Path(work), runner)
+    sources, luts, dtype = _label_step(str(prob), config, pp, shape, block, margin, Path(work), runner)
     store = str(Path(work) / "labels.zarr")
-    zarr.open_array(store, mode="w", shape=shape, chunks=(LABEL_CHUNK, LABEL_CHUNK),
-                    dtype=luts[0].dtype if luts else np.uint16, fill_value=0, zarr_format=2)
+    zarr.open_array(store, mode="w", shape=shape, chunks=(LABEL_CHUNK, LABEL_CHUNK), dtype=dtype, fill_value=0,
+                    zarr_format=2)
     _paint_all(store, sources, luts, shape, runner)
     return np.asarray(zarr.open_array(store, mode="r")[:])
-
-
-def _paint(store: str, item: tuple[tuple[int, int, int, int], list]) -> None:
-    core, parts = item
-    _write_chunk(store, parts, core)
 
 
 def _empty_table(image: LargeImage):

@@ -33,8 +33,7 @@ from scipy import ndimage as ndi
 from .config import DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD, Config
 
 __all__ = ["Segmentation", "PostprocessOptions", "MACRO_KEYS", "postprocess", "foreground", "flood_range",
-           "growth_levels", "relabel_sequential",
-           "filter_sizes"]
+           "growth_levels", "relabel_sequential", "label_dtype", "filter_sizes"]
 
 _EIGHT = np.ones((3, 3), bool)
 
@@ -179,8 +178,16 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
     if labels.size and labels.min() < 0:
         raise ValueError(f"labels must not be negative, got {labels.min()}")
     lut = first_seen_order(_flat_labels(labels), int(labels.max(initial=0)))
-    n = int(lut.max(initial=0))
-    return lut.astype(np.uint16 if n < 65535 else np.uint32)[labels]
+    return lut.astype(label_dtype(int(lut.max(initial=0))))[labels]
+
+
+def label_dtype(n: int) -> type:
+    """The type of a label image of ``n`` objects: uint16 while they fit, else uint32.
+
+    >>> label_dtype(65534).__name__, label_dtype(65535).__name__
+    ('uint16', 'uint32')
+    """
+    return np.uint16 if n < 65535 else np.uint32
 
 
 def filter_sizes(labels: np.ndarray, min_size: int = 0, max_size: int = 0, *, clear_border: bool = False) -> np.ndarray:
@@ -281,19 +288,25 @@ def flood_range(elevation: np.ndarray, fg: np.ndarray, seeds: np.ndarray | None 
     return None if lo > hi else (float(lo), float(hi))
 
 
+def _classes_and_seeds(prob: np.ndarray, seed_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """A 3-class prediction's class map (argmax) and seed mask (interior above the threshold)."""
+    from ._kernels import argmax_and_seeds
+
+    planes = np.ascontiguousarray(prob, dtype=np.float32).reshape(-1, *prob.shape[-2:])  # planes stacked
+    cls, seeds = argmax_and_seeds(planes, 1, seed_threshold)
+    return cls.reshape(prob.shape[:-1]), seeds.reshape(prob.shape[:-1])
+
+
 def growth_levels(prob: np.ndarray, config: Config, options: PostprocessOptions | None = None
                   ) -> tuple[float, float] | None:
     """:func:`flood_range` of a 2-D 3-class or distance prediction, as :func:`postprocess` takes
     it; None for the other models (and where there is no foreground)."""
     opt = options or PostprocessOptions()
     if config.data_target == "3class":
-        from ._kernels import argmax_and_seeds
-
-        planes = np.ascontiguousarray(prob, dtype=np.float32).reshape(-1, *prob.shape[-2:])
-        cls, seed_mask = (a.reshape(prob.shape[:-1]) for a in argmax_and_seeds(planes, 1, opt.seed_threshold))
+        cls, seed_mask = _classes_and_seeds(prob, opt.seed_threshold)
         return flood_range(prob[..., 1], cls > 0, seed_mask)
     if config.data_target == "distance":
-        return flood_range(prob[..., 0], prob[..., 0] > opt.distance_threshold)
+        return flood_range(prob[..., 0], foreground(prob, config, opt))
     return None
 
 
@@ -303,10 +316,7 @@ def foreground(prob: np.ndarray, config: Config, options: PostprocessOptions | N
     object by object)."""
     opt = options or PostprocessOptions()
     if config.data_target == "3class":
-        from ._kernels import argmax_and_seeds
-
-        planes = np.ascontiguousarray(prob, dtype=np.float32).reshape(-1, *prob.shape[-2:])
-        return argmax_and_seeds(planes, 1, opt.seed_threshold)[0].reshape(prob.shape[:-1]) > 0
+        return _classes_and_seeds(prob, opt.seed_threshold)[0] > 0
     if config.data_target == "distance":
         return prob[..., 0] > opt.distance_threshold
     if config.n_outputs == 1:
@@ -351,10 +361,7 @@ def postprocess(prob: np.ndarray, config: Config, options: PostprocessOptions | 
     target = config.data_target
     full = _full(prob.ndim - 1)
     if target == "3class":
-        from ._kernels import argmax_and_seeds
-
-        planes = np.ascontiguousarray(prob, dtype=np.float32).reshape(-1, *prob.shape[-2:])  # planes stacked
-        cls, seed_mask = (a.reshape(prob.shape[:-1]) for a in argmax_and_seeds(planes, 1, opt.seed_threshold))
+        cls, seed_mask = _classes_and_seeds(prob, opt.seed_threshold)
         fg = cls > 0
         if levels is None and fg.ndim == 2:
             levels = flood_range(prob[..., 1], fg, seed_mask)
