@@ -17,12 +17,14 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .._tf import import_tf
 from .._tiling import default_tile, halo_for
 from ..config import Config
 from ..errors import DataError, ModelError
 from ..postprocess import PostprocessOptions
 from ..preprocess import normalizer_from_dict
 from .folder import ModelFolder
+from .inference import inference_function
 
 __all__ = ["ModelSource", "FolderSource"]
 
@@ -89,7 +91,6 @@ class FolderSource:
     """
 
     def __init__(self, model: str | os.PathLike | ModelFolder, *, which: str = "best") -> None:
-        from .._tf import import_tf
         from .unet import receptive_field
 
         self.folder = model if isinstance(model, ModelFolder) else ModelFolder(model)
@@ -105,11 +106,16 @@ class FolderSource:
         self.minimum_z = self.step_z = self.config.divisor_z
         self.halo_z = halo_for(receptive_field(self.config, "z"), self.step_z) if self.dims == 3 else 0
         self.postprocessing = stored_postprocessing(self.folder.postprocessing(), self.path)
+        # the network's arithmetic without Keras: normalisation folded into the convolutions, skip
+        # concatenations split into the convolutions that read them (faster on a CPU, see
+        # ijseg.models.inference); the Keras model itself where a layer is not covered
+        self._forward = inference_function(self.keras) or self._keras_function()
+
+    def _keras_function(self):
         tf, _ = import_tf()
         spec = tf.TensorSpec([None] * (self.dims + 1) + [self.config.data_n_channels], tf.float32)
         keras_model = self.keras
-        self._forward = tf.function(lambda x: keras_model(x, training=False), input_signature=[spec],
-                                    reduce_retracing=True)
+        return tf.function(lambda x: keras_model(x, training=False), input_signature=[spec], reduce_retracing=True)
 
     def __repr__(self) -> str:
         return f"FolderSource({str(self.path)!r})"
