@@ -14,8 +14,9 @@ matmul peak, start-up time, training throughput and the ImageJ bridge overhead.
    each weight format (max abs difference), and ``ijseg predict`` runs on one ``--memory``-sized
    image as a child process whose peak resident memory is read back.
 2. Roofline: the U-Net's forward FLOPs (2 x MACs of its convolutions) over the measured time
-   of the bare network, against a float32 matmul (TensorFlow and numpy) on this machine; the same
-   in bfloat16 where the CPU has it (mixed precision).
+   of the bare network as ``ijseg predict`` runs it (the inference graph of
+   ``ijseg.models.inference``; the Keras model beside it), against a float32 matmul (TensorFlow
+   and numpy) on this machine; the same in bfloat16 where the CPU has it (mixed precision).
 3. Start-up: ``import ijseg``, ``ijseg --help`` and ``ijseg predict`` on one 256x256 image as
    fresh processes, against the in-process time of that image.
 4. Training: one step of the default network in float32 and in the default policy (mixed
@@ -193,25 +194,31 @@ def roofline(ijseg_model: Path, repeat: int) -> dict:
     pred = Predictor(ijseg_model)
     per_px = unet_flops(pred.model.keras)
     x = np.random.default_rng(0).random((1, 1024, 1024, 1), dtype=np.float32)
+    net = pred.model.run  # what `ijseg predict` runs: the inference graph (ijseg.models.inference)
     f32 = tf.function(lambda v: pred.model.keras(v, training=False), reduce_retracing=True)
     n = 2048
     a = tf.random.normal((n, n))
     b = tf.random.normal((n, n))
-    # the network and the matmul alternate, so that a change of the machine's speed hits both
-    t_nets, t_tfs = [], []
-    for fn, times in [(lambda: np.asarray(f32(x)), t_nets), (lambda: tf.linalg.matmul(a, b).numpy(), t_tfs)] * max(
-            repeat, 5):
+    # the network, the Keras model and the matmul alternate, so that a change of the machine's
+    # speed hits all three
+    t_nets, t_keras, t_tfs = [], [], []
+    for fn, times in [(lambda: net(x), t_nets), (lambda: np.asarray(f32(x)), t_keras),
+                      (lambda: tf.linalg.matmul(a, b).numpy(), t_tfs)] * max(repeat, 5):
         times.append(_median_time(fn, 1))
-    fractions = [(per_px * x.shape[1] * x.shape[2] / tn) / (2 * n**3 / tt) for tn, tt in zip(t_nets, t_tfs)]
+    pixels = x.shape[1] * x.shape[2]
+    fractions = [(per_px * pixels / tn) / (2 * n**3 / tt) for tn, tt in zip(t_nets, t_tfs)]
+    keras_fractions = [(per_px * pixels / tk) / (2 * n**3 / tt) for tk, tt in zip(t_keras, t_tfs)]
     t_net, t_tf = statistics.median(t_nets), statistics.median(t_tfs)
-    achieved = per_px * x.shape[1] * x.shape[2] / t_net
     an, bn = a.numpy(), b.numpy()
     t_np = _median_time(lambda: an @ bn, repeat)
     peak_tf, peak_np = 2 * n**3 / t_tf, 2 * n**3 / t_np
     out = {"unet_params": int(pred.model.keras.count_params()), "unet_gflop_per_mpx": per_px * 1e6 / 1e9,
-           "unet_s_1024": t_net, "unet_gflops": achieved / 1e9, "matmul_tf_gflops": peak_tf / 1e9,
+           "unet_s_1024": t_net, "unet_gflops": per_px * pixels / t_net / 1e9, "matmul_tf_gflops": peak_tf / 1e9,
            "matmul_numpy_gflops": peak_np / 1e9, "fraction_of_tf_matmul": statistics.median(fractions),
-           "fractions": fractions}
+           "fractions": fractions, "keras_s_1024": statistics.median(t_keras),
+           "keras_gflops": per_px * pixels / statistics.median(t_keras) / 1e9,
+           "keras_fraction_of_tf_matmul": statistics.median(keras_fractions),
+           "inference_against_keras_max_abs_diff": float(np.abs(net(x) - np.asarray(f32(x))).max())}
     # bfloat16 (mixed precision): the same network in the mixed_bfloat16 policy, same weights
     a16, b16 = tf.cast(a, tf.bfloat16), tf.cast(b, tf.bfloat16)
     t_tf16 = _median_time(lambda: tf.linalg.matmul(a16, b16).numpy(), repeat)
@@ -220,7 +227,7 @@ def roofline(ijseg_model: Path, repeat: int) -> dict:
     m16.set_weights(pred.model.keras.get_weights())
     f16 = tf.function(lambda v: m16(v, training=False), reduce_retracing=True)
     t_net16 = _median_time(lambda: np.asarray(f16(x)), repeat)
-    y32, y16 = np.asarray(f32(x)), np.asarray(f16(x)).astype(np.float32)
+    y32, y16 = net(x), np.asarray(f16(x)).astype(np.float32)
     out.update(matmul_bf16_gflops=2 * n**3 / t_tf16 / 1e9, unet_bf16_s_1024=t_net16,
                unet_bf16_gflops=per_px * x.shape[1] * x.shape[2] / t_net16 / 1e9,
                bf16_max_abs_diff=float(np.abs(y32 - y16).max()))
@@ -330,8 +337,15 @@ def tables(r: dict) -> str:
               f"| U-Net GFLOP/s | {f['unet_gflops']:.1f} | {f['unet_bf16_gflops']:.1f} |",
               f"| U-Net / TensorFlow float32 matmul | {f['fraction_of_tf_matmul']:.2f} "
               f"({', '.join(f'{v:.2f}' for v in f.get('fractions', []))}) | "
-              f"{f['unet_bf16_gflops'] / f['matmul_tf_gflops']:.2f} |",
-              f"| max abs difference of the outputs | | {f['bf16_max_abs_diff']:.3g} |"]
+              f"{f['unet_bf16_gflops'] / f['matmul_tf_gflops']:.2f} |"]
+    if "keras_s_1024" in f:
+        lines += [f"| the Keras model itself (before the inference graph) s, GFLOP/s, / matmul | "
+                  f"{f['keras_s_1024']:.2f}, {f['keras_gflops']:.1f}, {f['keras_fraction_of_tf_matmul']:.2f} | |",
+                  f"| inference graph against the Keras model, max abs difference | "
+                  f"{f['inference_against_keras_max_abs_diff']:.2g} | |"]
+    lines += [
+              f"| max abs difference of the outputs (bfloat16 Keras model against float32) | | "
+              f"{f['bf16_max_abs_diff']:.3g} |"]
     t = r["training_step"]
     lines += ["", "Training step of the default U-Net (batch 8 of 256x256, `train_on_batch`, median):", "",
               "| policy | s/step | patches/s |", "|---|---|---|"]

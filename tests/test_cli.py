@@ -150,3 +150,30 @@ def test_only_the_executable_freezes_what_lives_until_the_end():
     count, first, enabled = runs["executable"]
     assert count > 100_000 and count == first and enabled == "True"  # settle_once acted once
     assert runs["library"] == [0, 0, "True"]
+
+
+def test_overlapping_quiet_blocks_restore_stderr_and_the_collector():
+    """TensorFlow's import (in a model's preload thread) and the JVM's start may silence file
+    descriptor 2 and pause the collector at the same time, and end in either order: the last one
+    to end restores both, and a message waiting for the quiet blocks reaches the real stderr."""
+    code = (
+        "import gc, os, sys, threading\n"
+        "import ijseg._gc as g, ijseg._stderr as s\n"
+        "g.own_process()\n"
+        "inside, leave = threading.Event(), threading.Event()\n"
+        "def other():\n"
+        "    with s.quiet_fd2(), g.loading():\n"
+        "        inside.set(); leave.wait()\n"
+        "t = threading.Thread(target=other); t.start(); inside.wait()\n"
+        "with s.quiet_fd2(), g.loading():\n"
+        "    os.write(2, b'lost 1\\n')\n"
+        "os.write(2, b'lost 2\\n')  # the other block is still open\n"
+        "print(gc.isenabled(), flush=True)\n"
+        "threading.Timer(0.3, leave.set).start()\n"
+        "s.wait_for_fd2()\n"
+        "os.write(2, b'kept\\n')\n"
+        "t.join(); print(gc.isenabled())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stderr == "kept\n"
+    assert out.stdout.split() == ["False", "True"]

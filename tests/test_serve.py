@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 
 from ijseg.pipeline import PredictorCache, load_predictor, segment
@@ -62,3 +63,38 @@ def test_predictor_cache_loads_once_and_reloads_changed_models(tiny_model, tmp_p
     newest = max(f.stat().st_mtime for f in model.iterdir())  # training writes postprocessing.json last
     os.utime(config, (config.stat().st_atime, newest + 10))
     assert cache.get(model) is not first and len(cache) == 1
+
+
+def test_preload_loads_the_models_among_macro_arguments_once(tiny_model, tmp_path):
+    """``ijseg macro run/batch`` preload the models named among the macro's arguments while
+    ImageJ starts: the macro's IJSeg Predict then finds the model loaded (or waits for it), the
+    network already traced; values that name no model are left alone."""
+    from ijseg.ij.engine import _the_engine, preload
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    assert preload(["0.5", str(tmp_path / "nothing"), str(tmp_path), "labels"]) is None
+    engine = _the_engine()
+    before = engine._models.loads
+    thread = preload(["0.5", str(model)])
+    predictor = engine.model(str(model))  # loads it, or waits for the preload to finish loading it
+    thread.join(120)
+    assert not thread.is_alive()
+    assert engine._models.loads == before + 1 and engine.model(str(model)) is predictor
+    assert predictor.model._forward.experimental_get_tracing_count() == 1
+
+
+def test_preload_leaves_a_broken_model_to_the_macro(tmp_path):
+    from ijseg.errors import ModelError
+    from ijseg.ij.engine import _the_engine, preload
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    engine = _the_engine()
+    before = engine._models.loads
+    thread = preload([str(broken)])
+    thread.join(60)
+    assert not thread.is_alive() and engine._models.loads == before
+    with pytest.raises(ModelError, match="broken"):
+        engine.model(str(broken))

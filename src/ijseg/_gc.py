@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
 
 __all__ = ["own_process", "loading", "settle_once"]
 
 _owned = False
 _settled: set[str] = set()
+_lock = threading.Lock()
+_loads = 0  # loads under way (threads)
+_enabled = True  # whether the collector ran before the first of them
 
 
 def own_process() -> None:
@@ -40,18 +44,26 @@ def own_process() -> None:
 @contextlib.contextmanager
 def loading() -> Iterator[None]:
     """Load what lives until the process ends: no collection during the block, and what is
-    alive at its end frozen (see the module); does nothing unless the executable owns the process."""
+    alive at its end frozen (see the module); does nothing unless the executable owns the process.
+    Loads may overlap in threads (the JVM's start and a model's preload): the collector comes
+    back when the last one ends."""
     if not _owned:
         yield
         return
-    enabled = gc.isenabled()
-    gc.disable()
+    global _loads, _enabled
+    with _lock:
+        if _loads == 0:
+            _enabled = gc.isenabled()
+            gc.disable()
+        _loads += 1
     try:
         yield
     finally:
-        gc.freeze()  # before enabling, so that no other thread starts a collection over all of it
-        if enabled:
-            gc.enable()
+        with _lock:
+            _loads -= 1
+            gc.freeze()  # before enabling, so that no other thread starts a collection over all of it
+            if _loads == 0 and _enabled:
+                gc.enable()
 
 
 def settle_once(what: str) -> None:

@@ -2,7 +2,9 @@
 that writes there directly, past Python's ``sys.stderr``.
 
 Only the entry points that own the process state use it: TensorFlow's import (``ijseg._tf``)
-and the bridge's start (``ijseg.ij._java``).
+and the bridge's start (``ijseg.ij._java``). The command line waits for such a block to end
+(:func:`wait_for_fd2`) before it reports an error, which would otherwise be lost when TensorFlow
+is being imported in another thread.
 """
 
 from __future__ import annotations
@@ -10,26 +12,53 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
 
-__all__ = ["quiet_fd2"]
+__all__ = ["quiet_fd2", "wait_for_fd2"]
+
+_state = threading.Condition()
+_depth = 0  # blocks open, in any thread
+_saved: int | None = None  # the real file descriptor 2 while they are
 
 
 @contextlib.contextmanager
 def quiet_fd2() -> Iterator[None]:
     """File descriptor 2 to /dev/null inside the block, restored afterwards (also on errors,
-    which are raised after it is restored)."""
+    which are raised after it is restored).
+
+    Blocks may overlap in threads (TensorFlow's import in a model's preload while the JVM
+    starts, :func:`ijseg.ij.engine.preload`): the first one to open silences file descriptor 2
+    and the last one to close restores it, whatever their order.
+    """
+    global _depth, _saved
     sys.stderr.flush()
+    with _state:
+        if _depth == 0:
+            try:
+                _saved = os.dup(2)
+            except OSError:  # no stderr at all
+                _saved = None
+            else:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+        _depth += 1
     try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        with _state:
+            _depth -= 1
+            if _depth == 0:
+                if _saved is not None:
+                    os.dup2(_saved, 2)
+                    os.close(_saved)
+                    _saved = None
+                _state.notify_all()
+
+
+def wait_for_fd2(timeout: float = 60.0) -> None:
+    """Wait until no :func:`quiet_fd2` block is open in another thread (at most ``timeout``
+    seconds), so that a message written next reaches the real file descriptor 2."""
+    with _state:
+        _state.wait_for(lambda: _depth == 0, timeout)

@@ -28,6 +28,7 @@ from typing import Any
 from . import __version__
 from ._fileio import check_output_dir, check_output_file
 from ._gc import own_process
+from ._stderr import wait_for_fd2
 from .errors import ConfigError, DataError, IjsegError, Interrupted
 
 __all__ = ["main", "console", "run", "Context"]
@@ -791,6 +792,7 @@ def _cmd_macro_batch(args, ctx: Context) -> int:
         _cluster_spec(args.cluster)
         report = run_batch_on_cluster(code, files, args.out, cluster=args.cluster, **kw)
     else:
+        _preload_models(_macro_args(args.arg))
         report = run_batch(code, files, args.out, **kw)
     done = f", {len(report.skipped)} already done (skipped)" if report.skipped else ""
     print(f"ran {args.file.name} on {len(report.processed)} image(s){done}; summary in {report.summary}")
@@ -800,6 +802,13 @@ def _cmd_macro_batch(args, ctx: Context) -> int:
             print(f"  {msg}", file=sys.stderr)
         return 1
     return 0
+
+
+def _preload_models(values: dict[str, str]) -> None:
+    """Load the models among a macro's arguments while ImageJ starts (:func:`ijseg.ij.engine.preload`)."""
+    from .ij.engine import preload
+
+    preload(values.values())
 
 
 def _check_timeout(seconds: float | None) -> None:
@@ -834,6 +843,7 @@ def _cmd_macro_run(args, ctx: Context) -> int:
     values = _macro_args(args.arg)
     _check_file_parameters(args.file, values)
     _check_timeout(args.timeout)
+    _preload_models(values)
     if not args.gui:
         run_macro_file(args.file, values, timeout=args.timeout)  # print() output goes straight to stdout
         return 0
@@ -1079,28 +1089,35 @@ def _run_command(args: argparse.Namespace, predictors) -> int:
     try:
         return int(args.func(args, Context(predictors=predictors)) or 0)
     except IjsegError as err:
-        print(f"ijseg {args.command}: error: {_error_message(err, args)}", file=sys.stderr)
+        _report(f"ijseg {args.command}: error: {_error_message(err, args)}")
         if getattr(err, "stuck", False):  # ImageJ cannot be stopped: do not wait for its thread at exit
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(1)
         return 1
     except Interrupted as err:
-        print(f"\nijseg {args.command}: {err}", file=sys.stderr)
+        _report(f"\nijseg {args.command}: {err}")
         return _interrupt_code()
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+        _report("\ninterrupted")
         return _interrupt_code()
     except OSError as err:  # a file system problem nothing above foresaw: still one line
         log.debug("OS error", exc_info=True)
-        print(f"ijseg {args.command}: error: {_os_error_message(err)}", file=sys.stderr)
+        _report(f"ijseg {args.command}: error: {_os_error_message(err)}")
         return 1
     except Exception as err:
         if predictors is None:
             raise
         log.debug("request failed", exc_info=True)
-        print(f"ijseg {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
+        _report(f"ijseg {args.command}: error: {type(err).__name__}: {err}")
         return 1
+
+
+def _report(message: str) -> None:
+    """One message on stderr, once no other thread (a model's preload importing TensorFlow) has
+    file descriptor 2 silenced."""
+    wait_for_fd2()
+    print(message, file=sys.stderr)
 
 
 def _provenance_context(args: argparse.Namespace | None) -> None:

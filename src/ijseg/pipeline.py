@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,19 @@ class PredictorCache:
         self._predictors: OrderedDict[tuple[str, str, float], Any] = OrderedDict()
         #: models loaded so far (a model served from the cache does not count)
         self.loads = 0
+        # one load at a time: a second caller of a model being loaded (the macro's IJSeg Predict
+        # while ijseg.ij.engine.preload loads it) waits for it instead of loading it again
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._predictors)
 
     def get(self, model: str | os.PathLike, *, which: str = "best") -> Predictor:
         """The predictor of ``model`` (see :func:`load_predictor`)."""
+        with self._lock:
+            return self._get(model, which)
+
+    def _get(self, model, which: str) -> Predictor:
         p = Path(model).expanduser()
         if not p.exists():
             raise IjsegError(f"model not found: {model}")

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +22,7 @@ from ..errors import IjsegError
 from ._java import jclass
 from ._images import from_imageplus, read_planes, to_imageplus
 
-__all__ = ["PythonEngine", "install_engine", "imageplus_to_image"]
+__all__ = ["PythonEngine", "install_engine", "imageplus_to_image", "preload"]
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +163,51 @@ def _columns(labels: np.ndarray, intensity, lab) -> tuple[list[str], np.ndarray]
 _engine: dict = {}
 
 
+def _the_engine() -> PythonEngine:
+    """This process's engine (its model cache), created without Java."""
+    if "engine" not in _engine:
+        _engine["engine"] = PythonEngine()
+    return _engine["engine"]
+
+
 def install_engine() -> PythonEngine:
     """Register the Python engine with ``ijseg.Bridge`` (once per process); returns it."""
     import jpype
 
+    engine = _the_engine()
     if "proxy" not in _engine:
-        engine = PythonEngine()
-        _engine["engine"] = engine
         _engine["proxy"] = jpype.JProxy("ijseg.Engine", inst=engine)
     jclass("ijseg.Bridge").setEngine(_engine["proxy"])
-    return _engine["engine"]
+    return engine
+
+
+def preload(values: Iterable[str]) -> threading.Thread | None:
+    """Load the models named among a macro's argument ``values`` (ijseg model folders and
+    bioimage.io bundles) in a background thread, and run each network once on its smallest
+    window, so that importing TensorFlow, reading the weights and tracing the graph overlap the
+    start of the JVM, ImageJ and Xvfb instead of following them.
+
+    The macro's IJSeg Predict gets the loaded model from the engine's cache (waiting for the load
+    if it is still under way). A model that fails to load is left to that IJSeg Predict, which
+    reports the error in the macro. Returns the thread, or ``None`` when no value names a model.
+    """
+    from ..bundles.load import is_bundle
+
+    paths = [v for v in values if (Path(v) / "config.json").is_file() or is_bundle(v)]
+    if not paths:
+        return None
+    engine = _the_engine()
+
+    def load():
+        for path in paths:
+            try:
+                predictor = engine.model(path)
+                m = predictor.model
+                window = ((m.minimum_z,) if predictor.dims == 3 else ()) + (m.minimum, m.minimum)
+                m.run(np.zeros((1, *window, predictor.config.data_n_channels), np.float32))
+            except Exception:  # noqa: BLE001 - the macro's own call reports it
+                log.debug("preloading %s failed", path, exc_info=True)
+
+    thread = threading.Thread(target=load, name="ijseg-preload", daemon=True)
+    thread.start()
+    return thread
