@@ -420,6 +420,26 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def goals(results: dict, reference: str = "stardist", method: str = "ijseg-default") -> str:
+    """The accuracy goals of issue 14 as rows: ``method`` against ``reference`` at each IoU
+    threshold (the ratio of their AP; met where ``method`` scores higher) and the default
+    network's size (1.5-2.5 M parameters); empty unless both methods are in ``results``."""
+    runs = results["methods"]
+    if method not in runs or reference not in runs:
+        return ""
+    ours, theirs = runs[method], runs[reference]
+    lines = [f"| goal ({results['dataset']}, {results['minutes']:g} min) | {method} | {reference} | ratio | met |",
+             "|---|---|---|---|---|"]
+    for t in THRESHOLDS:
+        a, b = ours[f"ap@{t}"], theirs[f"ap@{t}"]
+        ratio = f"{a / b:.2f}" if b > 0 else "inf"
+        lines.append(f"| AP@{t} higher than {reference}'s | {a:.3f} | {b:.3f} | {ratio} | {'yes' if a > b else 'no'} |")
+    n = ours.get("n_params")
+    if n is not None:
+        lines.append(f"| 1.5-2.5 M parameters | {n / 1e6:.2f} M | | | {'yes' if 1.5e6 <= n <= 2.5e6 else 'no'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--dataset", choices=("dsb2018", "sim3k-100", "sim3d"), default="dsb2018")
@@ -480,6 +500,8 @@ def main(argv=None) -> int:
         atomic_write_text(out, json.dumps(results, indent=2) + "\n")  # a results file is never half-written
     print(f"\n{name}, {args.minutes:g} min of training each, {len(test_pairs)} test images\n")
     print(table(results))
+    if goals(results):
+        print("\n" + goals(results))
     print(f"\nresults in {out}")
     return 0
 

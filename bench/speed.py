@@ -305,8 +305,42 @@ def bridge(ijseg_model: Path, n: int) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
+#: issue 14's speed goals: (row, the value in the results, its bound, whether it is a minimum)
+GOALS = (
+    ("`predict` with measurements / StarDist's `predict_instances`, 512x512 (speed-up)",
+     lambda r: _row(r, 512)["ratio"], 2.0, True),
+    ("the same, 2048x2048", lambda r: _row(r, 2048)["ratio"], 2.0, True),
+    ("`predict` MP/s at 2048x2048", lambda r: _row(r, 2048)["ijseg_mp_s"], 2.9, True),
+    ("forward pass / float32 matmul rate", lambda r: r["roofline"]["fraction_of_tf_matmul"], 0.5, True),
+    ("post-processing + measurements share of `predict`, 2048x2048",
+     lambda r: _row(r, 2048)["post_measure_share"], 0.2, False),
+    ("bridge: macro / `predict`, median of the pairs", lambda r: r["bridge"]["ratio"], 1.10, False),
+    ("peak RSS of `predict` on 8192x8192, GB", lambda r: r["memory"]["peak_rss_gb"], 3.0, False),
+    ("bundle against folder, max abs difference",
+     lambda r: max(v for k, v in r["bundle"].items() if k.startswith("max_abs_diff_")), 1e-4, False),
+)
+
+
+def _row(r: dict, size: int) -> dict:
+    return next(row for row in r["inference"] if row["size"] == size)
+
+
+def goals(r: dict) -> str:
+    """The speed goals of issue 14 as rows (value, bound, met); a goal whose measurement this run
+    skipped is left out."""
+    lines = ["| goal | measured | bound | met |", "|---|---|---|---|"]
+    for name, value, bound, minimum in GOALS:
+        try:
+            v = value(r)
+        except (KeyError, StopIteration):
+            continue
+        met = v >= bound if minimum else v <= bound
+        lines.append(f"| {name} | {v:.3g} | {'>=' if minimum else '<='} {bound:g} | {'yes' if met else 'no'} |")
+    return "\n".join(lines)
+
+
 def tables(r: dict) -> str:
-    lines = ["Inference (median of %d runs after a warm-up):" % r["repeat"], "",
+    lines = ["Goals (issue 14):", "", goals(r), "","Inference (median of %d runs after a warm-up):" % r["repeat"], "",
              "| image | ijseg s | ijseg MP/s | StarDist s | StarDist MP/s | StarDist time / ijseg time | "
              "ijseg network / post-processing / measurements s | post-processing + measurements share | "
              "writing labels, table, ROIs s | objects ijseg / StarDist |",

@@ -75,3 +75,24 @@ def test_cellpose_runs_on_ijsegs_split(sim_dataset, tmp_path):
     r = accuracy.run_cellpose(split, test, 0.05, run_dir)
     assert r["epochs"] == 1 and r["n_true"] > 0 and 0 <= r["ap@0.5"] <= 1
     assert r["versions"]["cellpose"] == "3.1.1.3"
+
+
+def test_speed_goal_rows_say_which_goals_are_met():
+    r = {"inference": [{"size": 512, "ratio": 2.5, "ijseg_mp_s": 3.0, "post_measure_share": 0.1},
+                       {"size": 2048, "ratio": 1.9, "ijseg_mp_s": 3.1, "post_measure_share": 0.25}],
+         "roofline": {"fraction_of_tf_matmul": 0.5}, "bridge": {"ratio": 1.11},
+         "bundle": {"size": 512, "max_abs_diff_onnx": 2e-6, "max_abs_diff_keras_v3": 2e-4}}
+    rows = {line.split(" | ")[0].lstrip("| "): line.rstrip(" |").rsplit(" | ", 1)[1]
+            for line in speed.goals(r).splitlines()[2:]}
+    assert list(rows.values()) == ["yes", "no", "yes", "yes", "no", "no", "no"]  # the memory goal was not run
+    assert not any(name.startswith("peak RSS") for name in rows)
+
+
+def test_accuracy_goal_rows_compare_with_stardist_at_each_threshold():
+    run = {"ap@0.5": 0.9, "ap@0.7": 0.8, "ap@0.9": 0.3, "n_params": 1_950_000}
+    results = {"dataset": "sim3k-100", "minutes": 8, "methods": {
+        "ijseg-default": run, "stardist": {"ap@0.5": 0.92, "ap@0.7": 0.7, "ap@0.9": 0.0}}}
+    lines = accuracy.goals(results).splitlines()
+    assert [line.rstrip(" |").rsplit(" | ", 1)[1] for line in lines[2:]] == ["no", "yes", "yes", "yes"]
+    assert "| inf |" in lines[4]
+    assert accuracy.goals({"dataset": "x", "minutes": 8, "methods": {"stardist": run}}) == ""
