@@ -157,7 +157,7 @@ def test_overlapping_quiet_blocks_restore_stderr_and_the_collector():
     descriptor 2 and pause the collector at the same time, and end in either order: the last one
     to end restores both, and a message waiting for the quiet blocks reaches the real stderr."""
     code = (
-        "import gc, os, sys, threading\n"
+        "import gc, os, sys, threading, time\n"
         "import ijseg._gc as g, ijseg._stderr as s\n"
         "g.own_process()\n"
         "inside, leave = threading.Event(), threading.Event()\n"
@@ -167,11 +167,14 @@ def test_overlapping_quiet_blocks_restore_stderr_and_the_collector():
         "t = threading.Thread(target=other); t.start(); inside.wait()\n"
         "with s.quiet_fd2(), g.loading():\n"
         "    os.write(2, b'lost 1\\n')\n"
+        "    t0 = time.monotonic()\n"
+        "    with s.loud():  # inside its own quiet block a thread does not wait for itself\n"
+        "        assert time.monotonic() - t0 < 5\n"
         "os.write(2, b'lost 2\\n')  # the other block is still open\n"
         "print(gc.isenabled(), flush=True)\n"
         "threading.Timer(0.3, leave.set).start()\n"
-        "s.wait_for_fd2()\n"
-        "os.write(2, b'kept\\n')\n"
+        "with s.loud():  # waits for the other block, then writes where it is seen\n"
+        "    os.write(2, b'kept\\n')\n"
         "t.join(); print(gc.isenabled())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)

@@ -31,6 +31,7 @@ def _randomise_normalisation(model, seed=0):
     (dict(data_target="binary", data_n_channels=2, unet_top_convs=2), (1, 32, 32, 2)),  # sigmoid
     (dict(unet_residual=True, unet_dropout=0.3, unet_top_convs=2), (1, 32, 32, 1)),  # projections, dropout
     (dict(data_target="distance", unet_batch_norm=False), (1, 16, 64, 1)),  # biases, linear output
+    (dict(data_target="distance"), (1, 32, 32, 1)),  # folded normalisation seen through a linear output
     (dict(unet_dims=3, unet_anisotropy=2, train_patch_depth=2), (1, 4, 16, 16, 1)),  # 3-D, pooled in xy first
 ])
 def test_inference_graph_equals_keras(options, shape):
@@ -42,9 +43,31 @@ def test_inference_graph_equals_keras(options, shape):
     got = np.asarray(f(x))
     assert got.shape == expected.shape and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=2e-5, rtol=0)
-    # the graph holds no concatenation at all: every skip is split into its convolutions
-    ops = {op.type for op in f.get_concrete_function().graph.get_operations()}
-    assert "ConcatV2" not in ops and "FusedBatchNormV3" not in ops
+    # no concatenation (every skip is split into its convolutions) and no normalisation (folded)
+    # in the graph, where the Keras model's own graph has both
+    assert not {"ConcatV2", "Rsqrt"} & _op_types(f)
+    if "unet_batch_norm" not in options:
+        assert {"ConcatV2", "Rsqrt"} <= _op_types(_keras_function(model))
+
+
+def _op_types(f) -> set[str]:
+    return {op.type for op in f.get_concrete_function().graph.get_operations()}
+
+
+def _keras_function(model):
+    from ijseg._tf import import_tf
+
+    tf, _ = import_tf()
+    spec = tf.TensorSpec([None] * (len(model.inputs[0].shape) - 1) + [model.inputs[0].shape[-1]], tf.float32)
+    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+
+def test_model_folders_predict_through_the_inference_graph(tiny_model):
+    from ijseg.models.source import FolderSource
+
+    source = FolderSource(tiny_model)
+    assert "ConcatV2" not in _op_types(source._forward)
+    assert "ConcatV2" in _op_types(source._keras_function())
 
 
 def test_unknown_layer_falls_back_to_keras():
@@ -72,6 +95,33 @@ def test_normalisation_of_a_tensor_read_twice_is_not_folded():
     c = keras.layers.Conv2D(2, 3, padding="same")(inp)
     out = keras.layers.Add()([keras.layers.BatchNormalization()(c), c])
     assert inference_function(keras.Model(inp, out)) is None
+
+
+def test_layers_it_cannot_rewrite_exactly_fall_back_to_keras():
+    """A normalisation after an activated convolution, a normalisation over another axis, a
+    transposed convolution with 'valid' padding: the rewrite declines rather than differ."""
+    from ijseg._tf import import_tf
+
+    _, keras = import_tf()
+    layers = keras.layers
+    inp = keras.Input((4, 4, 2))
+    for out in (layers.BatchNormalization()(layers.Conv2D(2, 3, padding="same", activation="relu")(inp)),
+                layers.BatchNormalization(axis=1)(layers.Conv2D(2, 3, padding="same")(inp)),
+                layers.Conv2DTranspose(2, 3, strides=2, padding="valid")(inp)):
+        assert inference_function(keras.Model(inp, out)) is None
+
+
+def test_concatenation_along_another_axis_is_built():
+    from ijseg._tf import import_tf
+
+    _, keras = import_tf()
+    inp = keras.Input((8, 8, 1))
+    cat = keras.layers.Concatenate(axis=1)([inp, keras.layers.Conv2D(1, 3, padding="same")(inp)])
+    model = keras.Model(inp, keras.layers.Conv2D(2, 3, padding="same")(cat))
+    f = inference_function(model)
+    x = np.random.default_rng(3).normal(size=(2, 8, 8, 1)).astype(np.float32)
+    assert "ConcatV2" in _op_types(f)
+    np.testing.assert_allclose(np.asarray(f(x)), np.asarray(model(x)), atol=1e-5)
 
 
 def test_concatenation_read_by_something_else_is_built():

@@ -84,7 +84,22 @@ def test_preload_loads_the_models_among_macro_arguments_once(tiny_model, tmp_pat
     assert predictor.model._forward.experimental_get_tracing_count() == 1
 
 
-def test_preload_leaves_a_broken_model_to_the_macro(tmp_path):
+def test_only_model_folders_and_bundles_are_preloaded(tiny_bundle, tmp_path):
+    """A ROI set is a zip too; a long text or an unreadable path is no model (and no error)."""
+    import zipfile
+
+    from ijseg.ij.engine import _names_a_model
+
+    rois = tmp_path / "RoiSet.zip"
+    with zipfile.ZipFile(rois, "w") as z:
+        z.writestr("0001-0001.roi", b"Iout")
+    assert _names_a_model(str(tiny_bundle))
+    assert not _names_a_model(str(rois))
+    assert not _names_a_model("x" * 300)  # longer than a file name may be: OSError in pathlib
+    assert not _names_a_model("0.5")
+
+
+def test_preload_leaves_a_broken_model_to_the_macro(tmp_path, caplog):
     from ijseg.errors import ModelError
     from ijseg.ij.engine import _the_engine, preload
 
@@ -93,8 +108,10 @@ def test_preload_leaves_a_broken_model_to_the_macro(tmp_path):
     (broken / "config.json").write_text("{not json")
     engine = _the_engine()
     before = engine._models.loads
-    thread = preload([str(broken)])
-    thread.join(60)
+    with caplog.at_level("DEBUG", logger="ijseg.ij.engine"):
+        thread = preload([str(broken)])
+        thread.join(60)
     assert not thread.is_alive() and engine._models.loads == before
+    assert f"preloading {broken} failed" in caplog.text
     with pytest.raises(ModelError, match="broken"):
         engine.model(str(broken))

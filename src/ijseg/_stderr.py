@@ -3,7 +3,7 @@ that writes there directly, past Python's ``sys.stderr``.
 
 Only the entry points that own the process state use it: TensorFlow's import (``ijseg._tf``)
 and the bridge's start (``ijseg.ij._java``). The command line waits for such a block to end
-(:func:`wait_for_fd2`) before it reports an error, which would otherwise be lost when TensorFlow
+(:func:`loud`) before it writes a message, which would otherwise be lost when TensorFlow
 is being imported in another thread.
 """
 
@@ -15,11 +15,12 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["quiet_fd2", "wait_for_fd2"]
+__all__ = ["quiet_fd2", "loud", "write_stderr"]
 
 _state = threading.Condition()
 _depth = 0  # blocks open, in any thread
 _saved: int | None = None  # the real file descriptor 2 while they are
+_mine = threading.local()  # blocks open in this thread
 
 
 @contextlib.contextmanager
@@ -44,11 +45,13 @@ def quiet_fd2() -> Iterator[None]:
                 os.dup2(devnull, 2)
                 os.close(devnull)
         _depth += 1
+        _mine.depth = getattr(_mine, "depth", 0) + 1
     try:
         yield
     finally:
         with _state:
             _depth -= 1
+            _mine.depth -= 1
             if _depth == 0:
                 if _saved is not None:
                     os.dup2(_saved, 2)
@@ -57,8 +60,19 @@ def quiet_fd2() -> Iterator[None]:
                 _state.notify_all()
 
 
-def wait_for_fd2(timeout: float = 60.0) -> None:
-    """Wait until no :func:`quiet_fd2` block is open in another thread (at most ``timeout``
-    seconds), so that a message written next reaches the real file descriptor 2."""
+@contextlib.contextmanager
+def loud(timeout: float = 60.0) -> Iterator[None]:
+    """Inside the block file descriptor 2 is the real one: waits (at most ``timeout`` seconds)
+    for the :func:`quiet_fd2` blocks of other threads to end, and keeps new ones from opening
+    until the block ends. In a thread that is itself inside a quiet block it does not wait."""
     with _state:
-        _state.wait_for(lambda: _depth == 0, timeout)
+        if getattr(_mine, "depth", 0) == 0:
+            _state.wait_for(lambda: _depth == 0, timeout)
+        yield
+
+
+def write_stderr(text: str) -> None:
+    """Write ``text`` to ``sys.stderr`` where it is seen (see :func:`loud`)."""
+    with loud():
+        sys.stderr.write(text)
+        sys.stderr.flush()

@@ -62,9 +62,10 @@ def import_tf():
     """
     global _configured
     # TensorFlow's modules live until the process ends (see ijseg._gc)
-    first = loading() if "tensorflow" not in sys.modules else contextlib.nullcontext()
+    new = "tensorflow" not in sys.modules
+    first = loading() if new else contextlib.nullcontext()
     try:
-        with _quiet_fd2(), first:
+        with _quiet_fd2() if new else contextlib.nullcontext(), first:
             import tensorflow as tf_
             import keras as keras_
     except ImportError as err:

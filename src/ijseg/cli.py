@@ -28,7 +28,7 @@ from typing import Any
 from . import __version__
 from ._fileio import check_output_dir, check_output_file
 from ._gc import own_process
-from ._stderr import wait_for_fd2
+from ._stderr import loud, write_stderr
 from .errors import ConfigError, DataError, IjsegError, Interrupted
 
 __all__ = ["main", "console", "run", "Context"]
@@ -797,9 +797,7 @@ def _cmd_macro_batch(args, ctx: Context) -> int:
     done = f", {len(report.skipped)} already done (skipped)" if report.skipped else ""
     print(f"ran {args.file.name} on {len(report.processed)} image(s){done}; summary in {report.summary}")
     if report.failed:
-        print(f"{len(report.failed)} image(s) failed:", file=sys.stderr)
-        for _, msg in report.failed:
-            print(f"  {msg}", file=sys.stderr)
+        _report("\n".join([f"{len(report.failed)} image(s) failed:", *(f"  {msg}" for _, msg in report.failed)]))
         return 1
     return 0
 
@@ -854,7 +852,7 @@ def _cmd_macro_run(args, ctx: Context) -> int:
         ij = run_macro_gui(code)
     except MacroError as err:
         raise MacroError(f"{args.file}: {err}") from err
-    print("macro done; close ImageJ to end", file=sys.stderr)
+    _report("macro done; close ImageJ to end")
     wait_until_closed(ij)
     return 0
 
@@ -996,9 +994,18 @@ def _add_common_everywhere(subparsers) -> None:
                 _add_common_everywhere(action)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Log records on stderr, written where they are seen (:func:`ijseg._stderr.loud`: not while
+    another thread has file descriptor 2 silenced for TensorFlow's import)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with loud():
+            super().emit(record)
+
+
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("ijseg: %(message)s"))
     root = logging.getLogger("ijseg")
     root.handlers[:] = [handler]
@@ -1116,8 +1123,7 @@ def _run_command(args: argparse.Namespace, predictors) -> int:
 def _report(message: str) -> None:
     """One message on stderr, once no other thread (a model's preload importing TensorFlow) has
     file descriptor 2 silenced."""
-    wait_for_fd2()
-    print(message, file=sys.stderr)
+    write_stderr(message + "\n")
 
 
 def _provenance_context(args: argparse.Namespace | None) -> None:
@@ -1185,6 +1191,8 @@ def _end_process(code: int) -> None:
     """
     import atexit
 
+    if "ijseg.ij.engine" in sys.modules:  # a model still loading: let it end before the exit handlers run
+        sys.modules["ijseg.ij.engine"].wait_for_preload(60.0)
     if "scyjava" in sys.modules:
         from .ij._java import prepare_quick_exit
 

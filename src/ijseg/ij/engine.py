@@ -22,7 +22,7 @@ from ..errors import IjsegError
 from ._java import jclass
 from ._images import from_imageplus, read_planes, to_imageplus
 
-__all__ = ["PythonEngine", "install_engine", "imageplus_to_image", "preload"]
+__all__ = ["PythonEngine", "install_engine", "imageplus_to_image", "preload", "wait_for_preload"]
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +191,7 @@ def preload(values: Iterable[str]) -> threading.Thread | None:
     if it is still under way). A model that fails to load is left to that IJSeg Predict, which
     reports the error in the macro. Returns the thread, or ``None`` when no value names a model.
     """
-    from ..bundles.load import is_bundle
-
-    paths = [v for v in values if (Path(v) / "config.json").is_file() or is_bundle(v)]
+    paths = [v for v in values if _names_a_model(v)]
     if not paths:
         return None
     engine = _the_engine()
@@ -210,4 +208,35 @@ def preload(values: Iterable[str]) -> threading.Thread | None:
 
     thread = threading.Thread(target=load, name="ijseg-preload", daemon=True)
     thread.start()
+    _engine["preload"] = thread
     return thread
+
+
+def wait_for_preload(timeout: float | None = None) -> None:
+    """Wait for :func:`preload`'s thread to end (at most ``timeout`` seconds): before the
+    process's exit handlers remove what it may be reading, or Python's shutdown finds it inside
+    TensorFlow."""
+    thread = _engine.get("preload")
+    if thread is not None:
+        thread.join(timeout)
+
+
+def _names_a_model(value: str) -> bool:
+    """Whether a macro argument is an ijseg model folder or a bioimage.io bundle (a ``.zip``
+    holding an ``rdf.yaml``, not any zip such as a ROI set); ``False`` for what is no path."""
+    import zipfile
+
+    from ..bundles.load import _RDF_NAMES, is_bundle
+
+    try:
+        p = Path(value)
+        if (p / "config.json").is_file():
+            return True
+        if not is_bundle(p):
+            return False
+        if p.suffix.lower() != ".zip":
+            return True
+        with zipfile.ZipFile(p) as z:
+            return any(Path(n).name in _RDF_NAMES for n in z.namelist())
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return False

@@ -122,7 +122,14 @@ def _plan(model) -> list[_Step] | None:
     target = id(model.outputs[0])
     if target in alias:  # the output itself is a dropout or a folded normalisation
         plan.append(_Step("identity", [alias[target]], target))
-    return plan
+    # every step reads the input or an earlier step: an operation that model.layers does not
+    # list (keras.ops on tensors) or a layer called twice would leave a gap
+    known = {id(model.inputs[0])}
+    for step in plan:
+        if not known.issuperset(step.inputs):
+            return None
+        known.add(step.output)
+    return plan if target in known else None
 
 
 def _splittable(layer, readers: list) -> bool:
