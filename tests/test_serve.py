@@ -84,19 +84,16 @@ def test_preload_loads_the_models_among_macro_arguments_once(tiny_model, tmp_pat
     assert predictor.model._forward.experimental_get_tracing_count() == 1
 
 
-def test_only_model_folders_and_bundles_are_preloaded(tiny_bundle, tmp_path):
-    """A ROI set is a zip too; a long text or an unreadable path is no model (and no error)."""
-    import zipfile
+def test_only_model_folders_are_preloaded(tiny_model, tiny_bundle, tmp_path, monkeypatch):
+    """Relative folders are made absolute; bundles are left to the macro (loading one moves the
+    working folder for a moment); a long text or an unreadable path is no model (and no error)."""
+    from ijseg.ij.engine import _model_folder
 
-    from ijseg.ij.engine import _names_a_model
-
-    rois = tmp_path / "RoiSet.zip"
-    with zipfile.ZipFile(rois, "w") as z:
-        z.writestr("0001-0001.roi", b"Iout")
-    assert _names_a_model(str(tiny_bundle))
-    assert not _names_a_model(str(rois))
-    assert not _names_a_model("x" * 300)  # longer than a file name may be: OSError in pathlib
-    assert not _names_a_model("0.5")
+    monkeypatch.chdir(tiny_model.parent)
+    assert _model_folder(tiny_model.name) == str(tiny_model.resolve())
+    assert _model_folder(str(tiny_bundle)) is None
+    assert _model_folder("x" * 300) is None  # longer than a file name may be: OSError in pathlib
+    assert _model_folder("0.5") is None
 
 
 def test_preload_leaves_a_broken_model_to_the_macro(tmp_path, caplog):

@@ -236,6 +236,27 @@ def test_batch_segment_script_without_display(tiny_model, sim_dataset, tmp_path)
         assert len(rows) == seg.n_objects + 1 and line.startswith(f"{f.name},{seg.n_objects},")
 
 
+def test_batch_script_with_relative_paths(tiny_model, tiny_bundle, images, tmp_path):
+    """Input, output and model given relative to the working folder, with a model folder (loaded
+    while ImageJ starts) and with a bundle (whose loading moves the working folder for a moment:
+    the make demo run that preloaded a bundle lost its relative input folder)."""
+    import shutil
+
+    work = tmp_path / "work"
+    (work / "in").mkdir(parents=True)
+    for f in images[:3]:
+        shutil.copy(f, work / "in" / f.name)
+    shutil.copytree(tiny_model, work / "model")
+    shutil.copy(tiny_bundle, work / "bundle.zip")
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    for model in ("model", "bundle.zip"):
+        proc = subprocess.run([IJSEG, "-q", "macro", "run", str(REPO / "fiji_scripts" / "batch_segment.ijm"),
+                               "--arg", "input=in", "--arg", f"output=out-{model}", "--arg", f"model={model}"],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert len((work / f"out-{model}" / "summary.csv").read_text().splitlines()) == 4
+
+
 def test_executable_ends_without_teardown_but_cleans_up(tiny_bundle, images, tmp_path):
     """The ijseg executable ends the process with os._exit after its command (no JVM or TensorFlow
     teardown), yet the exit handlers still run (the bundle's unpacked copy is gone), everything

@@ -182,16 +182,21 @@ def install_engine() -> PythonEngine:
 
 
 def preload(values: Iterable[str]) -> threading.Thread | None:
-    """Load the models named among a macro's argument ``values`` (ijseg model folders and
-    bioimage.io bundles) in a background thread, and run each network once on its smallest
-    window, so that importing TensorFlow, reading the weights and tracing the graph overlap the
-    start of the JVM, ImageJ and Xvfb instead of following them.
+    """Load the model folders named among a macro's argument ``values`` in a background thread,
+    and run each network once on its smallest window, so that importing TensorFlow, reading the
+    weights and tracing the graph overlap the start of the JVM, ImageJ and Xvfb instead of
+    following them.
+
+    Paths are made absolute first. Bundles are not preloaded: loading one changes the process's
+    working folder for a moment (bioimageio.core unpacks weights into it), under a macro that
+    may be resolving relative paths at that moment (a macro's ``File.isDirectory("data")``
+    failed so).
 
     The macro's IJSeg Predict gets the loaded model from the engine's cache (waiting for the load
     if it is still under way). A model that fails to load is left to that IJSeg Predict, which
     reports the error in the macro. Returns the thread, or ``None`` when no value names a model.
     """
-    paths = [v for v in values if _names_a_model(v)]
+    paths = [p for p in map(_model_folder, values) if p is not None]
     if not paths:
         return None
     engine = _the_engine()
@@ -221,22 +226,11 @@ def wait_for_preload(timeout: float | None = None) -> None:
         thread.join(timeout)
 
 
-def _names_a_model(value: str) -> bool:
-    """Whether a macro argument is an ijseg model folder or a bioimage.io bundle (a ``.zip``
-    holding an ``rdf.yaml``, not any zip such as a ROI set); ``False`` for what is no path."""
-    import zipfile
-
-    from ..bundles.load import _RDF_NAMES, is_bundle
-
+def _model_folder(value: str) -> str | None:
+    """The absolute path of the ijseg model folder a macro argument names, else ``None`` (also for
+    what is no path at all: too long, unreadable)."""
     try:
         p = Path(value)
-        if (p / "config.json").is_file():
-            return True
-        if not is_bundle(p):
-            return False
-        if p.suffix.lower() != ".zip":
-            return True
-        with zipfile.ZipFile(p) as z:
-            return any(Path(n).name in _RDF_NAMES for n in z.namelist())
-    except (OSError, ValueError, zipfile.BadZipFile):
-        return False
+        return str(p.resolve()) if (p / "config.json").is_file() else None
+    except (OSError, ValueError):
+        return None
