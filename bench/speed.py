@@ -205,19 +205,21 @@ def roofline(ijseg_model: Path, repeat: int) -> dict:
     for fn, times in [(lambda: net(x), t_nets), (lambda: np.asarray(f32(x)), t_keras),
                       (lambda: tf.linalg.matmul(a, b).numpy(), t_tfs)] * max(repeat, 5):
         times.append(_median_time(fn, 1))
-    pixels = x.shape[1] * x.shape[2]
-    fractions = [(per_px * pixels / tn) / (2 * n**3 / tt) for tn, tt in zip(t_nets, t_tfs)]
-    keras_fractions = [(per_px * pixels / tk) / (2 * n**3 / tt) for tk, tt in zip(t_keras, t_tfs)]
-    t_net, t_tf = statistics.median(t_nets), statistics.median(t_tfs)
+    flop = per_px * x.shape[1] * x.shape[2]  # of one forward pass
+
+    def of_matmul(times):  # each run's rate over the rate of the matmul run beside it
+        return [(flop / t) / (2 * n**3 / tt) for t, tt in zip(times, t_tfs)]
+
+    fractions = of_matmul(t_nets)
+    t_net, t_tf, t_k = statistics.median(t_nets), statistics.median(t_tfs), statistics.median(t_keras)
     an, bn = a.numpy(), b.numpy()
     t_np = _median_time(lambda: an @ bn, repeat)
     peak_tf, peak_np = 2 * n**3 / t_tf, 2 * n**3 / t_np
     out = {"unet_params": int(pred.model.keras.count_params()), "unet_gflop_per_mpx": per_px * 1e6 / 1e9,
-           "unet_s_1024": t_net, "unet_gflops": per_px * pixels / t_net / 1e9, "matmul_tf_gflops": peak_tf / 1e9,
+           "unet_s_1024": t_net, "unet_gflops": flop / t_net / 1e9, "matmul_tf_gflops": peak_tf / 1e9,
            "matmul_numpy_gflops": peak_np / 1e9, "fraction_of_tf_matmul": statistics.median(fractions),
-           "fractions": fractions, "keras_s_1024": statistics.median(t_keras),
-           "keras_gflops": per_px * pixels / statistics.median(t_keras) / 1e9,
-           "keras_fraction_of_tf_matmul": statistics.median(keras_fractions),
+           "fractions": fractions, "keras_s_1024": t_k, "keras_gflops": flop / t_k / 1e9,
+           "keras_fraction_of_tf_matmul": statistics.median(of_matmul(t_keras)),
            "inference_against_keras_max_abs_diff": float(np.abs(net(x) - np.asarray(f32(x))).max())}
     # bfloat16 (mixed precision): the same network in the mixed_bfloat16 policy, same weights
     a16, b16 = tf.cast(a, tf.bfloat16), tf.cast(b, tf.bfloat16)
@@ -229,7 +231,7 @@ def roofline(ijseg_model: Path, repeat: int) -> dict:
     t_net16 = _median_time(lambda: np.asarray(f16(x)), repeat)
     y32, y16 = net(x), np.asarray(f16(x)).astype(np.float32)
     out.update(matmul_bf16_gflops=2 * n**3 / t_tf16 / 1e9, unet_bf16_s_1024=t_net16,
-               unet_bf16_gflops=per_px * x.shape[1] * x.shape[2] / t_net16 / 1e9,
+               unet_bf16_gflops=flop / t_net16 / 1e9,
                bf16_max_abs_diff=float(np.abs(y32 - y16).max()))
     print(json.dumps(out), flush=True)
     return out

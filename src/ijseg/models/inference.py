@@ -177,12 +177,13 @@ def _other_step(layer, inputs: list) -> _Step | None:
     """Every covered layer but a plain convolution, or ``None``."""
     kind = type(layer).__name__
     if kind in ("Conv2DTranspose", "Conv3DTranspose"):
+        activation = _activation_name(layer)
         if (layer.data_format != "channels_last" or layer.padding != "same" or layer.output_padding is not None
-                or any(d != 1 for d in layer.dilation_rate) or _activation_name(layer) is None):
+                or any(d != 1 for d in layer.dilation_rate) or activation is None):
             return None
         bias = None if layer.bias is None else np.asarray(layer.bias, np.float64)
         return _Step("tconv", inputs, 0, [np.asarray(layer.kernel, np.float64)], bias,
-                     dict(strides=tuple(layer.strides), activation=_activation_name(layer)))
+                     dict(strides=tuple(layer.strides), activation=activation))
     if kind in ("MaxPooling2D", "MaxPooling3D"):
         if layer.data_format != "channels_last":
             return None
