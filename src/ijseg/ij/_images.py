@@ -49,20 +49,19 @@ def _processor(plane: np.ndarray, dtype):
     h, w = plane.shape
     if dtype == np.uint8:
         return jclass("ij.process.ByteProcessor")(w, h, _java_pixels(plane, np.int8))
-    if dtype == np.uint16:
-        ip = jclass("ij.process.ShortProcessor")(w, h)
-        ip.setPixels(_java_pixels(plane, np.int16))
-        return ip
+    if dtype == np.uint16:  # one pass over the pixels for their range (ImageJ's loop, interpreted at first)
+        return jclass("ij.process.ShortProcessor")(w, h, _java_pixels(plane, np.int16), None)
     return jclass("ij.process.FloatProcessor")(w, h, _java_pixels(plane, np.float32))
 
 
 def _java_pixels(plane: np.ndarray, dtype):
     """A plane as a new Java ``byte[]``, ``short[]`` or ``float[]`` (``dtype`` int8, int16 or
-    float32), copied in one block through a direct buffer: JPype converts a numpy ``int16`` array
-    element by element, 7x slower at 256x256. ``uint8`` and ``uint16`` keep their bits in the
-    signed Java type (as ImageJ stores them); any other type is converted to ``dtype``."""
+    float32), copied in one block: JPype copies a contiguous numpy array of the Java type's own
+    width natively, where a copy through a direct buffer runs Java's interpreted loop for the first
+    hundred images of a batch (3.6 ms against 0.2 ms at 256x256). ``uint8`` and ``uint16`` keep
+    their bits in the signed Java type (as ImageJ stores them); any other type is converted to
+    ``dtype``."""
     import jpype
-    import jpype.nio
 
     dtype = np.dtype(dtype)
     if dtype.kind == "i" and plane.dtype == np.dtype(f"u{dtype.itemsize}"):  # native byte order only
@@ -71,16 +70,7 @@ def _java_pixels(plane: np.ndarray, dtype):
         flat = np.ascontiguousarray(plane, dtype).ravel()
     java_type = {np.dtype(np.int8): jpype.JByte, np.dtype(np.int16): jpype.JShort,
                  np.dtype(np.float32): jpype.JFloat}[dtype]
-    pixels = jpype.JArray(java_type)(flat.size)
-    if flat.size:
-        buffer = jpype.nio.convertToDirectBuffer(flat).order(jclass("java.nio.ByteOrder").nativeOrder())
-        if dtype == np.int8:
-            buffer.get(pixels)
-        elif dtype == np.int16:
-            buffer.asShortBuffer().get(pixels)
-        else:
-            buffer.asFloatBuffer().get(pixels)
-    return pixels
+    return jpype.JArray(java_type)(flat)
 
 
 def from_imageplus(imp) -> np.ndarray:
