@@ -1183,7 +1183,7 @@ def _end_process(code: int) -> None:
     """End the process once the command is done, without the two slow teardowns of a normal exit.
 
     The exit handlers still run (temporary folders of bundles, log files) and both languages'
-    standard streams are flushed; skipped are scyjava's JVM shutdown, which waits for AWT's
+    standard streams are flushed; skipped are the JVM's shutdown, which waits for AWT's
     threads (1.4 s after a macro), and the interpreter's teardown of TensorFlow's modules (about
     1.5 s). Every output is complete at this point: files are written under a temporary name
     and renamed, and the command has returned. Returns (for a normal exit) only where an Xvfb of
@@ -1193,7 +1193,7 @@ def _end_process(code: int) -> None:
 
     if "ijseg.ij.engine" in sys.modules:  # a model still loading: let it end before the exit handlers run
         sys.modules["ijseg.ij.engine"].wait_for_preload(60.0)
-    if "scyjava" in sys.modules:
+    if "ijseg.ij._java" in sys.modules:
         from .ij._java import prepare_quick_exit
 
         if not prepare_quick_exit():

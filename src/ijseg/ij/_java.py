@@ -1,19 +1,23 @@
 """The one place for everything Java: starting the JVM with ImageJ 1.x and class look-ups.
 
 The embedded backend runs Debian's ImageJ (``/usr/share/java/ij.jar``) or the ``ij-*.jar`` of
-a user's Fiji in a JVM started through scyjava/JPype with the system Java: scyjava's JDK
-download and Maven endpoints are switched off, so nothing is fetched. A JVM starts once per
-process; its mode (with a display, or headless) cannot change afterwards.
+a user's Fiji in a JVM started through JPype with the system Java. It does not go through
+scyjava's start (PyImageJ's, used for a user's Fiji in :mod:`ijseg.ij.fiji`): that start runs
+``java -version`` in a new process and imports scyjava's Maven resolver, 0.3 s and 0.3 s of CPU
+that a batch macro's start would take from TensorFlow's import on two cores. A JVM starts once
+per process; its mode (with a display, or headless) cannot change afterwards.
 
 Process state: :func:`start_jvm` is the bridge's start and owns what it changes for the rest of
 the process: the JVM itself (with ``-Xrs``, so that SIGINT/SIGTERM stay Python's, and ImageJ's
-``System.exit`` guard), scyjava's configuration, and, on a machine without a screen, ``DISPLAY``
-set to the private Xvfb it starts (ImageJ's windows and dialogs need it for the life of the JVM;
-the Xvfb ends with the process). Nothing else in ijseg changes process-wide settings.
+``System.exit`` guard), JPype's class path and exit handler (replaced by :func:`_shutdown_jvm`),
+and, on a machine without a screen, ``DISPLAY`` set to the private Xvfb it starts (ImageJ's
+windows and dialogs need it for the life of the JVM; the Xvfb ends with the process). Nothing
+else in ijseg changes process-wide settings.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from pathlib import Path
@@ -63,7 +67,7 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
         Without Java or ImageJ, or when the running JVM was started in the other mode.
     """
     import jpype
-    import scyjava
+    import jpype.config
 
     if jpype.isJVMStarted():
         if not _state:
@@ -87,29 +91,27 @@ def start_jvm(*, fiji: str | os.PathLike | None = None, display: bool = True, he
     from .plugin import JAR_NAME, plugin_home
 
     home = plugin_home(jar)  # the IJSeg plugin, built against this ImageJ
-    scyjava.config.set_java_constraints(fetch="never")
-    scyjava.config.endpoints.clear()
-    scyjava.config.add_classpath(str(jar))
-    # on the class path too, so that Python and ImageJ's plugin class loader share ijseg.Bridge
-    scyjava.config.add_classpath(str(home / "plugins" / JAR_NAME))
-    scyjava.config.add_option(f"-Dplugins.dir={home}")
-    scyjava.config.add_kwargs(interrupt=False)  # Ctrl-C raises KeyboardInterrupt in Python
     # -Xrs: the JVM leaves SIGTERM/SIGINT to Python (its own SIGTERM handler ran Java's shutdown
     # under running Python threads and crashed); the security manager is Bridge.guardExit's
-    scyjava.config.add_option("-Xrs")
-    scyjava.config.add_option("-Djava.security.manager=allow")
+    options = [f"-Dplugins.dir={home}", "-Xrs", "-Djava.security.manager=allow"]
     if heap:
-        scyjava.config.set_heap_max(heap)
+        options.append(f"-Xmx{heap}")
     if not display:
-        scyjava.config.enable_headless_mode()
+        options.append("-Djava.awt.headless=true")
+    jpype.addClassPath(str(jar))
+    # on the class path too, so that Python and ImageJ's plugin class loader share ijseg.Bridge
+    jpype.addClassPath(str(home / "plugins" / JAR_NAME))
     try:
+        # interrupt=False: Ctrl-C raises KeyboardInterrupt in Python. JPype's own exit handler is
+        # replaced by ours (_shutdown_jvm)
         with system_java_home(), loading():  # JPype's objects live as long as the process (see ijseg._gc)
-            scyjava.start_jvm()
+            jpype.startJVM(*options, interrupt=False, convertStrings=False)
+        jpype.config.onexit = False
     except Exception as err:
         raise IjsegError(f"cannot start Java with {jar}: {err}") from err
     _state.update(jar=Path(jar), display=os.environ.get("DISPLAY") if display else None, headless=not display,
                   xvfb=xvfb, plugins=home / "plugins")
-    _install_exit_hook()
+    atexit.register(_shutdown_jvm)
     with quiet_fd2():  # Java 17-23 warn that a security manager is deprecated, on file descriptor 2
         jclass("ijseg.Bridge").guardExit()
     log.info("ImageJ %s started (%s)", ij_version(), "display " + str(_state["display"]) if display else "headless")
@@ -143,30 +145,28 @@ def adopt_running_jvm() -> dict:
                          "new process") from err
     _state.update(jar=None, display=os.environ.get("DISPLAY"), headless=bool(jpype.java.awt.GraphicsEnvironment
                                                                                  .isHeadless()), xvfb=None, plugins=None)
-    _install_exit_hook()
+    import scyjava  # PyImageJ started it through scyjava, whose exit handler ends it
+
+    scyjava.when_jvm_stops(_shutdown_thread_pool)
     _record_versions()
     return _state
 
 
 def prepare_quick_exit() -> bool:
     """Prepare this process to end with ``os._exit`` while the JVM runs (see
-    :func:`ijseg.cli.console`): Java's standard streams are flushed, scyjava's JVM shutdown (it
+    :func:`ijseg.cli.console`): Java's standard streams are flushed, the JVM's shutdown (it
     waits for AWT's threads: 1.4 s) is taken off the exit handlers, and our Xvfb is left to end
     with the process. False (nothing changed) where the process must exit normally: a JVM that
     ijseg did not start (PyImageJ's Fiji), an interactive ImageJ (Java's shutdown hooks save
     preferences), or an Xvfb that would outlive the process."""
-    import atexit
-
-    import scyjava
-
-    if not scyjava.jvm_started():
+    if not jvm_started():
         return True
     if _state.get("jar") is None or _state.get("interactive"):
         return False
     xvfb = _state.get("xvfb")
     if xvfb is not None and not xvfb.leave_to_process_end():
         return False
-    atexit.unregister(scyjava.shutdown_jvm)
+    atexit.unregister(_shutdown_jvm)
     try:  # what Java printed without a newline
         system = jclass("java.lang.System")
         system.out.flush()
@@ -183,23 +183,36 @@ def note_interactive() -> None:
 
 def jclass(name: str):
     """A Java class by name (the JVM must be running)."""
-    import scyjava
+    import jpype
 
-    return scyjava.jimport(name)
+    return jpype.JClass(name)
 
 
 def ij_version() -> str:
     return str(jclass("ij.IJ").getVersion())
 
 
-def _install_exit_hook() -> None:
-    """Shut ImageJ's thread pool down at exit; otherwise it keeps the JVM (and Python) alive."""
-    import scyjava
+def _shutdown_thread_pool() -> None:
+    """Shut ImageJ's thread pool down; otherwise it keeps the JVM (and Python) alive."""
+    try:
+        jclass("ij.util.ThreadUtil").threadPoolExecutor.shutdownNow()
+    except Exception:  # older ImageJ without the pool, or JVM already gone
+        pass
 
-    def _shutdown():
-        try:
-            jclass("ij.util.ThreadUtil").threadPoolExecutor.shutdownNow()
-        except Exception:  # older ImageJ without the pool, or JVM already gone
-            pass
 
-    scyjava.when_jvm_stops(_shutdown)
+def _shutdown_jvm() -> None:
+    """The exit handler of a JVM that ijseg started: ImageJ's thread pool and windows closed, then
+    JPype's shutdown, which waits for Java's other threads."""
+    import jpype
+
+    if not jpype.isJVMStarted():
+        return
+    _shutdown_thread_pool()
+    try:
+        threads = jclass("java.lang.Thread").getAllStackTraces().keySet()
+        if any(str(t.getName()).startswith("AWT-") for t in threads):  # not starting AWT to close nothing
+            for window in jclass("java.awt.Window").getWindows():
+                window.dispose()
+        jpype.shutdownJVM()
+    except Exception as err:  # noqa: BLE001 - at exit, a message is all that can be done
+        log.error("Java did not shut down cleanly: %s", err)

@@ -12,10 +12,10 @@ work in that Fiji when it runs on its own.
 
 Process state: :func:`start_fiji` is a bridge start, the one place of this backend that changes
 process-wide settings: scyjava's configuration (no Maven endpoints, the IJSeg jar on the class
-path), ``JAVA_HOME`` for the duration of PyImageJ's start only (restored afterwards), and, when
-it falls back to the embedded backend, the JVM start hooks that importing pyimagej registered
-(scyjava has no public call to remove them; its private list is edited, checked against
-scyjava 1.12).
+path) and ``JAVA_HOME`` for the duration of PyImageJ's start only (restored afterwards). The
+embedded fallback starts the JVM through JPype (:func:`ijseg.ij._java.start_jvm`), so the JVM
+start hooks that importing pyimagej registered with scyjava (they need imglyb's jars, which only
+a real Fiji has) do not run.
 """
 
 from __future__ import annotations
@@ -79,21 +79,11 @@ def start_fiji(path: str | os.PathLike, mode: str = "interactive"):
         if jpype.isJVMStarted():
             adopt_running_jvm()
         else:
-            _drop_pyimagej_hooks()
             start_jvm(fiji=app)
         return None
     install_engine()
     log.info("Fiji %s started through PyImageJ (%s mode)", app, mode)
     return ij
-
-
-def _drop_pyimagej_hooks() -> None:
-    """Importing pyimagej registers imglyb's JVM start hooks, which need imglyb's jars (in a
-    real Fiji only); the embedded fallback does not use them."""
-    from scyjava import _jvm
-
-    _jvm._startup_callbacks[:] = [f for f in _jvm._startup_callbacks
-                                  if not getattr(f, "__module__", "").startswith(("imglyb", "imagej"))]
 
 
 def repo_assets() -> dict[str, Path]:
