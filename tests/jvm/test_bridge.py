@@ -432,3 +432,94 @@ def test_batch_segment_3d_script_and_macro_batch_over_stacks(tiny_model3d, sim3d
     for f in files:
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "batch" / f"{f.stem}.tif"),
                                       tifffile.imread(tmp_path / "cli" / f"{f.stem}_labels.tif"))
+
+
+# A macro's options as ImageJ's GenericDialog reads them (macro mode) against the commands' own
+# reading of literal options, which skips building the dialog: equal wherever the latter reads
+# them, and left to the dialog (None) where it could differ.
+_LITERAL_PREDICT_OPTIONS = [
+    "model=[/m] output=labels threshold=0.50 size=0-Infinity",
+    "model=/m",
+    "model=[/a b/m] output=mask threshold=0.3 seed=0.7 size=50-500 tile=256",
+    "model=[/m] output=probabilities threshold=1e-1 size=[10-Infinity]",
+    "model=[/m] seed_threshold=0.2 threshold=0.4",
+    "model=[/m] threshold=0.5000 tile=512.0 unknown=3",
+    "model=[/m] threshold=NaN size=[20 - 500]",
+    "size=7-9 model=[/m] output=mask",
+]
+_DIALOG_PREDICT_OPTIONS = [
+    "model=[/m] watershed", "model=[/m] fill", "model=[/m] exclude", "model=[/m] threshold=t", "model=&m",
+    "model=[/m] threshold=&t", "model=[/m] output=Labels", "threshold=0.5", "model=[/m] size=range", "model=",
+    "model=[/m] tile=0x10",
+]
+
+
+@pytest.fixture()
+def macro_thread():
+    """This thread named and given options as a macro's run() call gives them to a command."""
+    start_jvm(display=True)
+    thread = jclass("java.lang.Thread").currentThread()
+    name = str(thread.getName())
+    thread.setName("Run$_test")  # the name ImageJ's Macro.getOptions() requires
+    macro = jclass("ij.Macro")
+    yield lambda options: macro.setOptions(thread, options) or str(macro.getOptions())
+    macro.setOptions(thread, None)
+    thread.setName(name)
+
+
+def _values(v) -> tuple:
+    return (str(v.model), str(v.output), str(v.size), float(v.threshold), float(v.seed), float(v.tile),
+            bool(v.watershed), bool(v.fill), bool(v.exclude))
+
+
+@pytest.mark.parametrize("options", _LITERAL_PREDICT_OPTIONS)
+def test_predict_reads_literal_options_as_the_dialog(macro_thread, options):
+    command = jclass("ijseg.PredictCommand")
+    given = macro_thread(options)
+    fast = command.fromMacro(given)
+    assert fast is not None, options
+    dialog = _values(command.fromDialog("image", True))
+    assert str(_values(fast)) == str(dialog)  # as text: NaN equals NaN
+
+
+@pytest.mark.parametrize("options", _DIALOG_PREDICT_OPTIONS)
+def test_predict_leaves_checkboxes_variables_and_bad_values_to_the_dialog(macro_thread, options):
+    assert jclass("ijseg.PredictCommand").fromMacro(macro_thread(options)) is None
+
+
+@pytest.mark.parametrize("options, expected", [
+    ("labels=b intensity=a", (1, 0)), ("labels=[a b] intensity=None", (2, -1)), ("labels=a", (0, -1)),
+    ("labels=b intensity=b", (1, 1)), ("labels=dup intensity=dup", (3, 3)), ("intensity=a labels=b", (1, 0)),
+    ("labels=a intensity=None", (0, -1)), ("labels=None intensity=None", (5, -1)),
+])
+def test_measure_reads_literal_titles_as_the_dialog(macro_thread, options, expected):
+    command = jclass("ijseg.MeasureCommand")
+    titles = jpype_strings(["a", "b", "a b", "dup", "dup", "None"])
+    given = macro_thread(options)
+    fast = command.fromMacro(given, titles)
+    assert fast is not None and tuple(fast) == expected
+    assert tuple(command.fromDialog(titles, "a")) == expected
+
+
+@pytest.mark.parametrize("options", ["intensity=a", "labels=c", "labels=&t", "labels=A"])
+def test_measure_leaves_other_titles_to_the_dialog(macro_thread, options):
+    titles = jpype_strings(["a", "b"])
+    assert jclass("ijseg.MeasureCommand").fromMacro(macro_thread(options), titles) is None
+
+
+def jpype_strings(items):
+    import jpype
+
+    return jpype.JArray(jpype.JString)(items)
+
+
+def test_options_with_macro_variables_reach_the_engine(tiny_model, images):
+    """Variables (bare names and &name) go through ImageJ's dialog and reach the engine; an
+    unknown name is ImageJ's macro error."""
+    img = read_image(images[0]).data
+    literal = run(f'run("IJSeg Predict", "model=[{tiny_model}] threshold=0.3 size=2-Infinity");', img).image
+    code = (f't = 0.3; m = "{tiny_model}"; s = "2-Infinity";\n'
+            'run("IJSeg Predict", "model=&m threshold=t size=&s");')
+    assert np.array_equal(run(code, img).image, literal)
+    with pytest.raises(MacroError, match="Numeric value expected|nosuch"):
+        run(f'run("IJSeg Predict", "model=[{tiny_model}] threshold=nosuch");', img)

@@ -2,10 +2,13 @@ package ijseg;
 
 import ij.IJ;
 import ij.ImagePlus;
+import ij.Macro;
 import ij.WindowManager;
 import ij.gui.GenericDialog;
 import ij.measure.ResultsTable;
 import ij.plugin.PlugIn;
+
+import java.util.Arrays;
 
 /**
  * Plugins &gt; IJSeg &gt; IJSeg Measure: measures every object of a label image and shows the
@@ -30,26 +33,55 @@ public class MeasureCommand implements PlugIn {
 			return;
 		}
 		String[] titles = new String[ids.length];
-		String[] withNone = new String[ids.length + 1];
-		withNone[0] = NONE;
-		for (int i = 0; i < ids.length; i++) {
+		for (int i = 0; i < ids.length; i++)
 			titles[i] = WindowManager.getImage(ids[i]).getTitle();
-			withNone[i + 1] = titles[i];
+		String options = Macro.getOptions();
+		int[] chosen = options != null ? fromMacro(options, titles) : null;
+		if (chosen == null) {
+			ImagePlus current = WindowManager.getCurrentImage();
+			chosen = fromDialog(titles, current != null ? current.getTitle() : titles[0]);
 		}
-		ImagePlus current = WindowManager.getCurrentImage();
-		String labelDefault = current != null ? current.getTitle() : titles[0];
-		GenericDialog gd = new GenericDialog(COMMAND);
-		gd.addChoice("Labels", titles, labelDefault);
-		gd.addChoice("Intensity", withNone, NONE);
-		gd.showDialog();
-		if (gd.wasCanceled())
+		if (chosen == null)
 			return;
-		ImagePlus labels = WindowManager.getImage(ids[gd.getNextChoiceIndex()]);
-		int k = gd.getNextChoiceIndex();
-		ImagePlus intensity = k == 0 ? null : WindowManager.getImage(ids[k - 1]);
+		ImagePlus labels = WindowManager.getImage(ids[chosen[0]]);
+		ImagePlus intensity = chosen[1] < 0 ? null : WindowManager.getImage(ids[chosen[1]]);
 		ResultsTable table = measure(labels, intensity);
 		if (table != null)
 			table.show("Results");
+	}
+
+	/**
+	 * The indices in {@code titles} of the label image and of the intensity image (-1: None)
+	 * named by a macro's options where they are literal titles (see {@link MacroOptions}), read
+	 * without building the dialog; null where the dialog must read them.
+	 */
+	public static int[] fromMacro(String options, String[] titles) {
+		if (MacroOptions.recording())
+			return null;
+		String labels = MacroOptions.choice(options, "labels", titles, null); // without it, the dialog's default
+		String intensity = MacroOptions.choice(options, "intensity", withNone(titles), NONE);
+		if (labels == null || intensity == null)
+			return null;
+		// the dialog's choice takes the first item of that title, and None before an image titled so
+		return new int[] {Arrays.asList(titles).indexOf(labels), Arrays.asList(withNone(titles)).indexOf(intensity) - 1};
+	}
+
+	/** The same from the dialog (shown, or reading a macro's options); null when it was canceled. */
+	public static int[] fromDialog(String[] titles, String labelDefault) {
+		GenericDialog gd = new GenericDialog(COMMAND);
+		gd.addChoice("Labels", titles, labelDefault);
+		gd.addChoice("Intensity", withNone(titles), NONE);
+		gd.showDialog();
+		if (gd.wasCanceled())
+			return null;
+		return new int[] {gd.getNextChoiceIndex(), gd.getNextChoiceIndex() - 1};
+	}
+
+	private static String[] withNone(String[] titles) {
+		String[] items = new String[titles.length + 1];
+		items[0] = NONE;
+		System.arraycopy(titles, 0, items, 1, titles.length);
+		return items;
 	}
 
 	/** Measures {@code labels}; null after reporting the error. */

@@ -37,6 +37,19 @@ public class PredictCommand implements PlugIn {
 	static final String[] OUTPUTS = {"labels", "mask", "probabilities"};
 	static final String COMMAND = "IJSeg Predict";
 
+	/** The dialog's values. */
+	public static final class Values {
+		public String model, output, size;
+		public double threshold, seed, tile;
+		public boolean watershed, fill, exclude;
+
+		@Override
+		public String toString() {
+			return "model=" + model + " output=" + output + " threshold=" + threshold + " seed=" + seed + " size=" + size
+				+ " watershed=" + watershed + " fill=" + fill + " exclude=" + exclude + " tile=" + tile;
+		}
+	}
+
 	@Override
 	public void run(String arg) {
 		// not IJ.getImage(): without ImageJ's main window it ends the process when no image is open
@@ -45,42 +58,25 @@ public class PredictCommand implements PlugIn {
 			Bridge.fail(COMMAND, "no image is open (open the image to segment first)");
 			return;
 		}
-		boolean macro = Macro.getOptions() != null;
-		GenericDialog gd = new GenericDialog(COMMAND);
-		gd.addStringField("Model", Prefs.get(ModelsCommand.PREF_MODEL, ""), 40);
-		gd.addChoice("Output", OUTPUTS, macro ? "labels" : Prefs.get("ijseg.output", "labels"));
-		gd.addNumericField("Threshold", macro ? Defaults.THRESHOLD : Prefs.get("ijseg.threshold", Defaults.THRESHOLD), 2, 6,
-			"foreground probability");
-		gd.addNumericField("Seed threshold", 0, 2, 6, "3-class models: interior probability of seeds (0: the model's)");
-		gd.addStringField("Size", "0-Infinity", 14);
-		gd.addCheckbox("Watershed (split touching objects of binary models)", false);
-		gd.addCheckbox("Fill holes", false);
-		gd.addCheckbox("Exclude objects on edges", false);
-		gd.addNumericField("Tile", 0, 0, 6, "pixels (0: automatic)");
-		gd.addMessage("Size in pixels (voxels for a 3-D model), as min-max. Input: " + imp.getTitle());
-		gd.showDialog();
-		if (gd.wasCanceled())
+		String macroOptions = Macro.getOptions();
+		boolean macro = macroOptions != null;
+		Values v = macro ? fromMacro(macroOptions) : null;
+		if (v == null)
+			v = fromDialog(imp.getTitle(), macro);
+		if (v == null)
 			return;
-		Map<String, String> options = new LinkedHashMap<>();
-		String model = gd.getNextString().trim();
-		options.put("output", gd.getNextChoice());
-		double threshold = gd.getNextNumber();
-		double seed = gd.getNextNumber();
-		String size = gd.getNextString().trim();
-		options.put("watershed", String.valueOf(gd.getNextBoolean()));
-		options.put("fill", String.valueOf(gd.getNextBoolean()));
-		options.put("exclude", String.valueOf(gd.getNextBoolean()));
-		double tile = gd.getNextNumber();
+		String model = v.model.trim();
+		String size = v.size.trim();
 		String problem = null;
 		if (model.isEmpty())
 			problem = "no model given (model=[/path/to/model], or choose one with IJSeg Models)";
 		else if (!new File(model).exists())
 			problem = "model not found: " + model;
-		else if (Double.isNaN(threshold) || threshold <= 0 || threshold >= 1)
+		else if (Double.isNaN(v.threshold) || v.threshold <= 0 || v.threshold >= 1)
 			problem = "threshold must be between 0 and 1";
-		else if (Double.isNaN(seed) || seed < 0 || seed >= 1)
+		else if (Double.isNaN(v.seed) || v.seed < 0 || v.seed >= 1)
 			problem = "seed threshold must be between 0 and 1 (0: the model's)";
-		else if (Double.isNaN(tile) || tile < 0)
+		else if (Double.isNaN(v.tile) || v.tile < 0)
 			problem = "tile must be 0 (automatic) or a size in pixels";
 		long[] range = null;
 		if (problem == null) {
@@ -92,21 +88,81 @@ public class PredictCommand implements PlugIn {
 			Bridge.fail(COMMAND, problem);
 			return;
 		}
+		Map<String, String> options = new LinkedHashMap<>();
+		options.put("output", v.output);
+		options.put("watershed", String.valueOf(v.watershed));
+		options.put("fill", String.valueOf(v.fill));
+		options.put("exclude", String.valueOf(v.exclude));
 		options.put("model", model);
-		options.put("threshold", String.valueOf(threshold));
-		if (seed > 0) // else the model's own, chosen on its validation images when it was trained
-			options.put("seed", String.valueOf(seed));
+		options.put("threshold", String.valueOf(v.threshold));
+		if (v.seed > 0) // else the model's own, chosen on its validation images when it was trained
+			options.put("seed", String.valueOf(v.seed));
 		options.put("min", String.valueOf(range[0]));
 		options.put("max", String.valueOf(range[1]));
-		options.put("tile", String.valueOf((long) tile));
+		options.put("tile", String.valueOf((long) v.tile));
 		if (!macro) {
 			Prefs.set(ModelsCommand.PREF_MODEL, model);
-			Prefs.set("ijseg.output", options.get("output"));
-			Prefs.set("ijseg.threshold", threshold);
+			Prefs.set("ijseg.output", v.output);
+			Prefs.set("ijseg.threshold", v.threshold);
 		}
 		ImagePlus result = predict(imp, options);
 		if (result != null)
 			result.show();
+	}
+
+	/**
+	 * The values of a macro's options where they are literal (see {@link MacroOptions}), read
+	 * without building the dialog; null where the dialog must read them.
+	 */
+	public static Values fromMacro(String options) {
+		if (MacroOptions.recording() || MacroOptions.mentions(options, "watershed", "fill", "exclude"))
+			return null; // checkboxes: all off unless named, as the dialog takes them
+		Values v = new Values();
+		v.model = MacroOptions.literal(options, "model", null); // without it, the dialog's default
+		v.output = MacroOptions.choice(options, "output", OUTPUTS, "labels");
+		v.size = MacroOptions.literal(options, "size", "0-Infinity");
+		Double threshold = MacroOptions.number(options, "threshold", Defaults.THRESHOLD, 2);
+		Double seed = MacroOptions.number(options, "seed", 0, 2);
+		Double tile = MacroOptions.number(options, "tile", 0, 0);
+		if (v.model == null || v.output == null || v.size == null || threshold == null || seed == null || tile == null)
+			return null;
+		v.threshold = threshold;
+		v.seed = seed;
+		v.tile = tile;
+		return v;
+	}
+
+	/**
+	 * The values from the dialog: shown to the user, or in macro mode reading the macro's
+	 * options by ImageJ's rules; null when it was canceled.
+	 */
+	public static Values fromDialog(String title, boolean macro) {
+		GenericDialog gd = new GenericDialog(COMMAND);
+		gd.addStringField("Model", Prefs.get(ModelsCommand.PREF_MODEL, ""), 40);
+		gd.addChoice("Output", OUTPUTS, macro ? "labels" : Prefs.get("ijseg.output", "labels"));
+		gd.addNumericField("Threshold", macro ? Defaults.THRESHOLD : Prefs.get("ijseg.threshold", Defaults.THRESHOLD), 2, 6,
+			"foreground probability");
+		gd.addNumericField("Seed threshold", 0, 2, 6, "3-class models: interior probability of seeds (0: the model's)");
+		gd.addStringField("Size", "0-Infinity", 14);
+		gd.addCheckbox("Watershed (split touching objects of binary models)", false);
+		gd.addCheckbox("Fill holes", false);
+		gd.addCheckbox("Exclude objects on edges", false);
+		gd.addNumericField("Tile", 0, 0, 6, "pixels (0: automatic)");
+		gd.addMessage("Size in pixels (voxels for a 3-D model), as min-max. Input: " + title);
+		gd.showDialog();
+		if (gd.wasCanceled())
+			return null;
+		Values v = new Values();
+		v.model = gd.getNextString();
+		v.output = gd.getNextChoice();
+		v.threshold = gd.getNextNumber();
+		v.seed = gd.getNextNumber();
+		v.size = gd.getNextString();
+		v.watershed = gd.getNextBoolean();
+		v.fill = gd.getNextBoolean();
+		v.exclude = gd.getNextBoolean();
+		v.tile = gd.getNextNumber();
+		return v;
 	}
 
 	/**
