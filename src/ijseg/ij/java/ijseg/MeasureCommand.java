@@ -58,12 +58,13 @@ public class MeasureCommand implements PlugIn {
 	public static int[] fromMacro(String options, String[] titles) {
 		if (MacroOptions.recording())
 			return null;
+		String[] withNone = withNone(titles);
 		String labels = MacroOptions.choice(options, "labels", titles, null); // without it, the dialog's default
-		String intensity = MacroOptions.choice(options, "intensity", withNone(titles), NONE);
+		String intensity = MacroOptions.choice(options, "intensity", withNone, NONE);
 		if (labels == null || intensity == null)
 			return null;
 		// the dialog's choice takes the first item of that title, and None before an image titled so
-		return new int[] {Arrays.asList(titles).indexOf(labels), Arrays.asList(withNone(titles)).indexOf(intensity) - 1};
+		return new int[] {Arrays.asList(titles).indexOf(labels), Arrays.asList(withNone).indexOf(intensity) - 1};
 	}
 
 	/** The same from the dialog (shown, or reading a macro's options); null when it was canceled. */

@@ -42,12 +42,6 @@ public class PredictCommand implements PlugIn {
 		public String model, output, size;
 		public double threshold, seed, tile;
 		public boolean watershed, fill, exclude;
-
-		@Override
-		public String toString() {
-			return "model=" + model + " output=" + output + " threshold=" + threshold + " seed=" + seed + " size=" + size
-				+ " watershed=" + watershed + " fill=" + fill + " exclude=" + exclude + " tile=" + tile;
-		}
 	}
 
 	@Override
